@@ -1,0 +1,5 @@
+import sys
+
+from enliven.cli import main
+
+sys.exit(main())

@@ -1,0 +1,230 @@
+"""The Python entry points. The CLI (and any UI) only parses arguments and calls these.
+
+Data flow, one frame at a time so memory stays flat however long the video:
+source → face analysis → crop → engine.prepare; driving → motion frames → align → engine.render →
+paste back → encode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from enliven import engines
+from enliven.errors import EnlivenError, NoFaceError
+from enliven.face.analyzer import Face, FaceAnalyzer
+from enliven.face.crop import Crop, face_crop
+from enliven.face.paste import Paster
+from enliven.io.atomic import atomic_output, check_writable
+from enliven.io.images import is_image_path, read_image, write_image
+from enliven.io.video import VideoWriter
+from enliven.motion import edits
+from enliven.motion.align import AlignOptions, MotionAligner
+from enliven.motion.frame import MotionFrame, MotionSequence
+from enliven.motion.landmark_image import draw_motion_frame
+from enliven.motion.presets import preset_motion
+from enliven.motion.sources import video_motion
+from enliven.motion.template import load_template, save_template
+from enliven.options import AnimateOptions
+
+PRESET_PREFIX = "preset:"
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+
+
+@dataclass(frozen=True)
+class AnimateResult:
+    output: Path
+    frames: int
+    fps: float
+    seconds: float
+    lost_frames: int  # driving frames where no face was found (previous motion reused)
+    engine: str
+
+    def summary(self) -> str:
+        speed = self.frames / self.seconds if self.seconds > 0 else float("inf")
+        lost = f", driver's face lost in {self.lost_frames} frame(s) (previous motion reused)" if self.lost_frames else ""
+        return f"wrote {self.output}: {self.frames} frame(s) at {self.fps:g} fps, {speed:.1f} frames/s{lost}"
+
+
+def bundled_portrait() -> Path:
+    """The public-domain portrait that ``enliven demo`` animates (see assets/LICENSE-portrait.txt)."""
+    return Path(str(resources.files("enliven.assets").joinpath("portrait.png")))
+
+
+def demo(output: str | os.PathLike, preset: str = "demo", **options) -> AnimateResult:
+    """Animate the bundled portrait with a built-in motion preset; no input files needed."""
+    return animate(bundled_portrait(), PRESET_PREFIX + preset, output, **options)
+
+
+@dataclass
+class _Source:
+    image: np.ndarray
+    face: Face
+    crop: Crop
+    crop_landmarks: np.ndarray
+
+
+def _analyse_source(path: str | os.PathLike, opts: AnimateOptions) -> _Source:
+    image = read_image(path)
+    with FaceAnalyzer(static=True, max_faces=max(4, opts.face_index + 1)) as analyzer:
+        faces = analyzer.detect(image)
+    if not faces:
+        raise NoFaceError(f"no face found in {path}")
+    if opts.face_index >= len(faces):
+        raise EnlivenError(f"face index {opts.face_index} asked for, but {path} has {len(faces)} face(s)")
+    face = faces[opts.face_index]
+    crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
+    return _Source(image, face, crop, crop.to_crop(face.landmarks))
+
+
+def _image_motion(path: str | os.PathLike, base_shape: np.ndarray) -> MotionSequence:
+    """One-frame motion carrying a driving image's expression onto ``base_shape``.
+
+    A single picture has no neutral frame to measure change from, so its expression is carried over as
+    the open ratios the edits target (eyes, lips), never as landmark offsets: the driver's face shape
+    cannot leak in, and the source's head pose is kept (as LivePortrait does for image driving).
+    """
+    image = read_image(path)
+    with FaceAnalyzer(static=True) as analyzer:
+        faces = analyzer.detect(image)
+    if not faces:
+        raise NoFaceError(f"no face found in driving image {path}")
+    driver = MotionFrame.from_landmarks(faces[0].landmarks)
+    target = edits.expression_ratios(driver.shape.astype(np.float64))
+    shape = edits.set_lip_open(base_shape, target["lip"])
+    shape = edits.set_eye_open(shape, 0, target["eye_right"])
+    shape = edits.set_eye_open(shape, 1, target["eye_left"])
+    identity = (np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
+    reference = MotionFrame(base_shape.astype(np.float32), *identity)
+    frame = MotionFrame(shape.astype(np.float32), *identity)
+    return MotionSequence([frame], fps=25.0, length=1, reference=reference, measured=False, origin=str(path))
+
+
+def open_driving(driving: str | os.PathLike, base_shape: np.ndarray | None = None) -> MotionSequence:
+    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, an image or a video."""
+    text = str(driving)
+    if text.startswith(PRESET_PREFIX):
+        return preset_motion(text[len(PRESET_PREFIX) :], base_shape)
+    path = Path(driving)
+    if not path.exists():
+        raise EnlivenError(f"no such file: {path} (for a built-in motion use preset:NAME)")
+    if path.suffix.lower() == ".npz":
+        return load_template(path)
+    if is_image_path(path):
+        if base_shape is None:
+            raise EnlivenError("a driving image needs a source face to carry its expression to")
+        return _image_motion(path, base_shape)
+    return video_motion(path)
+
+
+def _retime(frames: Iterable[MotionFrame], src_fps: float, dst_fps: float) -> Iterator[MotionFrame]:
+    """Resample motion from ``src_fps`` to ``dst_fps`` by nearest frame in time (duration is kept)."""
+    if abs(src_fps - dst_fps) < 1e-6:
+        yield from frames
+        return
+    out_index = 0
+    for i, frame in enumerate(frames):
+        while int(out_index * src_fps / dst_fps + 0.5) <= i:
+            yield frame
+            out_index += 1
+
+
+def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _ticking(items: Iterable, bar: tqdm) -> Iterator:
+    for item in items:
+        yield item
+        bar.update()
+
+
+def animate(
+    source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike, **options
+) -> AnimateResult:
+    """Animate the face in ``source`` with ``driving`` motion and write ``output``.
+
+    ``driving`` is a video (any format PyAV reads), an image (single expression transfer; the output is
+    then an image), a motion template ``.npz`` (``enliven motion extract``), or ``preset:NAME``. Options:
+    see ``AnimateOptions``. Inputs and the output path are checked before any heavy work; the output
+    appears only when complete.
+    """
+    opts = AnimateOptions.from_kwargs(**options)
+    started = time.perf_counter()
+    output = check_writable(output)
+    driving_is_image = not str(driving).startswith(PRESET_PREFIX) and is_image_path(driving)
+    if driving_is_image and not is_image_path(output):
+        raise EnlivenError(f"a driving image gives a still result: name the output .png or .jpg, not {output.name}")
+    if not driving_is_image and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
+    engine = engines.create(opts.engine)
+    src = _analyse_source(source, opts)
+    crop_image = src.crop.cut(src.image)
+    state = engine.prepare(crop_image, src.crop_landmarks)
+    paster = Paster(src.crop, state.paste_mask, src.image.shape[:2])
+    source_shape = MotionFrame.from_landmarks(src.crop_landmarks).shape.astype(np.float64)
+    motion = open_driving(driving, source_shape)
+    aligner = MotionAligner(
+        src.crop_landmarks,
+        motion.fps,
+        AlignOptions(opts.relative, opts.multiplier, smooth=opts.smooth and motion.measured),
+        reference=motion.reference,
+    )
+
+    def render(frame: MotionFrame) -> np.ndarray:
+        return paster.paste(src.image, engine.render(state, aligner(frame)))
+
+    if driving_is_image:
+        (frame,) = list(motion)
+        write_image(output, render(frame))
+        return AnimateResult(output, 1, 0.0, time.perf_counter() - started, motion.lost, engine.name)
+
+    fps = opts.fps or motion.fps
+    total = int(round(motion.length * fps / motion.fps)) if motion.length else None
+    audio = motion.audio if opts.audio else None
+    count = 0
+    with atomic_output(output) as tmp, _progress(total, "animating", opts.progress) as bar:
+        with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
+            for frame in _ticking(_retime(motion, motion.fps, fps), bar):
+                writer.write(render(frame))
+                count += 1
+    return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name)
+
+
+def extract_motion(video: str | os.PathLike, output: str | os.PathLike, progress: bool = True) -> tuple[int, int]:
+    """Save a driving video's motion as a template ``.npz``; returns (frames, frames with the face lost)."""
+    output = check_writable(output)
+    if output.suffix.lower() != ".npz":
+        raise EnlivenError(f"motion templates are .npz files, not {output.name}")
+    motion = video_motion(video)
+    with _progress(motion.length, "extracting motion", progress) as bar:
+        frames = save_template(output, motion, _ticking(motion, bar))
+    return frames, motion.lost
+
+
+def render_motion(
+    template: str | os.PathLike, output: str | os.PathLike, size: int = 512, progress: bool = True
+) -> int:
+    """Draw a motion (template or ``preset:NAME``) as expression-aware landmark images, for inspection."""
+    output = check_writable(output)
+    if output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
+    if not (str(template).startswith(PRESET_PREFIX) or Path(template).suffix.lower() == ".npz"):
+        raise EnlivenError(f"motion render takes a template .npz or preset:NAME, not {template}")
+    motion = open_driving(template)
+    count = 0
+    with atomic_output(output) as tmp, _progress(motion.length, "drawing", progress) as bar:
+        with VideoWriter(tmp, motion.fps) as writer:
+            reference = motion.reference
+            for frame in _ticking(motion, bar):
+                reference = reference or frame
+                writer.write(draw_motion_frame(frame, reference, size))
+                count += 1
+    return count

@@ -1,0 +1,124 @@
+"""The ``enliven`` command. Thin: parse arguments, call ``enliven.api``, print one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from enliven import __version__
+from enliven.errors import EnlivenError
+
+EXAMPLES = """\
+examples:
+  enliven demo -o demo.mp4                         animate the bundled portrait (no input needed)
+  enliven animate me.jpg driver.mp4 -o out.mp4     my photo makes the driver's expressions
+  enliven animate me.jpg smile.jpg -o out.png      one expression from a photo, as a still
+  enliven motion extract driver.mp4 -o talk.npz    keep a driving motion as a small template
+  enliven animate me.jpg talk.npz -o out.mp4       reuse it on any face
+  enliven animate me.jpg preset:nod -o nod.mp4     built-in motions: see `enliven presets`
+"""
+
+
+def _add_animation_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("animation")
+    g.add_argument("--engine", default="mesh", help="rendering engine (default: mesh, needs no downloads); see `enliven engines`")
+    g.add_argument("--absolute", action="store_true", help="copy the driver's expression and head pose instead of its change from its first frame")
+    g.add_argument("--multiplier", type=float, default=1.0, metavar="M", help="scale the motion: 0 still, 1 as driven (default), 1.5 exaggerated")
+    g.add_argument("--no-smooth", dest="smooth", action="store_false", help="turn off jitter smoothing of video motion")
+    g.add_argument("--fps", type=float, default=None, help="output frame rate (default: the driving video's)")
+    g.add_argument("--face-index", type=int, default=0, metavar="N", help="which face to animate, 0 = the largest (default)")
+    g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
+    g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
+    g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+
+
+def _animation_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
+        fps=args.fps, face_index=args.face_index, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
+        progress=not args.quiet,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="enliven",
+        description="Bring a still portrait to life: a photo plus a motion (video, photo, template or preset) "
+        "becomes a video of that face moving, pasted back into the original picture. Runs offline on a CPU.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"enliven {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="animate the bundled portrait with a built-in motion (no input needed)")
+    p.add_argument("-o", "--output", default="demo.mp4", help="output video (default: demo.mp4)")
+    p.add_argument("--preset", default="demo", help="built-in motion (default: demo); see `enliven presets`")
+    _add_animation_options(p)
+
+    p = sub.add_parser(
+        "animate", help="animate a portrait with a driving video, image, template or preset",
+        description="Animate the face in SOURCE with the motion of DRIVING.",
+    )
+    p.add_argument("source", help="portrait image (png, jpg, ...)")
+    p.add_argument("driving", help="driving video, driving image (writes a still), motion template .npz, or preset:NAME")
+    p.add_argument("-o", "--output", required=True, help="output file: .mp4 (or .png/.jpg for a driving image)")
+    _add_animation_options(p)
+
+    motion = sub.add_parser("motion", help="extract, inspect and reuse motion templates")
+    msub = motion.add_subparsers(dest="motion_command", metavar="ACTION", required=True)
+    p = msub.add_parser("extract", help="save a driving video's motion as a template .npz (no pickle)")
+    p.add_argument("video", help="driving video")
+    p.add_argument("-o", "--output", required=True, help="template file (.npz)")
+    p = msub.add_parser("render", help="draw a motion as landmark images (eyes, brows, inner lips, pupils)")
+    p.add_argument("template", help="template .npz or preset:NAME")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
+    p.add_argument("--size", type=int, default=512, help="picture side in pixels (default 512)")
+
+    sub.add_parser("presets", help="list the built-in motions")
+    sub.add_parser("engines", help="list rendering engines and what each needs")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from enliven import api
+
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if args.command == "demo":
+        say(api.demo(args.output, preset=args.preset, **_animation_kwargs(args)).summary())
+    elif args.command == "animate":
+        say(api.animate(args.source, args.driving, args.output, **_animation_kwargs(args)).summary())
+    elif args.command == "motion" and args.motion_command == "extract":
+        frames, lost = api.extract_motion(args.video, args.output, progress=not args.quiet)
+        say(f"wrote {args.output}: {frames} frame(s)" + (f", face lost in {lost}" if lost else ""))
+    elif args.command == "motion" and args.motion_command == "render":
+        frames = api.render_motion(args.template, args.output, size=args.size, progress=not args.quiet)
+        say(f"wrote {args.output}: {frames} frame(s)")
+    elif args.command == "presets":
+        from enliven.motion.presets import PRESETS
+
+        for p in PRESETS.values():
+            print(f"preset:{p.name:<8} {p.description}")
+    elif args.command == "engines":
+        from enliven import engines
+
+        for name, needs in engines.available().items():
+            print(f"{name:<10} needs {needs}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except EnlivenError as exc:
+        print(f"enliven: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("enliven: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The engine protocol and registry.
+
+An engine turns a source face crop into crop-space frames for target landmarks. It never reads files
+or parses arguments: it gets arrays and returns arrays. Adding an engine means registering a factory
+here; nothing else in the pipeline changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from enliven.errors import EnlivenError
+
+
+@dataclass
+class SourceState:
+    """What an engine keeps about one source crop between frames."""
+
+    crop_image: np.ndarray  # (S, S, 3) uint8 RGB
+    landmarks: np.ndarray  # (478, 3) crop pixels
+    paste_mask: np.ndarray  # (S, S) float32 in [0, 1]: where rendered pixels replace the original
+    cache: dict[str, Any]  # engine-private, computed once per source
+
+
+class Engine(Protocol):
+    name: str
+
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
+        """Do all per-source work once."""
+
+    def render(self, state: SourceState, target: np.ndarray) -> np.ndarray:
+        """Render the source crop with its landmarks moved to ``target`` (478, 3 crop pixels)."""
+
+
+_REGISTRY: dict[str, tuple[Callable[..., Engine], str]] = {}
+
+
+def register(name: str, needs: str) -> Callable:
+    """Class decorator: make an engine available by name; ``needs`` tells users what it requires."""
+
+    def wrap(factory):
+        _REGISTRY[name] = (factory, needs)
+        return factory
+
+    return wrap
+
+
+def available() -> dict[str, str]:
+    """Engine names and what each needs to run."""
+    _load_builtin()
+    return {name: needs for name, (_, needs) in _REGISTRY.items()}
+
+
+def create(name: str, **options: Any) -> Engine:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name][0](**options)
+
+
+def _load_builtin() -> None:
+    from enliven.engines import mesh  # noqa: F401  (registers itself)

@@ -1,0 +1,1 @@
+"""Face analysis: detection, 478 landmarks, head pose, open ratios, crop and paste-back."""

@@ -1,0 +1,60 @@
+"""Paste a rendered crop back into the full picture through a feathered mask.
+
+Pixels where the mask is zero are copied from the original picture untouched, bit for bit.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from enliven.face.crop import Crop
+
+
+def feathered_mask(polygon: np.ndarray, size: int, feather: float) -> np.ndarray:
+    """Crop-space float mask: 1 inside ``polygon``, falling smoothly to 0 over ``feather`` pixels outside."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon[:, :2]).astype(np.int32)], 255)
+    k = max(3, int(feather) | 1)
+    grown = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    soft = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (0, 0), sigmaX=feather / 3)
+    soft = np.maximum(soft, mask.astype(np.float32) / 255.0)
+    # Never reach the crop's edge: the warped crop has no valid pixels beyond it.
+    edge = np.minimum.outer(*(2 * [np.minimum(np.arange(size), np.arange(size)[::-1])]))
+    soft *= np.clip(edge / max(feather, 1.0), 0.0, 1.0)
+    soft[soft < 1.0 / 512] = 0.0  # values this small round back to the original pixel anyway
+    return soft
+
+
+class Paster:
+    """Blend crops into one picture of fixed size; the work that does not change per frame is done once."""
+
+    def __init__(self, crop: Crop, mask: np.ndarray, frame_shape: tuple[int, int]):
+        h, w = frame_shape
+        mask_full = cv2.warpAffine(mask, crop.c2o, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        ys, xs = np.nonzero(mask_full > 0)
+        if len(xs) == 0:
+            self.roi = None
+            return
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        self.roi = (slice(y0, y1), slice(x0, x1))
+        self._m = crop.c2o.copy()
+        self._m[:, 2] -= (x0, y0)
+        self._size = (int(x1 - x0), int(y1 - y0))
+        self.mask = mask_full[self.roi][..., None]
+        self._keep = 1.0 - self.mask
+
+    def paste(self, frame: np.ndarray, rendered_crop: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``frame`` with ``rendered_crop`` blended in; writes into ``out`` when given (may be ``frame``)."""
+        out = frame.copy() if out is None else out
+        if out is not frame:
+            np.copyto(out, frame)
+        if self.roi is None:
+            return out
+        warped = cv2.warpAffine(
+            rendered_crop, self._m, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        region = frame[self.roi]
+        blended = warped * self.mask + region * self._keep
+        out[self.roi] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return out

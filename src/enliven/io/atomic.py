@@ -1,0 +1,41 @@
+"""Write outputs to a temporary file beside the target and rename it into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from enliven.errors import EnlivenError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, before heavy work, if ``path`` cannot be written."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise EnlivenError(f"output path is a directory: {path}")
+    if not folder.is_dir():
+        raise EnlivenError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise EnlivenError(f"output folder is not writable: {folder}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise EnlivenError(f"output file is not writable: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path with the target's suffix; on success rename it to ``path``, else delete it."""
+    path = check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

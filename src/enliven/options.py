@@ -1,0 +1,57 @@
+"""Options of ``enliven.animate``, with their defaults documented once, here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from enliven.errors import EnlivenError
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    engine: str = "mesh"
+    """Rendering engine; see ``enliven engines``. ``mesh`` needs no downloaded weights."""
+    relative: bool = True
+    """Apply the driver's change from its first frame (True) or copy its expression and pose (False)."""
+    multiplier: float = 1.0
+    """Scale the motion: 0 freezes the source, 1 follows the driver, >1 exaggerates."""
+    smooth: bool = True
+    """One-euro smoothing of measured (camera) motion against landmark jitter."""
+    fps: float | None = None
+    """Output frame rate; default: the driving video's (motion is resampled in time if it differs)."""
+    face_index: int = 0
+    """Which face of the source to animate, 0 = the largest."""
+    crop_size: int = 512
+    """Side of the square face crop the engine renders, in pixels."""
+    crop_scale: float = 2.3
+    """Crop side as a multiple of the face's extent (brows to chin)."""
+    crop_vy: float = -0.125
+    """Shift of the crop centre along the face's up axis, in crop sides (negative = up)."""
+    audio: bool = True
+    """Copy the driving video's audio track into the output."""
+    crf: int = 18
+    """H.264 quality: lower is better and larger (18 is visually lossless for most content)."""
+    progress: bool = True
+    """Show progress bars on stderr."""
+
+    def __post_init__(self) -> None:
+        if self.multiplier < 0:
+            raise EnlivenError(f"multiplier must be >= 0, got {self.multiplier}")
+        if self.fps is not None and not 1 <= self.fps <= 240:
+            raise EnlivenError(f"fps must be between 1 and 240, got {self.fps}")
+        if self.crop_size < 64 or self.crop_size % 2:
+            raise EnlivenError(f"crop size must be an even number >= 64, got {self.crop_size}")
+        if self.crop_scale <= 0:
+            raise EnlivenError(f"crop scale must be positive, got {self.crop_scale}")
+        if self.face_index < 0:
+            raise EnlivenError(f"face index must be >= 0, got {self.face_index}")
+        if not 0 <= self.crf <= 51:
+            raise EnlivenError(f"crf must be between 0 and 51, got {self.crf}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "AnimateOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise EnlivenError(f"unknown option(s): {', '.join(unknown)}")
+        return cls(**kwargs)
