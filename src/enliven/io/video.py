@@ -198,7 +198,9 @@ class _AudioCopy:
             for frame in self._src.decode(self._in):
                 frame.pts = None
                 for chunk in self._resampler.resample(frame):
-                    if written >= limit:
+                    if written + chunk.samples > limit:
+                        chunk = self._head(chunk, limit - written)
+                    if chunk is None:
                         break
                     written += chunk.samples
                     for packet in self._stream.encode(chunk):
@@ -207,6 +209,16 @@ class _AudioCopy:
                     break
         for packet in self._stream.encode(None):
             self._out.mux(packet)
+
+    def _head(self, chunk, samples: int):
+        """The first ``samples`` samples of a planar float frame, or None if that is nothing."""
+        if samples <= 0:
+            return None
+        head = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(chunk.to_ndarray()[:, :samples]), format="fltp", layout=chunk.layout.name
+        )
+        head.sample_rate = self.rate
+        return head
 
 
 def probe_duration_frames(path: str | os.PathLike) -> int:

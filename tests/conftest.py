@@ -1,0 +1,84 @@
+"""Shared fixtures: the bundled portrait, and driving clips rendered once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from enliven import api
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.io.images import read_image
+
+
+@pytest.fixture(scope="session")
+def portrait_path() -> Path:
+    return api.bundled_portrait()
+
+
+@pytest.fixture(scope="session")
+def portrait(portrait_path) -> np.ndarray:
+    return read_image(portrait_path)
+
+
+@pytest.fixture(scope="session")
+def portrait_face(portrait):
+    with FaceAnalyzer(static=True) as analyzer:
+        return analyzer.detect(portrait)[0]
+
+
+@pytest.fixture(scope="session")
+def driving_video(tmp_path_factory, portrait_path) -> Path:
+    """A real-looking talking/nodding face clip (our own render of the portrait) with a tone as audio."""
+    folder = tmp_path_factory.mktemp("driving")
+    silent = folder / "silent.mp4"
+    api.demo(silent, progress=False)
+    out = folder / "driver.mp4"
+    add_tone(silent, out)
+    return out
+
+
+def add_tone(video: Path, out: Path, freq: float = 440.0, rate: int = 16000) -> None:
+    """Copy ``video``'s picture into ``out`` with a sine tone as its audio track."""
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        vin = src.streams.video[0]
+        vout = dst.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        aout = dst.add_stream("aac", rate=rate, layout="mono")
+        n = 0
+        for frame in src.decode(vin):
+            for p in vout.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+                dst.mux(p)
+            n += 1
+        for p in vout.encode():
+            dst.mux(p)
+        seconds = n / float(vin.average_rate)
+        t = np.arange(int(seconds * rate)) / rate
+        samples = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            chunk = samples[start : start + 1024][None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            frame.sample_rate = rate
+            for p in aout.encode(frame):
+                dst.mux(p)
+        for p in aout.encode(None):
+            dst.mux(p)
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def write_still_video(path: Path, image: np.ndarray, frames: int, fps: int = 25) -> None:
+    with av.open(str(path), "w") as dst:
+        stream = dst.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+        stream.options = {"crf": "0"}
+        for _ in range(frames):
+            for p in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                dst.mux(p)
+        for p in stream.encode():
+            dst.mux(p)

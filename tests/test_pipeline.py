@@ -1,0 +1,134 @@
+"""End-to-end checks through our own analysis: what we asked for is what MediaPipe measures back."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import read_frames, write_still_video
+from enliven import api
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.face.crop import face_crop
+from enliven.io.video import VideoWriter
+from enliven.motion.presets import get_preset
+
+
+def _lip_ratios(frames):
+    with FaceAnalyzer(static=False) as analyzer:
+        return np.array([analyzer.detect(f)[0].lip_open for f in frames])
+
+
+def test_mouth_preset_is_measured_back(tmp_path, portrait_path):
+    out = tmp_path / "mouth.mp4"
+    result = api.animate(portrait_path, "preset:mouth", out, progress=False)
+    frames = read_frames(out)
+    assert len(frames) == result.frames == 50
+    measured = _lip_ratios(frames)
+    preset = get_preset("mouth")
+    requested = np.array([preset.value("lip_open", i / result.fps) for i in range(len(frames))])
+    assert requested.max() == pytest.approx(0.3)
+    corr = np.corrcoef(requested, measured)[0, 1]
+    assert corr >= 0.9, f"lip ratio follows the request with correlation {corr:.3f}"
+    peak = measured[np.argmax(requested)]
+    assert 0.2 < peak < 0.4, f"at the request 0.3 we measure {peak:.3f}"
+
+
+def test_driving_with_itself_returns_the_source(tmp_path, portrait_path, portrait):
+    out = tmp_path / "same.png"
+    api.animate(portrait_path, portrait_path, out, progress=False)
+    still = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert still.shape == portrait.shape
+    diff = np.abs(still - portrait)
+    assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 12
+
+
+def test_still_driving_video_keeps_the_source_still(tmp_path, portrait_path, portrait):
+    driver = tmp_path / "still.mp4"
+    write_still_video(driver, portrait, frames=12)
+    out = tmp_path / "out.mp4"
+    api.animate(portrait_path, driver, out, progress=False)
+    frames = read_frames(out)
+    assert len(frames) == 12
+    # Baseline: the source itself through the same encoder (H.264 yuv420p loses some detail anyway).
+    baseline_path = tmp_path / "baseline.mp4"
+    with VideoWriter(baseline_path, 25) as writer:
+        writer.write(portrait)
+    baseline = np.abs(read_frames(baseline_path)[0].astype(int) - portrait).mean()
+    for frame in frames:
+        assert np.abs(frame.astype(int) - portrait).mean() < baseline + 0.3
+
+
+def test_pixels_outside_the_mask_are_untouched(tmp_path, portrait_path, portrait, driving_video):
+    driver_frame = read_frames(driving_video)[60]  # mid-syllable: the driver's mouth differs from the source's
+    driver_path = tmp_path / "driver.png"
+    Image.fromarray(driver_frame).save(driver_path)
+    out = tmp_path / "out.png"
+    api.animate(portrait_path, driver_path, out, progress=False)
+    result = np.asarray(Image.open(out).convert("RGB"))
+    changed = np.any(result != portrait, axis=2)
+    with FaceAnalyzer(static=True) as analyzer:
+        face = analyzer.detect(portrait)[0]
+    crop = face_crop(face.landmarks)
+    # Everything outside the crop square can never be touched; inside it only near the face.
+    inside = np.zeros(portrait.shape[:2], np.uint8)
+    import cv2
+
+    corners = crop.to_original(np.array([[0, 0], [512, 0], [512, 512], [0, 512]], float))
+    cv2.fillPoly(inside, [np.round(corners).astype(np.int32)], 1)
+    assert changed.any(), "the expression transfer changed nothing"
+    assert not changed[inside == 0].any()
+    x0, y0, x1, y1 = face.box
+    w, h = x1 - x0, y1 - y0
+    ys, xs = np.nonzero(changed)
+    assert xs.min() > x0 - 0.9 * w and xs.max() < x1 + 0.9 * w and ys.max() < y1 + 0.9 * h
+
+
+def test_template_round_trip_equals_video(tmp_path, portrait_path, driving_video):
+    template = tmp_path / "motion.npz"
+    frames, lost = api.extract_motion(driving_video, template, progress=False)
+    assert frames == 125 and lost == 0
+    via_video, via_template = tmp_path / "v.mp4", tmp_path / "t.mp4"
+    api.animate(portrait_path, driving_video, via_video, progress=False)
+    api.animate(portrait_path, template, via_template, progress=False)
+    a, b = read_frames(via_video), read_frames(via_template)
+    assert len(a) == len(b) == 125
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_driving_audio_is_muxed_and_fps_follows_the_driver(tmp_path, portrait_path, driving_video):
+    out = tmp_path / "out.mp4"
+    api.animate(portrait_path, driving_video, out, progress=False)
+    with av.open(str(out)) as c:
+        assert c.streams.audio, "the driver's audio track is missing"
+        assert float(c.streams.video[0].average_rate) == pytest.approx(25)
+        audio_seconds = float(c.streams.audio[0].duration * c.streams.audio[0].time_base)
+    assert audio_seconds == pytest.approx(5.0, abs=0.1)
+
+
+def test_fps_override_resamples_motion_in_time(tmp_path, portrait_path):
+    out = tmp_path / "out.mp4"
+    result = api.animate(portrait_path, "preset:blink", out, fps=10, progress=False)
+    assert result.frames == 30  # 3 s at 10 fps
+    with av.open(str(out)) as c:
+        assert float(c.streams.video[0].average_rate) == pytest.approx(10)
+
+
+def test_lost_driver_frames_are_counted(tmp_path, portrait_path, portrait, driving_video):
+    frames = read_frames(driving_video)[:20]
+    blank = np.full_like(frames[0], 128)
+    driver = tmp_path / "gaps.mp4"
+    with av.open(str(driver), "w") as dst:
+        s = dst.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = blank.shape[1], blank.shape[0], "yuv420p"
+        for i, f in enumerate(frames):
+            img = blank if 5 <= i < 9 else f
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                dst.mux(p)
+        for p in s.encode():
+            dst.mux(p)
+    result = api.animate(portrait_path, driver, tmp_path / "out.mp4", progress=False)
+    assert result.frames == 20
+    assert result.lost_frames == 4
+    assert "lost in 4 frame" in result.summary()
