@@ -18,10 +18,10 @@ def feathered_mask(polygon: np.ndarray, size: int, feather: float) -> np.ndarray
     k = max(3, int(feather) | 1)
     grown = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     soft = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (0, 0), sigmaX=feather / 3)
-    soft = np.maximum(soft, mask.astype(np.float32) / 255.0)
-    # Never reach the crop's edge: the warped crop has no valid pixels beyond it.
-    edge = np.minimum.outer(*(2 * [np.minimum(np.arange(size), np.arange(size)[::-1])]))
-    soft *= np.clip(edge / max(feather, 1.0), 0.0, 1.0)
+    soft = np.clip(np.maximum(soft, mask.astype(np.float32) / 255.0), 0.0, 1.0)
+    # Fade out before the crop's edge: the warped crop has no valid pixels beyond it.
+    to_edge = np.minimum(np.arange(size), np.arange(size)[::-1])
+    soft *= np.clip(np.minimum.outer(to_edge, to_edge) / max(feather, 1.0), 0.0, 1.0)
     soft[soft < 1.0 / 512] = 0.0  # values this small round back to the original pixel anyway
     return soft
 

@@ -1,0 +1,86 @@
+"""Face analysis on the bundled portrait, crop transforms and the paste-back mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.face.crop import face_crop
+from enliven.face.paste import Paster, feathered_mask
+
+
+def test_portrait_face_is_found_with_irises_and_plausible_measures(portrait_face, portrait):
+    assert portrait_face.landmarks.shape == (478, 3)
+    x0, y0, x1, y1 = portrait_face.box
+    assert 150 < x0 < x1 < 300 and 50 < y0 < y1 < 200  # the astronaut's face, upper middle
+    yaw, pitch, roll = portrait_face.pose.angles()
+    assert abs(yaw) < 10 and abs(pitch) < 10 and abs(roll) < 10  # a frontal portrait
+    assert np.all((portrait_face.eye_open > 0.2) & (portrait_face.eye_open < 0.5))
+    assert 0.05 < portrait_face.lip_open < 0.3  # smiling with the teeth showing
+
+
+def test_all_faces_largest_first(portrait):
+    import cv2
+
+    # Two heads that fill a good part of the picture: the face mesh's short-range detector finds both
+    # (smaller faces in wide pictures are the full-range detector's job).
+    head = portrait[20:276, 100:356]
+    canvas = np.full((512, 512, 3), 200, np.uint8)
+    canvas[128:384, 0:256] = head
+    canvas[150:330, 300:480] = cv2.resize(head, (180, 180))
+    with FaceAnalyzer(static=True, max_faces=4) as analyzer:
+        faces = analyzer.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    assert faces[0].box[2] < 256 < 300 < faces[1].box[0]
+
+
+def test_crop_transforms_are_inverse_and_upright(portrait_face):
+    crop = face_crop(portrait_face.landmarks, size=512)
+    pts = portrait_face.landmarks
+    np.testing.assert_allclose(crop.to_original(crop.to_crop(pts)), pts, atol=1e-6)
+    c = crop.to_crop(pts)
+    eyes_y = (c[33, 1] + c[263, 1]) / 2
+    mouth = (c[61] + c[291]) / 2
+    eyes_x = (c[33, 0] + c[263, 0]) / 2
+    assert abs(mouth[0] - eyes_x) < 1.0  # eyes→mouth is vertical in the crop
+    face_h = c[152, 1] - c[10, 1]
+    assert 0.3 * 512 < face_h < 0.6 * 512  # ~2.3x the face around it
+    assert eyes_y < 256  # shifted up: the face sits a bit above the centre line? (vy = -0.125 moves crop up)
+
+
+def test_rotated_face_crop_is_deskewed(portrait):
+    import cv2
+
+    m = cv2.getRotationMatrix2D((256, 256), 30, 1.0)
+    rotated = cv2.warpAffine(portrait, m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    with FaceAnalyzer(static=True) as analyzer:
+        face = analyzer.detect(rotated)[0]
+    c = face_crop(face.landmarks).to_crop(face.landmarks)
+    angle = np.degrees(np.arctan2(c[263, 1] - c[33, 1], c[263, 0] - c[33, 0]))
+    assert abs(angle) < 5
+
+
+def test_feathered_mask_and_exact_copy_outside(portrait_face, portrait):
+    crop = face_crop(portrait_face.landmarks)
+    square = np.array([[200, 200], [312, 200], [312, 312], [200, 312]], float)
+    mask = feathered_mask(square, 512, feather=30)
+    assert mask[256, 256] == 1.0 and mask[5, 5] == 0.0
+    assert 0 < mask[256, 325] < 1  # the feather
+    paster = Paster(crop, mask, portrait.shape[:2])
+    noise = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    out = paster.paste(portrait, noise)
+    outside = np.ones(portrait.shape[:2], bool)
+    outside[paster.roi] = paster.mask[..., 0] == 0
+    assert np.array_equal(out[outside], portrait[outside])
+    assert not np.array_equal(out, portrait)
+
+
+@pytest.mark.parametrize("shape", [(511, 333), (301, 277)])
+def test_paste_handles_odd_sizes(shape, portrait_face):
+    crop = face_crop(portrait_face.landmarks)
+    frame = np.zeros((*shape, 3), np.uint8)
+    mask = np.ones((512, 512), np.float32)
+    out = Paster(crop, mask, shape).paste(frame, np.full((512, 512, 3), 255, np.uint8))
+    assert out.shape == frame.shape and out.max() == 255
