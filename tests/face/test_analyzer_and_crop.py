@@ -47,7 +47,7 @@ def test_crop_transforms_are_inverse_and_upright(portrait_face):
     assert abs(mouth[0] - eyes_x) < 1.0  # eyes→mouth is vertical in the crop
     face_h = c[152, 1] - c[10, 1]
     assert 0.3 * 512 < face_h < 0.6 * 512  # ~2.3x the face around it
-    assert eyes_y < 256  # shifted up: the face sits a bit above the centre line? (vy = -0.125 moves crop up)
+    assert eyes_y < 256  # the crop centre is shifted up the face (vy < 0), so the eyes sit above the middle
 
 
 def test_rotated_face_crop_is_deskewed(portrait):

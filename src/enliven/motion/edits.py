@@ -74,7 +74,8 @@ def _lid_field(side: int) -> HarmonicField:
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
     brow = (lm.RIGHT_BROW, lm.LEFT_BROW)[side]
-    return HarmonicField(upper[1:-1], lower + brow + lm.RIGID + lm.FACE_OVAL)
+    other_eye = (lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER, lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER)[side]
+    return HarmonicField(upper[1:-1], lower + brow + other_eye + lm.RIGID + lm.FACE_OVAL)
 
 
 @functools.cache
