@@ -50,14 +50,18 @@ class MeshEngine:
         margin = 0.02 * size
         rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
         vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings])
-        grid = size // self.stride
-        offset = (self.stride - 1) / 2.0
-        gx, gy = np.meshgrid(np.arange(grid) * self.stride + offset, np.arange(grid) * self.stride + offset)
+        grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
+        full = np.arange(size, dtype=np.float32)
         return SourceState(
             crop_image=crop_image,
             landmarks=landmarks.astype(np.float64),
             paste_mask=feathered_mask(rings[1], size, feather=0.06 * size),
-            cache={"vertices": vertices, "rings": rings, "identity": (gx.astype(np.float32), gy.astype(np.float32))},
+            cache={
+                "vertices": vertices,
+                "rings": rings,
+                "grid": tuple(a.astype(np.float32) for a in np.meshgrid(grid, grid)),
+                "identity": np.meshgrid(full, full),
+            },
         )
 
     def target_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
@@ -70,17 +74,19 @@ class MeshEngine:
 
     def sampling_map(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y)."""
-        gx, gy = state.cache["identity"]
+        gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
         backward_map(
             self.target_vertices(state, target), state.cache["vertices"], self._triangles, map_x, map_y, self.stride
         )
-        size = state.crop_image.shape[0]
+        ix, iy = state.cache["identity"]
         if self.stride == 1:
             return map_x, map_y
+        # Upsample the displacement, not the map: it is zero at the crop border, so the border stays exact.
+        size = (ix.shape[1], ix.shape[0])
         return (
-            cv2.resize(map_x, (size, size), interpolation=cv2.INTER_LINEAR),
-            cv2.resize(map_y, (size, size), interpolation=cv2.INTER_LINEAR),
+            ix + cv2.resize(map_x - gx, size, interpolation=cv2.INTER_LINEAR),
+            iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR),
         )
 
     def render(self, state: SourceState, target: np.ndarray) -> np.ndarray:
