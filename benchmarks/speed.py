@@ -1,0 +1,135 @@
+"""Speed and memory of the default pipeline at 512²: per-stage milliseconds and end-to-end frames/s.
+
+    python benchmarks/speed.py [--frames 125] [--repeat 4]
+
+1. Makes a 512² driving clip with a real face (the bundled portrait animated by the demo preset).
+2. Times each stage alone over that clip: decode, analyse (face mesh, tracking), align, render, paste,
+   encode.
+3. Times `enliven.animate` end to end on it (decode and encode overlap with the main thread there).
+4. Runs the end-to-end job in fresh processes on the clip and on the clip looped `--repeat` times, and
+   prints the peak resident memory of each: flat means memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_driver(path: Path, loops: int) -> int:
+    from enliven import api
+    from enliven.io.video import VideoReader, VideoWriter
+
+    once = path.with_name("once.mp4")
+    if not once.exists():
+        api.demo(once, progress=False)
+    frames = list(VideoReader(once))
+    with VideoWriter(path, 25) as writer:
+        for _ in range(loops):
+            for f in frames:
+                writer.write(f)
+    return len(frames) * loops
+
+
+def per_stage(driver: Path) -> dict[str, float]:
+    from enliven import api, engines
+    from enliven.face.analyzer import FaceAnalyzer
+    from enliven.face.paste import Paster
+    from enliven.io.video import VideoReader
+    from enliven.motion.align import AlignOptions, MotionAligner
+    from enliven.motion.frame import MotionFrame
+    from enliven.options import AnimateOptions
+
+    timings: dict[str, list[float]] = {k: [] for k in ("decode", "analyse", "align", "render", "paste", "encode")}
+
+    def timed(stage, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        timings[stage].append((time.perf_counter() - t) * 1000)
+        return out
+
+    src = api._analyse_source(api.bundled_portrait(), AnimateOptions())
+    engine = engines.create("mesh")
+    state = engine.prepare(src.crop.cut(src.image), src.crop_landmarks)
+    paster = Paster(src.crop, state.paste_mask, src.image.shape[:2])
+    aligner = MotionAligner(src.crop_landmarks, 25, AlignOptions())
+    t = time.perf_counter()
+    images = list(VideoReader(driver))
+    timings["decode"] = [(time.perf_counter() - t) * 1000 / len(images)]
+    rendered = []
+    with FaceAnalyzer(static=False) as analyzer:
+        for image in images:
+            face = timed("analyse", analyzer.detect, image)[0]
+            target = timed("align", lambda: aligner(MotionFrame.from_landmarks(face.landmarks)))
+            crop = timed("render", engine.render, state, target)
+            rendered.append(timed("paste", paster.paste, src.image, crop))
+    with tempfile.TemporaryDirectory() as tmp:
+        import av
+
+        with av.open(str(Path(tmp) / "e.mp4"), "w") as out:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+            stream.options = {"crf": "18", "preset": "veryfast"}
+            for frame in rendered:
+                packets = timed("encode", stream.encode, av.VideoFrame.from_ndarray(frame, format="rgb24"))
+                for p in packets:
+                    out.mux(p)
+            for p in stream.encode():
+                out.mux(p)
+    return {k: float(np.median(v[5:] if len(v) > 10 else v)) for k, v in timings.items()}
+
+
+def end_to_end(driver: Path) -> tuple[int, float]:
+    from enliven import api
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        result = api.animate(api.bundled_portrait(), driver, Path(tmp) / "out.mp4", progress=False)
+        return result.frames, time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=4, help="length multiple for the memory check")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:  # one end-to-end job, report peak RSS
+        frames, seconds = end_to_end(Path(args.child))
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{frames} {seconds:.3f} {peak_mib:.1f}")
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        short, long = Path(tmp) / "short.mp4", Path(tmp) / "long.mp4"
+        n_short = make_driver(short, 1)
+        n_long = make_driver(long, args.repeat)
+        print(f"machine: {os.cpu_count()} CPU cores; source 512x512 portrait, crop 512², driving clip 512² @ 25 fps")
+        stages = per_stage(short)
+        print("\nper stage, median ms per frame (each stage alone):")
+        for k, v in stages.items():
+            print(f"  {k:<8} {v:7.2f} ms")
+        serial = sum(stages.values())
+        print(f"  {'sum':<8} {serial:7.2f} ms  -> {1000 / serial:.1f} frames/s if run one after another")
+
+        frames, seconds = end_to_end(short)
+        print(f"\nend to end (enliven.animate, {frames} frames, incl. start-up): {frames / seconds:.1f} frames/s")
+
+        print("\npeak memory, fresh process per run:")
+        for label, path, n in (("short", short, n_short), (f"x{args.repeat}", long, n_long)):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True
+            ).stdout.split()
+            f, s, peak = int(out[0]), float(out[1]), float(out[2])
+            print(f"  {label:<6} {n:5d} frames: {f / s:5.1f} frames/s end to end, peak RSS {peak:7.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
