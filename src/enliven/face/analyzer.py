@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,9 +14,30 @@ import numpy as np
 from enliven.face import geometry
 from enliven.face.landmarks import NUM_LANDMARKS
 
-# MediaPipe's C++ logging is noisy on stderr; keep it quiet unless the user asked for it.
+# MediaPipe's C++ side logs start-up chatter (TFLite delegates, graph warnings) straight to file
+# descriptor 2; we hide it while a graph starts unless ENLIVEN_DEBUG is set. Errors still raise.
 os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    if os.environ.get("ENLIVEN_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters, some test runners)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -54,20 +78,27 @@ class FaceAnalyzer:
     """
 
     def __init__(self, static: bool = True, max_faces: int = 1, min_confidence: float = 0.5):
-        from mediapipe.python.solutions import face_mesh
+        with _native_stderr_silenced():
+            from mediapipe.python.solutions import face_mesh
 
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=static,
-            max_num_faces=max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=static,
+                max_num_faces=max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+        self._started = False
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
         h, w = image.shape[:2]
-        result = self._mesh.process(np.ascontiguousarray(image))
+        if self._started:
+            result = self._mesh.process(np.ascontiguousarray(image))
+        else:  # the graph's first run prints its start-up chatter
+            with _native_stderr_silenced():
+                result = self._mesh.process(np.ascontiguousarray(image))
+            self._started = True
         faces = []
         for found in result.multi_face_landmarks or ():
             pts = np.array([(p.x * w, p.y * h, p.z * w) for p in found.landmark], dtype=np.float32)
