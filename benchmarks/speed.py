@@ -68,7 +68,7 @@ def per_stage(driver: Path) -> dict[str, float]:
     with FaceAnalyzer(static=False) as analyzer:
         for image in images:
             face = timed("analyse", analyzer.detect, image)[0]
-            target = timed("align", lambda: aligner(MotionFrame.from_landmarks(face.landmarks)))
+            target = timed("align", lambda f: aligner(MotionFrame.from_landmarks(f.landmarks)), face)
             crop = timed("render", engine.render, state, target)
             rendered.append(timed("paste", paster.paste, src.image, crop))
     with tempfile.TemporaryDirectory() as tmp:

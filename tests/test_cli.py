@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import read_frames
 from PIL import Image
 
-from conftest import read_frames
 from enliven.cli import main
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
+from conftest import read_frames, write_still_video
 from PIL import Image
 
-from conftest import read_frames, write_still_video
 from enliven import api
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import face_crop

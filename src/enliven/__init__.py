@@ -16,4 +16,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'enliven' has no attribute {name!r}")
 
 
-__all__ = ["animate", "demo", "extract_motion", "render_motion", "AnimateOptions", "__version__"]
+__all__ = ["AnimateOptions", "__version__", "animate", "demo", "extract_motion", "render_motion"]

@@ -22,7 +22,7 @@ from enliven.errors import EnlivenError, NoFaceError
 from enliven.face.analyzer import Face, FaceAnalyzer
 from enliven.face.crop import Crop, face_crop
 from enliven.face.paste import Paster
-from enliven.io.atomic import atomic_output, check_writable
+from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
 from enliven.io.video import VideoWriter
 from enliven.motion import edits

@@ -49,7 +49,7 @@ class AnimateOptions:
             raise EnlivenError(f"crf must be between 0 and 51, got {self.crf}")
 
     @classmethod
-    def from_kwargs(cls, **kwargs) -> "AnimateOptions":
+    def from_kwargs(cls, **kwargs) -> AnimateOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from enliven.errors import EnlivenError
-from enliven.io.atomic import atomic_output, check_writable
+from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import read_image
 from enliven.io.video import VideoReader, VideoWriter
 
@@ -62,10 +62,9 @@ def test_unreadable_inputs_raise_clear_errors(tmp_path):
 
 def test_atomic_output_only_appears_when_complete(tmp_path):
     target = tmp_path / "out.bin"
-    with pytest.raises(RuntimeError):
-        with atomic_output(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
     with atomic_output(target) as tmp:
         tmp.write_bytes(b"whole")

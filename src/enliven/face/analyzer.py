@@ -109,7 +109,7 @@ class FaceAnalyzer:
     def close(self) -> None:
         self._mesh.close()
 
-    def __enter__(self) -> "FaceAnalyzer":
+    def __enter__(self) -> FaceAnalyzer:
         return self
 
     def __exit__(self, *exc) -> None:

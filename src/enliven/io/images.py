@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from enliven.errors import EnlivenError
-from enliven.io.atomic import atomic_output
+from enliven.io.files import atomic_output, require_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -20,11 +20,7 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 array (H, W, 3), with EXIF orientation applied; a clear error for anything unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise EnlivenError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise EnlivenError(f"file is empty: {path}")
+    path = require_file(path)
     try:
         with Image.open(path) as im:
             from PIL import ImageOps

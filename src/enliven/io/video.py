@@ -17,16 +17,13 @@ import av
 import numpy as np
 
 from enliven.errors import EnlivenError
+from enliven.io.files import require_file
 
 _END = object()
 
 
 def _open_input(path: str | os.PathLike):
-    path = Path(path)
-    if not path.is_file():
-        raise EnlivenError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise EnlivenError(f"file is empty: {path}")
+    path = require_file(path)
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -119,7 +116,7 @@ class VideoWriter:
         self._worker: threading.Thread | None = None
         self._size: tuple[int, int] | None = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def write(self, frame: np.ndarray) -> None:

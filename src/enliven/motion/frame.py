@@ -29,7 +29,7 @@ class MotionFrame:
     valid: bool = True
 
     @classmethod
-    def from_landmarks(cls, points: np.ndarray) -> "MotionFrame":
+    def from_landmarks(cls, points: np.ndarray) -> MotionFrame:
         pose = geometry.fit_pose(points)
         return cls(
             shape=geometry.to_canonical(points, pose).astype(np.float32),
@@ -45,7 +45,7 @@ class MotionFrame:
     def landmarks(self) -> np.ndarray:
         return geometry.from_canonical(self.shape, self.pose)
 
-    def lost(self) -> "MotionFrame":
+    def lost(self) -> MotionFrame:
         """This frame's values, marked as a carried-over substitute for a lost face."""
         return MotionFrame(self.shape, self.rotation, self.scale, self.translation, valid=False)
 

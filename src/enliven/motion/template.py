@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
 from enliven.errors import EnlivenError
-from enliven.io.atomic import atomic_output
+from enliven.io.files import atomic_output, require_file
 from enliven.motion.frame import MotionFrame, MotionSequence
 
 FORMAT = "enliven-motion"
@@ -38,16 +37,13 @@ def save_template(path: str | os.PathLike, sequence: MotionSequence, frames: Ite
         "reference_scale": np.float32(reference.scale),
         "reference_translation": reference.translation,
     }
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return len(frames)
 
 
 def load_template(path: str | os.PathLike) -> MotionSequence:
-    path = Path(path)
-    if not path.is_file():
-        raise EnlivenError(f"no such file: {path}")
+    path = require_file(path)
     try:
         data = dict(np.load(path, allow_pickle=False))
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:

@@ -1,4 +1,4 @@
-"""Write outputs to a temporary file beside the target and rename it into place only when complete."""
+"""Input checks, and outputs written to a temporary file beside the target, renamed into place when complete."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from enliven.errors import EnlivenError
+
+
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a non-empty file; otherwise a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise EnlivenError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise EnlivenError(f"file is empty: {path}")
+    return path
 
 
 def check_writable(path: str | os.PathLike) -> Path:
