@@ -117,6 +117,12 @@ def test_motion_extract_and_render(tmp_path, driving_video, capsys):
     assert all(f.max() > 100 for f in frames)  # something is drawn on every frame
 
 
+def test_quiet_works_before_and_after_the_command(tmp_path, capsys):
+    out = tmp_path / "q.mp4"
+    assert main(["demo", "-o", str(out), "--preset", "mouth", "-q"]) == 0
+    assert out.is_file() and capsys.readouterr().err == ""
+
+
 def test_listing_commands(capsys):
     assert main(["presets"]) == 0
     assert "preset:demo" in capsys.readouterr().out

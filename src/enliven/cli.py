@@ -40,6 +40,15 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
+def _with_parents(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    class Sub(argparse.ArgumentParser):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("parents", [common])
+            super().__init__(*args, **kwargs)
+
+    return Sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enliven",
@@ -50,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"enliven {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Also accepted after the command (`enliven demo -q`); SUPPRESS keeps it from resetting the global one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_with_parents(common))
 
     p = sub.add_parser("demo", help="animate the bundled portrait with a built-in motion (no input needed)")
     p.add_argument("-o", "--output", default="demo.mp4", help="output video (default: demo.mp4)")
