@@ -84,11 +84,11 @@ def test_failure_mid_render_leaves_no_file_and_keeps_an_old_one(tmp_path, portra
     calls = {"n": 0}
     real = MeshEngine.render
 
-    def failing(self, state, target):
+    def failing(self, state, target, frame=None):
         calls["n"] += 1
         if calls["n"] == 10:
             raise RuntimeError("boom")
-        return real(self, state, target)
+        return real(self, state, target, frame)
 
     monkeypatch.setattr(MeshEngine, "render", failing)
     with pytest.raises(RuntimeError):

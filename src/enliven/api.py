@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from enliven import engines
 from enliven.errors import EnlivenError, NoFaceError
 from enliven.face.analyzer import Face, FaceAnalyzer
-from enliven.face.crop import Crop, face_crop
+from enliven.face.crop import Crop, CropSpec, face_crop
 from enliven.face.paste import Paster
 from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
@@ -84,7 +84,7 @@ def _analyse_source(path: str | os.PathLike, opts: AnimateOptions) -> _Source:
     return _Source(image, face, crop, crop.to_crop(face.landmarks))
 
 
-def _image_motion(path: str | os.PathLike, base_shape: np.ndarray) -> MotionSequence:
+def _image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop: CropSpec | None) -> MotionSequence:
     """One-frame motion carrying a driving image's expression onto ``base_shape``.
 
     A single picture has no neutral frame to measure change from, so its expression is carried over as
@@ -103,12 +103,19 @@ def _image_motion(path: str | os.PathLike, base_shape: np.ndarray) -> MotionSequ
     shape = edits.set_eye_open(shape, 1, target["eye_left"])
     identity = (np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
     reference = MotionFrame(base_shape.astype(np.float32), *identity)
-    frame = MotionFrame(shape.astype(np.float32), *identity)
+    crop = driving_crop.crop(faces[0].landmarks).cut(image) if driving_crop else None
+    frame = MotionFrame(shape.astype(np.float32), *identity, crop=crop)
     return MotionSequence([frame], fps=25.0, length=1, reference=reference, measured=False, origin=str(path))
 
 
-def open_driving(driving: str | os.PathLike, base_shape: np.ndarray | None = None) -> MotionSequence:
-    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, an image or a video."""
+def open_driving(
+    driving: str | os.PathLike, base_shape: np.ndarray | None = None, driving_crop: CropSpec | None = None
+) -> MotionSequence:
+    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, an image or a video.
+
+    ``base_shape``: the source's canonical face (presets and driving images are built on it);
+    ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels).
+    """
     text = str(driving)
     if text.startswith(PRESET_PREFIX):
         return preset_motion(text[len(PRESET_PREFIX) :], base_shape)
@@ -120,8 +127,8 @@ def open_driving(driving: str | os.PathLike, base_shape: np.ndarray | None = Non
     if is_image_path(path):
         if base_shape is None:
             raise EnlivenError("a driving image needs a source face to carry its expression to")
-        return _image_motion(path, base_shape)
-    return video_motion(path)
+        return _image_motion(path, base_shape, driving_crop)
+    return video_motion(path, driving_crop)
 
 
 def _retime(frames: Iterable[MotionFrame], src_fps: float, dst_fps: float) -> Iterator[MotionFrame]:
@@ -164,22 +171,26 @@ def animate(
         raise EnlivenError(f"a driving image gives a still result: name the output .png or .jpg, not {output.name}")
     if not driving_is_image and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
-    engine = engines.create(opts.engine)
+    align = AlignOptions(opts.relative, opts.multiplier, opts.smooth)
+    engine_options = dict(opts.engine_options)
+    if opts.weights is not None:
+        engine_options["weights"] = opts.weights
+    engine = engines.create(opts.engine, align=align, **engine_options)
     src = _analyse_source(source, opts)
     crop_image = src.crop.cut(src.image)
     state = engine.prepare(crop_image, src.crop_landmarks)
     paster = Paster(src.crop, state.paste_mask, src.image.shape[:2])
     source_shape = MotionFrame.from_landmarks(src.crop_landmarks).shape.astype(np.float64)
-    motion = open_driving(driving, source_shape)
+    motion = open_driving(driving, source_shape, engine.driving_crop)
     aligner = MotionAligner(
         src.crop_landmarks,
         motion.fps,
-        AlignOptions(opts.relative, opts.multiplier, smooth=opts.smooth and motion.measured),
+        replace(align, smooth=opts.smooth and motion.measured),
         reference=motion.reference,
     )
 
     def render(frame: MotionFrame) -> np.ndarray:
-        return paster.paste(src.image, engine.render(state, aligner(frame)))
+        return paster.paste(src.image, engine.render(state, aligner(frame), frame))
 
     if driving_is_image:
         (frame,) = list(motion)

@@ -30,13 +30,28 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    k = p.add_argument_group("keypoint engine (LivePortrait)")
+    k.add_argument("--weights", metavar="DIR", help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
+    k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), help="animate only this region (default: all)")
+    k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None, help="turn off the stitching MLP")
+    k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
+    k.add_argument("--normalize-lip", action="store_true", help="start from a closed mouth")
 
 
 def _animation_kwargs(args: argparse.Namespace) -> dict:
+    engine_options = {}
+    if args.region:
+        engine_options["region"] = args.region
+    if args.stitching is False:
+        engine_options["stitching"] = False
+    if args.pose_friendly:
+        engine_options["driving_option"] = "pose-friendly"
+    if args.normalize_lip:
+        engine_options["normalize_lip"] = True
     return dict(
         engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
         fps=args.fps, face_index=args.face_index, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
-        progress=not args.quiet,
+        weights=args.weights, engine_options=engine_options, progress=not args.quiet,
     )
 
 

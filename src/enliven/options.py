@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from enliven.errors import EnlivenError
 
@@ -11,6 +11,10 @@ from enliven.errors import EnlivenError
 class AnimateOptions:
     engine: str = "mesh"
     """Rendering engine; see ``enliven engines``. ``mesh`` needs no downloaded weights."""
+    weights: str | None = None
+    """Folder with the engine's weights (engines that need them); default: our cache or the HF cache."""
+    engine_options: dict = field(default_factory=dict)
+    """Engine-specific settings, e.g. ``{"region": "lip", "stitching": False}`` for ``keypoint``."""
     relative: bool = True
     """Apply the driver's change from its first frame (True) or copy its expression and pose (False)."""
     multiplier: float = 1.0

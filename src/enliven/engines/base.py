@@ -14,6 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from enliven.errors import EnlivenError
+from enliven.face.crop import CropSpec
+from enliven.motion.frame import MotionFrame
 
 
 @dataclass
@@ -28,12 +30,15 @@ class SourceState:
 
 class Engine(Protocol):
     name: str
+    driving_crop: CropSpec | None
+    """If set, driving video frames arrive with the driver's face crop (``MotionFrame.crop``) cut this way."""
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
-        """Do all per-source work once."""
+        """Do all per-source work once (and reset per-animation state)."""
 
-    def render(self, state: SourceState, target: np.ndarray) -> np.ndarray:
-        """Render the source crop with its landmarks moved to ``target`` (478, 3 crop pixels)."""
+    def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame) -> np.ndarray:
+        """One crop-space frame. ``target``: the aligned landmarks (478, 3 crop pixels) the face should take;
+        ``frame``: the driving motion it came from (with the driver's crop, if the engine asked for it)."""
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Engine], str]] = {}
@@ -59,8 +64,15 @@ def create(name: str, **options: Any) -> Engine:
     _load_builtin()
     if name not in _REGISTRY:
         raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name][0](**options)
+    factory = _REGISTRY[name][0]
+    try:
+        return factory(**options)
+    except TypeError as exc:  # an option this engine does not have
+        if "unexpected keyword" not in str(exc):
+            raise
+        bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+        raise EnlivenError(f"engine {name!r} has no option {bad!r}") from None
 
 
 def _load_builtin() -> None:
-    from enliven.engines import mesh  # noqa: F401  (registers itself)
+    from enliven.engines import keypoint, mesh  # noqa: F401  (each registers itself)

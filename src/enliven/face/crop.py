@@ -44,19 +44,37 @@ def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class CropSpec:
+    """How to crop a face: output side, size relative to the face, vertical shift, and whether to deskew."""
+
+    size: int = DEFAULT_CROP_SIZE
+    scale: float = DEFAULT_CROP_SCALE
+    vy: float = DEFAULT_CROP_VY
+    rotate: bool = True
+
+    def crop(self, points: np.ndarray) -> "Crop":
+        return face_crop(points, self.size, self.scale, self.vy, self.rotate)
+
+
 def face_crop(
-    points: np.ndarray, size: int = DEFAULT_CROP_SIZE, scale: float = DEFAULT_CROP_SCALE, vy: float = DEFAULT_CROP_VY
+    points: np.ndarray,
+    size: int = DEFAULT_CROP_SIZE,
+    scale: float = DEFAULT_CROP_SCALE,
+    vy: float = DEFAULT_CROP_VY,
+    rotate: bool = True,
 ) -> Crop:
     """Crop around a face: rotated so the eyes→mouth direction points down, ``scale`` × the face extent.
 
     The face extent is measured from the eyebrows to the chin and across the face oval, which is the
-    region LivePortrait's 106-point landmarks cover, so ``scale`` means the same in both tools.
+    region LivePortrait's 106-point landmarks cover, so ``scale`` means the same in both tools. With
+    ``rotate=False`` the crop stays axis-aligned (how LivePortrait crops driving videos, keeping head roll).
     """
     pts = np.asarray(points, np.float64)[:, :2]
     eyes = (pts[list(lm.RIGHT_EYE_CORNERS)].mean(0) + pts[list(lm.LEFT_EYE_CORNERS)].mean(0)) / 2
     mouth = pts[list(lm.MOUTH_CORNERS)].mean(0)
     down = mouth - eyes
-    angle = np.arctan2(down[0], down[1])  # 0 when the face is upright
+    angle = np.arctan2(down[0], down[1]) if rotate else 0.0  # 0 when the face is upright
     c, s = np.cos(angle), np.sin(angle)
     rot = np.array([[c, -s], [s, c]])  # turns image coordinates into face-upright coordinates
     region = pts[list(lm.FACE_OVAL) + list(lm.RIGHT_BROW) + list(lm.LEFT_BROW)]

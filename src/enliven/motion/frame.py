@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ class MotionFrame:
     where the head points; ``rotation``/``scale``/``translation`` place it in the driver's picture
     (see ``face.geometry``). Arrays are float32 so a frame saved to a template and loaded back is
     bit-identical to the one computed from the video. ``valid`` is False where the face was lost and
-    the values were carried over from the last good frame.
+    the values were carried over from the last good frame. ``crop`` is the driver's face crop, attached
+    only for engines that read motion from pixels (see ``Engine.driving_crop``); it is never saved.
     """
 
     shape: np.ndarray
@@ -27,6 +28,7 @@ class MotionFrame:
     scale: float
     translation: np.ndarray
     valid: bool = True
+    crop: np.ndarray | None = None
 
     @classmethod
     def from_landmarks(cls, points: np.ndarray) -> MotionFrame:
@@ -47,7 +49,7 @@ class MotionFrame:
 
     def lost(self) -> MotionFrame:
         """This frame's values, marked as a carried-over substitute for a lost face."""
-        return MotionFrame(self.shape, self.rotation, self.scale, self.translation, valid=False)
+        return replace(self, valid=False)
 
 
 @dataclass

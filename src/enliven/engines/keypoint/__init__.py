@@ -1,7 +1,17 @@
 """The ``keypoint`` engine: LivePortrait (implicit 3D keypoints, warping + SPADE decoder, stitching and
 eye/lip retargeting), loading the official checkpoints unchanged."""
 
-from enliven.engines.keypoint.checkpoints import convert_to_safetensors, load_official, save_official
+from enliven.engines.keypoint.checkpoints import convert_to_safetensors, load_config, load_official, save_official
 from enliven.engines.keypoint.config import LivePortraitConfig, build_modules, tiny_config
 
-__all__ = ["LivePortraitConfig", "build_modules", "convert_to_safetensors", "load_official", "save_official", "tiny_config"]
+__all__ = [
+    "LivePortraitConfig",
+    "build_modules",
+    "convert_to_safetensors",
+    "load_config",
+    "load_official",
+    "save_official",
+    "tiny_config",
+]
+
+from enliven.engines.keypoint import engine as _engine  # noqa: E402,F401  (registers "keypoint")

@@ -12,6 +12,8 @@ read with ``torch.load(weights_only=True)``: plain tensors only, never arbitrary
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -96,10 +98,30 @@ def load_official(
     return {name: m.to(device).eval() for name, m in modules.items()}
 
 
-def save_official(modules: dict[str, nn.Module], weights_dir: str | os.PathLike) -> Path:
-    """Write modules in the official ``.pth`` layout (used to make test checkpoints and by converters)."""
+CONFIG_FILE = "enliven_config.json"
+
+
+def load_config(weights_dir: str | os.PathLike) -> LivePortraitConfig:
+    """The official configuration, unless the folder says otherwise (``enliven_config.json``, e.g. tiny test weights)."""
+    path = checkpoint_root(weights_dir) / CONFIG_FILE
+    if not path.is_file():
+        return LivePortraitConfig()
+    try:
+        fields = json.loads(path.read_text())
+        return LivePortraitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    except (ValueError, TypeError) as exc:
+        raise EnlivenError(f"bad {path}: {exc}") from None
+
+
+def save_official(
+    modules: dict[str, nn.Module], weights_dir: str | os.PathLike, config: LivePortraitConfig | None = None
+) -> Path:
+    """Write modules in the official ``.pth`` layout (for test checkpoints); a non-official ``config`` is
+    recorded beside them so ``load_config`` finds it."""
     root = Path(weights_dir)
     (root / "base_models").mkdir(parents=True, exist_ok=True)
+    if config is not None and config != LivePortraitConfig():
+        (root / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config)))
     (root / "retargeting_models").mkdir(parents=True, exist_ok=True)
     for name in BASE_MODELS:
         torch.save(modules[name].state_dict(), root / "base_models" / f"{name}.pth")

@@ -17,6 +17,7 @@ from enliven.engines.mesh.raster import backward_map
 from enliven.face import landmarks as lm
 from enliven.face.geometry import face_model
 from enliven.face.paste import feathered_mask
+from enliven.motion.frame import MotionFrame
 
 RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's distance from its centre
 RING_FOLLOW = 0.5  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
@@ -31,8 +32,10 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
 @register("mesh", needs="nothing: MediaPipe's face mesh ships inside its wheel")
 class MeshEngine:
     name = "mesh"
+    driving_crop = None  # landmarks are all it needs
 
-    def __init__(self, stride: int = 2):
+    def __init__(self, stride: int = 2, align: object = None):
+        # `align` (motion options) is given to every engine; the mesh engine gets aligned landmarks already.
         self.stride = stride  # the sampling map is computed every `stride` pixels, then upsampled
         n = len(lm.FACE_OVAL)
         oval = np.array(lm.FACE_OVAL)
@@ -89,6 +92,6 @@ class MeshEngine:
             iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR),
         )
 
-    def render(self, state: SourceState, target: np.ndarray) -> np.ndarray:
+    def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
         map_x, map_y = self.sampling_map(state, target)
         return cv2.remap(state.crop_image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

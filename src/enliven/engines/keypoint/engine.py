@@ -1,0 +1,158 @@
+"""The ``keypoint`` engine: LivePortrait inference on our streaming pipeline.
+
+Per source (once): F(s) → feature volume, M(s) → source keypoints x_s, open ratios from our landmarks.
+Per frame: driving keypoints from M on the driver's face crop (video/image driving), or, for motion
+without pixels (presets, landmark templates), the source's keypoints turned by the landmarks' head
+rotation and moved by the eye/lip retargeting MLPs towards the landmarks' open ratios. Then the
+relative/absolute rule, expression-friendly scaling, stitching, lip normalisation and the multiplier,
+and W + G decode the 512² crop.
+
+Eye and lip open ratios are measured on MediaPipe's 478 landmarks with LivePortrait's definitions
+(lid gap over eye width at points 159/145 over 33/133 and 386/374 over 362/263; inner-lip gap 13/14
+over mouth width 61/291), in 3D, where LivePortrait uses its own 203-point model in 2D; values on the
+same face agree to within a few hundredths, so the MLPs, trained on the 203-point values, are fed
+slightly different numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import torch
+
+from enliven.engines.base import SourceState, register
+from enliven.engines.keypoint import kinematics as kin
+from enliven.engines.keypoint.checkpoints import load_config, load_official
+from enliven.errors import EnlivenError
+from enliven.face import geometry
+from enliven.face.crop import CropSpec
+from enliven.face.paste import feathered_mask
+from enliven.motion.align import AlignOptions
+from enliven.motion.frame import MotionFrame
+
+LIP_NORMALIZE_THRESHOLD = 0.03
+DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
+
+
+@register("keypoint", needs="the official LivePortrait weights: `enliven weights download liveportrait` or --weights DIR")
+class KeypointEngine:
+    name = "keypoint"
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        region: str = "all",
+        relative: bool = True,
+        stitching: bool = True,
+        driving_option: str = "expression-friendly",
+        normalize_lip: bool = False,
+        device: str = "cpu",
+        align: AlignOptions | None = None,
+    ):
+        from enliven import weights as weight_store
+
+        if region not in kin.REGIONS:
+            raise EnlivenError(f"region must be one of {', '.join(kin.REGIONS)}, got {region!r}")
+        if driving_option not in DRIVING_OPTIONS:
+            raise EnlivenError(f"driving option must be one of {', '.join(DRIVING_OPTIONS)}, got {driving_option!r}")
+        folder = weight_store.resolve("liveportrait", weights)
+        config = load_config(folder)
+        self.device = torch.device(device)
+        self.modules = load_official(folder, config=config, device=self.device)
+        self.input_size = config.input_size
+        align = align or AlignOptions()
+        self.relative, self.multiplier = align.relative, align.multiplier
+        self.region, self.stitching = region, stitching
+        self.driving_option, self.normalize_lip = driving_option, normalize_lip
+        # LivePortrait crops driving videos axis-aligned, 2.2x the face, shifted up by 0.1.
+        self.driving_crop = CropSpec(size=self.input_size, scale=2.2, vy=-0.1, rotate=False)
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        if image.shape[0] != self.input_size:
+            image = cv2.resize(image, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+
+    @torch.no_grad()
+    def _motion(self, image: np.ndarray) -> kin.KeypointMotion:
+        return kin.decode_motion(self.modules["motion_extractor"](self._tensor(image)))
+
+    @torch.no_grad()
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
+        x = self._tensor(crop_image)
+        info = kin.decode_motion(self.modules["motion_extractor"](x))
+        size = crop_image.shape[0]
+        inset = 0.06 * size
+        square = np.array([[inset, inset], [size - inset, inset], [size - inset, size - inset], [inset, size - inset]])
+        return SourceState(
+            crop_image=crop_image,
+            landmarks=np.asarray(landmarks, np.float64),
+            paste_mask=feathered_mask(square, size, feather=0.1 * size),
+            cache={
+                "feature": self.modules["appearance_feature_extractor"](x),
+                "info": info,
+                "x_s": info.keypoints(),
+                "pose": geometry.fit_pose(landmarks),
+                "eyes": torch.tensor(geometry.eye_open_ratios(landmarks), dtype=torch.float32)[None],
+                "lip": torch.tensor([[float(geometry.lip_open_ratio(landmarks))]]),
+            },
+        )
+
+    def _from_pixels(self, state: SourceState, crop: np.ndarray) -> torch.Tensor:
+        cache = state.cache
+        driving = self._motion(crop)
+        reference = cache.setdefault("reference", driving)
+        source = cache["info"]
+        if self.relative:
+            moved = kin.relative_motion(source, driving, reference, self.region)
+        else:
+            moved = kin.absolute_motion(source, driving)
+        x_d = moved.keypoints()
+        if self.relative and self.driving_option == "expression-friendly":
+            if "x_d0" not in cache:
+                cache["x_d0"] = x_d
+                cache["hull"] = kin.hull_scale(cache["x_s"], x_d)
+            x_d = cache["x_s"] + (x_d - cache["x_d0"]) * cache["hull"]
+        return x_d
+
+    def _from_landmarks(self, state: SourceState, target: np.ndarray) -> torch.Tensor:
+        """No driver pixels: turn the source by the landmarks' rotation, retarget eyes and lips to their ratios."""
+        cache = state.cache
+        source = cache["info"]
+        delta = geometry.fit_pose(target).rotation @ cache["pose"].rotation.T  # column-vector camera frame
+        rotation = source.rotation @ torch.as_tensor(delta.T, dtype=source.rotation.dtype)[None]
+        x_d = replace(source, rotation=rotation).keypoints()
+        eyes = float(np.mean(geometry.eye_open_ratios(target)))
+        lip = float(geometry.lip_open_ratio(target))
+        with torch.no_grad():
+            x_d = x_d + kin.retarget_eyes(self.modules["retarget_eye"], cache["x_s"], cache["eyes"], torch.tensor([[eyes]]))
+            x_d = x_d + kin.retarget_lip(self.modules["retarget_lip"], cache["x_s"], cache["lip"], torch.tensor([[lip]]))
+        return x_d
+
+    @torch.no_grad()
+    def driving_keypoints(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None) -> torch.Tensor:
+        """x_d for one frame: the driving rule, stitching, lip normalisation, then the multiplier."""
+        cache = state.cache
+        from_pixels = frame is not None and frame.crop is not None
+        x_d = self._from_pixels(state, frame.crop) if from_pixels else self._from_landmarks(state, target)
+        if self.stitching:
+            x_d = kin.stitch(self.modules["stitching"], cache["x_s"], x_d)
+        if self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
+            x_d = x_d + kin.retarget_lip(self.modules["retarget_lip"], cache["x_s"], cache["lip"], torch.zeros(1, 1))
+        if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applies it)
+            x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
+        return x_d
+
+    @torch.no_grad()
+    def decode(self, state: SourceState, x_d: torch.Tensor) -> np.ndarray:
+        warped = self.modules["warping_module"](state.cache["feature"], x_d, state.cache["x_s"])
+        image = self.modules["spade_generator"](warped["out"])
+        out = (image[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+        size = state.crop_image.shape[0]
+        if out.shape[0] != size:
+            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
+        return out
+
+    def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
+        return self.decode(state, self.driving_keypoints(state, target, frame))
