@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--size", type=int, default=512, help="picture side in pixels (default 512)")
 
+    weights = sub.add_parser("weights", help="download and convert model weights (for engines that need them)")
+    wsub = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    p = wsub.add_parser("download", help="download a model's weights from the Hugging Face Hub (needs a network)")
+    p.add_argument("model", choices=("liveportrait",), help="which model")
+    p.add_argument("--dir", help="where to put them (default: ~/.cache/enliven/MODEL or $ENLIVEN_WEIGHTS/MODEL)")
+    p = wsub.add_parser("convert", help="write .safetensors beside official .pth files (then preferred when loading)")
+    p.add_argument("dir", help="folder with the official LivePortrait layout")
+
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
     return parser
@@ -123,6 +131,15 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "motion" and args.motion_command == "render":
         frames = api.render_motion(args.template, args.output, size=args.size, progress=not args.quiet)
         say(f"wrote {args.output}: {frames} frame(s)")
+    elif args.command == "weights" and args.weights_command == "download":
+        from enliven import weights
+
+        say(f"downloaded {args.model} to {weights.download(args.model, args.dir)}")
+    elif args.command == "weights" and args.weights_command == "convert":
+        from enliven.engines.keypoint import convert_to_safetensors
+
+        for path in convert_to_safetensors(args.dir):
+            say(f"wrote {path}")
     elif args.command == "presets":
         from enliven.motion.presets import PRESETS
 

@@ -55,3 +55,16 @@ def test_missing_weights_and_unknown_options_are_clear(tmp_path):
     with pytest.raises(EnlivenError, match="has no option"):
         api.animate(api.bundled_portrait(), "preset:nod", tmp_path / "o.mp4", engine_options={"colour": "red"})
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_weights_commands(tmp_path, tiny_weights, monkeypatch, capsys):
+    import shutil
+
+    copy = tmp_path / "w"
+    shutil.copytree(tiny_weights, copy)
+    assert main(["weights", "convert", str(copy)]) == 0
+    assert len(list(copy.rglob("*.safetensors"))) == 5
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what a machine without a network sees, without waiting
+    code = main(["weights", "download", "liveportrait", "--dir", str(tmp_path / "dl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "could not download" in err and "online" in err
