@@ -153,3 +153,14 @@ def test_wrong_architecture_and_pickled_objects_are_refused(tmp_path):
         load_official(root, config=tiny_config())
     with pytest.raises(EnlivenError, match="does not look like LivePortrait weights"):
         load_official(tmp_path / "base_models")
+
+
+def test_folding_for_inference_keeps_outputs():
+    from enliven.engines.keypoint.accelerate import fold_for_inference
+
+    modules = _trained_like(tiny_config())
+    folded = fold_for_inference(modules)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded["warping_module"].modules())
+    assert "conv_0.weight_orig" not in dict(folded["spade_generator"].named_parameters(prefix="")).keys()
+    for a, b in zip(_run(modules), _run(folded)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
