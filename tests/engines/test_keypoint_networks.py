@@ -161,6 +161,12 @@ def test_folding_for_inference_keeps_outputs():
     modules = _trained_like(tiny_config())
     folded = fold_for_inference(modules)
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded["warping_module"].modules())
-    assert "conv_0.weight_orig" not in dict(folded["spade_generator"].named_parameters(prefix="")).keys()
-    for a, b in zip(_run(modules), _run(folded)):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not any(n.endswith("weight_orig") for n, _ in folded["spade_generator"].named_parameters())
+    torch.manual_seed(3)
+    feat = torch.randn(1, 8, 8, 16, 16)
+    kp_s, kp_d = torch.rand(1, 21, 3) - 0.5, torch.rand(1, 21, 3) - 0.5
+    with torch.no_grad():  # each module on identical inputs (random decoders amplify any rounding downstream)
+        a, b = modules["warping_module"](feat, kp_d, kp_s), folded["warping_module"](feat, kp_d, kp_s)
+        for key in ("out", "occlusion_map", "deformation"):
+            torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(modules["spade_generator"](a["out"]), folded["spade_generator"](a["out"]), atol=1e-6, rtol=0)
