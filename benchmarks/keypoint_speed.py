@@ -19,22 +19,11 @@ import time
 
 import torch
 
-from enliven.engines.keypoint import build_modules, kinematics as kin, load_official
+from enliven.engines.keypoint import kinematics as kin
+from enliven.engines.keypoint import load_official, random_modules
 from enliven.engines.keypoint.accelerate import fold_for_inference
 
 MODULES = ("motion_extractor", "stitching", "warping_module", "spade_generator")
-
-
-def randomised_official() -> dict[str, torch.nn.Module]:
-    torch.manual_seed(0)
-    modules = build_modules()
-    for m in modules.values():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-        m.eval()
-    return modules
 
 
 def run(modules, feature, x_s, source, drivers, timings):
@@ -74,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    plain = load_official(args.weights) if args.weights else randomised_official()
+    plain = load_official(args.weights) if args.weights else random_modules()
     fast = fold_for_inference(plain)
     g = torch.Generator().manual_seed(1)
     source_image = torch.rand(1, 3, 256, 256, generator=g)

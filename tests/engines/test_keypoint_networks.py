@@ -7,7 +7,14 @@ import re
 import pytest
 import torch
 
-from enliven.engines.keypoint import build_modules, convert_to_safetensors, load_official, save_official, tiny_config
+from enliven.engines.keypoint import (
+    build_modules,
+    convert_to_safetensors,
+    load_official,
+    random_modules,
+    save_official,
+    tiny_config,
+)
 from enliven.errors import EnlivenError
 
 
@@ -98,20 +105,9 @@ def _run(modules, seed=1):
     return [feat, *raw.values(), warped["out"], warped["occlusion_map"], warped["deformation"], image, *mlp]
 
 
-def _trained_like(config):
-    modules = build_modules(config)
-    for m in modules.values():  # make BatchNorm statistics non-trivial, as in real checkpoints
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-        m.eval()
-    return modules
-
-
 def test_checkpoint_directory_round_trip(tmp_path):
     torch.manual_seed(0)
-    modules = _trained_like(tiny_config())
+    modules = random_modules(tiny_config())
     save_official(modules, tmp_path / "liveportrait")
     loaded = load_official(tmp_path, config=tiny_config())  # finds the liveportrait/ subfolder
     assert sorted(loaded) == sorted(modules)
@@ -129,7 +125,7 @@ def test_checkpoint_directory_round_trip(tmp_path):
 
 
 def test_ddp_prefixes_and_missing_batch_counters_are_accepted(tmp_path):
-    modules = _trained_like(tiny_config())
+    modules = random_modules(tiny_config())
     root = save_official(modules, tmp_path)
     state = torch.load(root / "base_models" / "warping_module.pth", weights_only=True)
     state = {f"module.{k}": v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -140,7 +136,7 @@ def test_ddp_prefixes_and_missing_batch_counters_are_accepted(tmp_path):
 
 
 def test_wrong_architecture_and_pickled_objects_are_refused(tmp_path):
-    root = save_official(_trained_like(tiny_config()), tmp_path)
+    root = save_official(random_modules(tiny_config()), tmp_path)
     with pytest.raises(EnlivenError, match="does not match the LivePortrait architecture"):
         load_official(root)  # tiny weights into the official-size networks
 
@@ -158,7 +154,7 @@ def test_wrong_architecture_and_pickled_objects_are_refused(tmp_path):
 def test_folding_for_inference_keeps_outputs():
     from enliven.engines.keypoint.accelerate import fold_for_inference
 
-    modules = _trained_like(tiny_config())
+    modules = random_modules(tiny_config())
     folded = fold_for_inference(modules)
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded["warping_module"].modules())
     assert not any(n.endswith("weight_orig") for n, _ in folded["spade_generator"].named_parameters())

@@ -7,6 +7,7 @@ here; nothing else in the pipeline changes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +43,14 @@ class Engine(Protocol):
 
 
 _REGISTRY: dict[str, tuple[Callable[..., Engine], str]] = {}
+# Built-in engines are imported only when used, so the default engine never loads torch.
+_BUILTIN = {
+    "mesh": ("enliven.engines.mesh", "nothing: MediaPipe's face mesh ships inside its wheel"),
+    "keypoint": (
+        "enliven.engines.keypoint",
+        "the official LivePortrait weights: `enliven weights download liveportrait` or --weights DIR",
+    ),
+}
 
 
 def register(name: str, needs: str) -> Callable:
@@ -56,14 +65,14 @@ def register(name: str, needs: str) -> Callable:
 
 def available() -> dict[str, str]:
     """Engine names and what each needs to run."""
-    _load_builtin()
-    return {name: needs for name, (_, needs) in _REGISTRY.items()}
+    return {name: needs for name, (_, needs) in _BUILTIN.items()} | {n: needs for n, (_, needs) in _REGISTRY.items()}
 
 
 def create(name: str, **options: Any) -> Engine:
-    _load_builtin()
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name][0])
     if name not in _REGISTRY:
-        raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(available()))}")
     factory = _REGISTRY[name][0]
     try:
         return factory(**options)
@@ -72,7 +81,3 @@ def create(name: str, **options: Any) -> Engine:
             raise
         bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
         raise EnlivenError(f"engine {name!r} has no option {bad!r}") from None
-
-
-def _load_builtin() -> None:
-    from enliven.engines import keypoint, mesh  # noqa: F401  (each registers itself)

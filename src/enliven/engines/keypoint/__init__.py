@@ -2,7 +2,7 @@
 eye/lip retargeting), loading the official checkpoints unchanged."""
 
 from enliven.engines.keypoint.checkpoints import convert_to_safetensors, load_config, load_official, save_official
-from enliven.engines.keypoint.config import LivePortraitConfig, build_modules, tiny_config
+from enliven.engines.keypoint.config import LivePortraitConfig, build_modules, random_modules, tiny_config
 
 __all__ = [
     "LivePortraitConfig",
@@ -10,6 +10,7 @@ __all__ = [
     "convert_to_safetensors",
     "load_config",
     "load_official",
+    "random_modules",
     "save_official",
     "tiny_config",
 ]

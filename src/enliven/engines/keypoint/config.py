@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from enliven.engines.keypoint.networks import (
@@ -68,6 +69,20 @@ def tiny_config() -> LivePortraitConfig:
         spade_generator=dict(upscale=2, block_expansion=8, max_features=64, num_down_blocks=2, out_channels=8),
         input_size=64,
     )
+
+
+def random_modules(config: LivePortraitConfig | None = None, seed: int = 0) -> dict[str, nn.Module]:
+    """Random weights with BatchNorm statistics away from the identity, like a trained model's; eval mode.
+    For tests and benchmarks: the arithmetic (and so the time) equals the real model's."""
+    torch.manual_seed(seed)
+    modules = build_modules(config)
+    for m in modules.values():
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+        m.eval()
+    return modules
 
 
 def build_modules(config: LivePortraitConfig | None = None) -> dict[str, nn.Module]:

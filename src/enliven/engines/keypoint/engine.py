@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from enliven.engines.base import SourceState, register
+from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.keypoint import kinematics as kin
 from enliven.engines.keypoint.checkpoints import load_config, load_official
 from enliven.errors import EnlivenError
@@ -36,7 +36,7 @@ LIP_NORMALIZE_THRESHOLD = 0.03
 DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 
 
-@register("keypoint", needs="the official LivePortrait weights: `enliven weights download liveportrait` or --weights DIR")
+@register("keypoint", needs=_BUILTIN["keypoint"][1])
 class KeypointEngine:
     name = "keypoint"
 

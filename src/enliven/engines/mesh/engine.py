@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from enliven.engines.base import SourceState, register
+from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.mesh.raster import backward_map
 from enliven.face import landmarks as lm
 from enliven.face.geometry import face_model
@@ -29,7 +29,7 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     return np.concatenate([np.stack([inner, nxt_i, nxt_o], 1), np.stack([inner, nxt_o, outer], 1)])
 
 
-@register("mesh", needs="nothing: MediaPipe's face mesh ships inside its wheel")
+@register("mesh", needs=_BUILTIN["mesh"][1])
 class MeshEngine:
     name = "mesh"
     driving_crop = None  # landmarks are all it needs
