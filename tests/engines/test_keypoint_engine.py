@@ -15,7 +15,7 @@ from enliven.engines.keypoint import build_modules, save_official, tiny_config
 from enliven.errors import EnlivenError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import read_frames  # noqa: E402
+from conftest import read_frames
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_relative_motion_regions_touch_only_their_keypoints():
 def test_relative_rotation_composes_like_liveportrait():
     source, ref, driver = _motion(1), _motion(2), _motion(3)
     moved = k.relative_motion(source, driver, ref)
-    r = lambda m: m.rotation[0].numpy()  # noqa: E731
+    r = lambda m: m.rotation[0].numpy()
     np.testing.assert_allclose(moved.rotation[0].numpy(), r(driver) @ r(ref).T @ r(source), atol=1e-6)
 
 

@@ -53,7 +53,7 @@ class CropSpec:
     vy: float = DEFAULT_CROP_VY
     rotate: bool = True
 
-    def crop(self, points: np.ndarray) -> "Crop":
+    def crop(self, points: np.ndarray) -> Crop:
         return face_crop(points, self.size, self.scale, self.vy, self.rotate)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 from enliven.errors import NoFaceError
 from enliven.face.analyzer import FaceAnalyzer

@@ -15,4 +15,4 @@ __all__ = [
     "tiny_config",
 ]
 
-from enliven.engines.keypoint import engine as _engine  # noqa: E402,F401  (registers "keypoint")
+from enliven.engines.keypoint import engine as _engine  # noqa: F401  (registers "keypoint")

@@ -58,7 +58,7 @@ class KeypointMotion:
         return {k: getattr(self, k).detach().cpu().numpy() for k in ("kp", "exp", "rotation", "scale", "t", "angles")}
 
     @classmethod
-    def from_numpy(cls, arrays: dict[str, np.ndarray]) -> "KeypointMotion":
+    def from_numpy(cls, arrays: dict[str, np.ndarray]) -> KeypointMotion:
         return cls(**{k: torch.as_tensor(np.asarray(arrays[k])) for k in ("kp", "exp", "rotation", "scale", "t", "angles")})
 
 
