@@ -42,6 +42,8 @@ def make_driver(path: Path, loops: int) -> int:
 def per_stage(driver: Path) -> dict[str, float]:
     from enliven import api, engines
     from enliven.face.analyzer import FaceAnalyzer
+    from enliven.face.crop import face_crop
+    from enliven.io.images import read_image
     from enliven.face.paste import Paster
     from enliven.io.video import VideoReader
     from enliven.motion.align import AlignOptions, MotionAligner
@@ -56,11 +58,14 @@ def per_stage(driver: Path) -> dict[str, float]:
         timings[stage].append((time.perf_counter() - t) * 1000)
         return out
 
-    src = api._analyse_source(api.bundled_portrait(), AnimateOptions())
+    image = read_image(api.bundled_portrait())
+    face = api._find_faces("portrait", image, AnimateOptions())[0]
+    crop = face_crop(face.landmarks)
+    landmarks = crop.to_crop(face.landmarks)
     engine = engines.create("mesh")
-    state = engine.prepare(src.crop.cut(src.image), src.crop_landmarks)
-    paster = Paster(src.crop, state.paste_mask, src.image.shape[:2])
-    aligner = MotionAligner(src.crop_landmarks, 25, AlignOptions())
+    state = engine.prepare(crop.cut(image), landmarks)
+    paster = Paster(crop, state.paste_mask, image.shape[:2])
+    aligner = MotionAligner(landmarks, 25, AlignOptions())
     t = time.perf_counter()
     images = list(VideoReader(driver))
     timings["decode"] = [(time.perf_counter() - t) * 1000 / len(images)]
@@ -69,8 +74,8 @@ def per_stage(driver: Path) -> dict[str, float]:
         for image in images:
             face = timed("analyse", analyzer.detect, image)[0]
             target = timed("align", lambda f: aligner(MotionFrame.from_landmarks(f.landmarks)), face)
-            crop = timed("render", engine.render, state, target)
-            rendered.append(timed("paste", paster.paste, src.image, crop))
+            crop_frame = timed("render", engine.render, state, target)
+            rendered.append(timed("paste", paster.paste, image, crop_frame))
     with tempfile.TemporaryDirectory() as tmp:
         import av
 

@@ -132,3 +132,32 @@ def test_lost_driver_frames_are_counted(tmp_path, portrait_path, portrait, drivi
     assert result.frames == 20
     assert result.lost_frames == 4
     assert "lost in 4 frame" in result.summary()
+
+
+def _two_face_picture(portrait):
+    import cv2
+
+    head = portrait[20:276, 100:356]
+    canvas = np.full((512, 512, 3), 200, np.uint8)
+    canvas[128:384, 0:256] = head
+    canvas[150:330, 300:480] = cv2.resize(head, (180, 180))
+    return canvas
+
+
+def test_all_faces_moves_every_face_and_default_only_the_largest(tmp_path, portrait):
+    group = tmp_path / "group.png"
+    Image.fromarray(_two_face_picture(portrait)).save(group)
+    results = {}
+    for all_faces in (False, True):
+        out = tmp_path / f"all{all_faces}.mp4"
+        result = api.animate(group, "preset:mouth", out, all_faces=all_faces, progress=False)
+        frames = read_frames(out)
+        with FaceAnalyzer(static=True, max_faces=4) as analyzer:
+            closed = sorted(analyzer.detect(frames[0]), key=lambda f: f.box[0])
+            opened = sorted(analyzer.detect(frames[25]), key=lambda f: f.box[0])  # the 0.3 request
+        assert len(closed) == len(opened) == 2
+        results[all_faces] = [o.lip_open - c.lip_open for c, o in zip(closed, opened)]
+        assert result.faces == (2 if all_faces else 1)
+    left_only, both = results[False], results[True]
+    assert left_only[0] > 0.15 and abs(left_only[1]) < 0.03
+    assert both[0] > 0.15 and both[1] > 0.15

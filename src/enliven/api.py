@@ -35,6 +35,7 @@ from enliven.motion.template import load_template, save_template
 from enliven.options import AnimateOptions
 
 PRESET_PREFIX = "preset:"
+MAX_FACES = 8  # faces looked for with --all-faces
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 
 
@@ -46,11 +47,13 @@ class AnimateResult:
     seconds: float
     lost_frames: int  # driving frames where no face was found (previous motion reused)
     engine: str
+    faces: int = 1  # faces animated in the source
 
     def summary(self) -> str:
         speed = self.frames / self.seconds if self.seconds > 0 else float("inf")
         lost = f", driver's face lost in {self.lost_frames} frame(s) (previous motion reused)" if self.lost_frames else ""
-        return f"wrote {self.output}: {self.frames} frame(s) at {self.fps:g} fps, {speed:.1f} frames/s{lost}"
+        faces = f", {self.faces} faces" if self.faces > 1 else ""
+        return f"wrote {self.output}: {self.frames} frame(s) at {self.fps:g} fps{faces}, {speed:.1f} frames/s{lost}"
 
 
 def bundled_portrait() -> Path:
@@ -64,24 +67,31 @@ def demo(output: str | os.PathLike, preset: str = "demo", **options) -> AnimateR
 
 
 @dataclass
-class _Source:
-    image: np.ndarray
-    face: Face
+class _Face:
+    """One face being animated: its crop, engine state, paste-back and motion alignment."""
+
     crop: Crop
-    crop_landmarks: np.ndarray
+    landmarks: np.ndarray  # in crop pixels
+    state: engines.SourceState
+    paster: Paster
+    motion: MotionSequence | None = None
+    aligner: MotionAligner | None = None
+
+    @property
+    def shape(self) -> np.ndarray:
+        return MotionFrame.from_landmarks(self.landmarks).shape.astype(np.float64)
 
 
-def _analyse_source(path: str | os.PathLike, opts: AnimateOptions) -> _Source:
-    image = read_image(path)
-    with FaceAnalyzer(static=True, max_faces=max(4, opts.face_index + 1)) as analyzer:
+def _find_faces(path: str | os.PathLike, image: np.ndarray, opts: AnimateOptions) -> list[Face]:
+    with FaceAnalyzer(static=True, max_faces=max(MAX_FACES if opts.all_faces else 1, opts.face_index + 1)) as analyzer:
         faces = analyzer.detect(image)
     if not faces:
         raise NoFaceError(f"no face found in {path}")
+    if opts.all_faces:
+        return faces
     if opts.face_index >= len(faces):
         raise EnlivenError(f"face index {opts.face_index} asked for, but {path} has {len(faces)} face(s)")
-    face = faces[opts.face_index]
-    crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
-    return _Source(image, face, crop, crop.to_crop(face.landmarks))
+    return [faces[opts.face_index]]
 
 
 def _image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop: CropSpec | None) -> MotionSequence:
@@ -131,7 +141,7 @@ def open_driving(
     return video_motion(path, driving_crop)
 
 
-def _retime(frames: Iterable[MotionFrame], src_fps: float, dst_fps: float) -> Iterator[MotionFrame]:
+def _retime(frames: Iterable, src_fps: float, dst_fps: float) -> Iterator:
     """Resample motion from ``src_fps`` to ``dst_fps`` by nearest frame in time (duration is kept)."""
     if abs(src_fps - dst_fps) < 1e-6:
         yield from frames
@@ -176,26 +186,44 @@ def animate(
     if opts.weights is not None:
         engine_options["weights"] = opts.weights
     engine = engines.create(opts.engine, align=align, **engine_options)
-    src = _analyse_source(source, opts)
-    crop_image = src.crop.cut(src.image)
-    state = engine.prepare(crop_image, src.crop_landmarks)
-    paster = Paster(src.crop, state.paste_mask, src.image.shape[:2])
-    source_shape = MotionFrame.from_landmarks(src.crop_landmarks).shape.astype(np.float64)
-    motion = open_driving(driving, source_shape, engine.driving_crop)
-    aligner = MotionAligner(
-        src.crop_landmarks,
-        motion.fps,
-        replace(align, smooth=opts.smooth and motion.measured),
-        reference=motion.reference,
-    )
+    image = read_image(source)
+    faces = []
+    for face in _find_faces(source, image, opts):
+        crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
+        landmarks = crop.to_crop(face.landmarks)
+        state = engine.prepare(crop.cut(image), landmarks)
+        faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
+    # Presets and driving images are built on each face's own shape; a video's motion is shared by all faces.
+    per_face = str(driving).startswith(PRESET_PREFIX) or driving_is_image
+    shared = None if per_face else open_driving(driving, None, engine.driving_crop)
+    for face in faces:
+        face.motion = open_driving(driving, face.shape, engine.driving_crop) if per_face else shared
+        face.aligner = MotionAligner(
+            face.landmarks,
+            face.motion.fps,
+            replace(align, smooth=opts.smooth and face.motion.measured),
+            reference=face.motion.reference,
+        )
+    motion = faces[0].motion
+    streams = [iter(f.motion) for f in faces] if per_face else None
 
-    def render(frame: MotionFrame) -> np.ndarray:
-        return paster.paste(src.image, engine.render(state, aligner(frame), frame))
+    def render(frames: list[MotionFrame]) -> np.ndarray:
+        out = image.copy()
+        for face, frame in zip(faces, frames):
+            face.paster.paste(out, engine.render(face.state, face.aligner(frame), frame), out=out)
+        return out
+
+    def motion_frames() -> Iterator[list[MotionFrame]]:
+        if streams is None:
+            for frame in motion:
+                yield [frame] * len(faces)
+        else:
+            yield from (list(frames) for frames in zip(*streams))
 
     if driving_is_image:
-        (frame,) = list(motion)
-        write_image(output, render(frame))
-        return AnimateResult(output, 1, 0.0, time.perf_counter() - started, motion.lost, engine.name)
+        (frames,) = list(motion_frames())
+        write_image(output, render(frames))
+        return AnimateResult(output, 1, 0.0, time.perf_counter() - started, motion.lost, engine.name, len(faces))
 
     fps = opts.fps or motion.fps
     total = int(round(motion.length * fps / motion.fps)) if motion.length else None
@@ -203,10 +231,10 @@ def animate(
     count = 0
     with atomic_output(output) as tmp, _progress(total, "animating", opts.progress) as bar:
         with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
-            for frame in _ticking(_retime(motion, motion.fps, fps), bar):
-                writer.write(render(frame))
+            for frames in _ticking(_retime(motion_frames(), motion.fps, fps), bar):
+                writer.write(render(frames))
                 count += 1
-    return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name)
+    return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name, len(faces))
 
 
 def extract_motion(video: str | os.PathLike, output: str | os.PathLike, progress: bool = True) -> tuple[int, int]:

@@ -27,6 +27,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="turn off jitter smoothing of video motion")
     g.add_argument("--fps", type=float, default=None, help="output frame rate (default: the driving video's)")
     g.add_argument("--face-index", type=int, default=0, metavar="N", help="which face to animate, 0 = the largest (default)")
+    g.add_argument("--all-faces", action="store_true", help="animate every face in the source picture")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
@@ -50,7 +51,7 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["normalize_lip"] = True
     return dict(
         engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
-        fps=args.fps, face_index=args.face_index, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
+        fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, progress=not args.quiet,
     )
 

@@ -25,6 +25,8 @@ class AnimateOptions:
     """Output frame rate; default: the driving video's (motion is resampled in time if it differs)."""
     face_index: int = 0
     """Which face of the source to animate, 0 = the largest."""
+    all_faces: bool = False
+    """Animate every face found in the source (each with its own crop and paste-back), not just one."""
     crop_size: int = 512
     """Side of the square face crop the engine renders, in pixels."""
     crop_scale: float = 2.3
