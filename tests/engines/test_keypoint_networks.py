@@ -166,3 +166,16 @@ def test_folding_for_inference_keeps_outputs():
         for key in ("out", "occlusion_map", "deformation"):
             torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(modules["spade_generator"](a["out"]), folded["spade_generator"](a["out"]), atol=1e-6, rtol=0)
+
+
+def test_cached_source_work_gives_the_same_warp():
+    modules = random_modules(tiny_config())
+    torch.manual_seed(4)
+    feat = torch.randn(1, 8, 8, 16, 16)
+    kp_s, kp_d = torch.rand(1, 21, 3) - 0.5, torch.rand(1, 21, 3) - 0.5
+    warp = modules["warping_module"]
+    with torch.no_grad():
+        cached = warp.prepare_source(feat, kp_s)
+        a, b = warp(feat, kp_d, kp_s), warp(feat, kp_d, kp_s, cached)
+    for key in ("out", "occlusion_map", "deformation"):
+        assert torch.equal(a[key], b[key])

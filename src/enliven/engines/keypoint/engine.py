@@ -82,6 +82,8 @@ class KeypointEngine:
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
         x = self._tensor(crop_image)
         info = kin.decode_motion(self.modules["motion_extractor"](x))
+        feature = self.modules["appearance_feature_extractor"](x)
+        x_s = info.keypoints()
         size = crop_image.shape[0]
         inset = 0.06 * size
         square = np.array([[inset, inset], [size - inset, inset], [size - inset, size - inset], [inset, size - inset]])
@@ -90,9 +92,10 @@ class KeypointEngine:
             landmarks=np.asarray(landmarks, np.float64),
             paste_mask=feathered_mask(square, size, feather=0.1 * size),
             cache={
-                "feature": self.modules["appearance_feature_extractor"](x),
+                "feature": feature,
                 "info": info,
-                "x_s": info.keypoints(),
+                "x_s": x_s,
+                "warp_source": self.modules["warping_module"].prepare_source(feature, x_s),
                 "pose": geometry.fit_pose(landmarks),
                 "eyes": torch.tensor(geometry.eye_open_ratios(landmarks), dtype=torch.float32)[None],
                 "lip": torch.tensor([[float(geometry.lip_open_ratio(landmarks))]]),
@@ -146,7 +149,8 @@ class KeypointEngine:
 
     @torch.no_grad()
     def decode(self, state: SourceState, x_d: torch.Tensor) -> np.ndarray:
-        warped = self.modules["warping_module"](state.cache["feature"], x_d, state.cache["x_s"])
+        cache = state.cache
+        warped = self.modules["warping_module"](cache["feature"], x_d, cache["x_s"], cache["warp_source"])
         image = self.modules["spade_generator"](warped["out"])
         out = (image[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
         size = state.crop_image.shape[0]

@@ -42,17 +42,28 @@ class DenseMotionNetwork(nn.Module):
         shifted = identity - kp_driving[:, :, None, None, None, :] + kp_source[:, :, None, None, None, :]
         return torch.cat([identity.expand(b, 1, d, h, w, 3), shifted], dim=1)
 
+    def prepare_source(self, feature: torch.Tensor, kp_source: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-frame work that depends on the source only: its compressed feature and keypoint Gaussians."""
+        compressed = F.relu(self.norm(self.compress(feature)))
+        return {"compressed": compressed, "gaussians": keypoint_gaussians(kp_source, feature.shape[2:], KP_VARIANCE)}
+
     def forward(
-        self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
+        self,
+        feature: torch.Tensor,
+        kp_driving: torch.Tensor,
+        kp_source: torch.Tensor,
+        source: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``source``: ``prepare_source(feature, kp_source)``, computed once and reused for every frame."""
         b, _, d, h, w = feature.shape
         k = self.num_kp + 1
-        feature = F.relu(self.norm(self.compress(feature)))
+        source = source or self.prepare_source(feature, kp_source)
+        feature = source["compressed"]
         motions = self.sparse_motions(feature, kp_driving, kp_source)
         repeated = feature.unsqueeze(1).expand(b, k, *feature.shape[1:]).reshape(b * k, -1, d, h, w)
         deformed = F.grid_sample(repeated, motions.reshape(b * k, d, h, w, 3), align_corners=False)
         deformed = deformed.view(b, k, -1, d, h, w)
-        heat = keypoint_gaussians(kp_driving, (d, h, w), KP_VARIANCE) - keypoint_gaussians(kp_source, (d, h, w), KP_VARIANCE)
+        heat = keypoint_gaussians(kp_driving, (d, h, w), KP_VARIANCE) - source["gaussians"]
         heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1).unsqueeze(2)
         prediction = self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, d, h, w))
         mask = F.softmax(self.mask(prediction), dim=1).unsqueeze(2)  # (B, K+1, 1, D, H, W)
@@ -84,10 +95,18 @@ class WarpingNetwork(nn.Module):
         self.fourth = nn.Conv2d(out, out, kernel_size=1)
         self.estimate_occlusion_map = estimate_occlusion_map
 
+    def prepare_source(self, feature_3d: torch.Tensor, kp_source: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.dense_motion_network.prepare_source(feature_3d, kp_source)
+
     def forward(
-        self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
+        self,
+        feature_3d: torch.Tensor,
+        kp_driving: torch.Tensor,
+        kp_source: torch.Tensor,
+        source: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        dense = self.dense_motion_network(feature_3d, kp_driving, kp_source)
+        """As LivePortrait's; ``source`` (``prepare_source``) skips the source-only work on every frame."""
+        dense = self.dense_motion_network(feature_3d, kp_driving, kp_source, source)
         warped = F.grid_sample(feature_3d, dense["deformation"], align_corners=False)
         b, c, d, h, w = warped.shape
         out = self.fourth(self.third(warped.reshape(b, c * d, h, w)))
