@@ -43,8 +43,8 @@ def per_stage(driver: Path) -> dict[str, float]:
     from enliven import api, engines
     from enliven.face.analyzer import FaceAnalyzer
     from enliven.face.crop import face_crop
-    from enliven.io.images import read_image
     from enliven.face.paste import Paster
+    from enliven.io.images import read_image
     from enliven.io.video import VideoReader
     from enliven.motion.align import AlignOptions, MotionAligner
     from enliven.motion.frame import MotionFrame

@@ -29,6 +29,7 @@ from enliven.motion import edits
 from enliven.motion.align import AlignOptions, MotionAligner
 from enliven.motion.frame import MotionFrame, MotionSequence
 from enliven.motion.landmark_image import draw_motion_frame
+from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
 from enliven.motion.presets import preset_motion
 from enliven.motion.sources import video_motion
 from enliven.motion.template import load_template, save_template
@@ -119,9 +120,13 @@ def _image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop:
 
 
 def open_driving(
-    driving: str | os.PathLike, base_shape: np.ndarray | None = None, driving_crop: CropSpec | None = None
+    driving: str | os.PathLike,
+    base_shape: np.ndarray | None = None,
+    driving_crop: CropSpec | None = None,
+    allow_pickle: bool = False,
 ) -> MotionSequence:
-    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, an image or a video.
+    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
+    ``allow_pickle``), an image or a video.
 
     ``base_shape``: the source's canonical face (presets and driving images are built on it);
     ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels).
@@ -134,6 +139,8 @@ def open_driving(
         raise EnlivenError(f"no such file: {path} (for a built-in motion use preset:NAME)")
     if path.suffix.lower() == ".npz":
         return load_template(path)
+    if path.suffix.lower() == ".pkl":
+        return load_liveportrait_pkl(path, allow_pickle)
     if is_image_path(path):
         if base_shape is None:
             raise EnlivenError("a driving image needs a source face to carry its expression to")
@@ -195,7 +202,9 @@ def animate(
         faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
     # Presets and driving images are built on each face's own shape; a video's motion is shared by all faces.
     per_face = str(driving).startswith(PRESET_PREFIX) or driving_is_image
-    shared = None if per_face else open_driving(driving, None, engine.driving_crop)
+    shared = None if per_face else open_driving(driving, None, engine.driving_crop, opts.allow_pickle)
+    if shared is not None and not shared.has_landmarks and engine.driving_crop is None:
+        raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
         face.motion = open_driving(driving, face.shape, engine.driving_crop) if per_face else shared
         face.aligner = MotionAligner(
@@ -237,15 +246,38 @@ def animate(
     return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name, len(faces))
 
 
-def extract_motion(video: str | os.PathLike, output: str | os.PathLike, progress: bool = True) -> tuple[int, int]:
-    """Save a driving video's motion as a template ``.npz``; returns (frames, frames with the face lost)."""
+def extract_motion(
+    video: str | os.PathLike,
+    output: str | os.PathLike,
+    progress: bool = True,
+    engine: str | None = None,
+    weights: str | None = None,
+) -> tuple[int, int]:
+    """Save a driving video's motion as a template ``.npz``; returns (frames, frames with the face lost).
+
+    With ``engine="keypoint"`` the template also carries LivePortrait's motion (its motion extractor on
+    the driver's crops), so the keypoint engine replays it without the video.
+    """
     output = check_writable(output)
     if output.suffix.lower() != ".npz":
         raise EnlivenError(f"motion templates are .npz files, not {output.name}")
-    motion = video_motion(video)
+    extractor = engines.create(engine, weights=weights) if engine and engine != "mesh" else None
+    motion = video_motion(video, extractor.driving_crop if extractor else None)
+    frames: Iterable[MotionFrame] = motion
+    if extractor is not None:
+        frames = (replace(f, crop=None, keypoints=extractor.extract(f.crop)) for f in motion)
     with _progress(motion.length, "extracting motion", progress) as bar:
-        frames = save_template(output, motion, _ticking(motion, bar))
-    return frames, motion.lost
+        count = save_template(output, motion, _ticking(frames, bar))
+    return count, motion.lost
+
+
+def import_liveportrait_template(pkl: str | os.PathLike, output: str | os.PathLike, allow_pickle: bool = False) -> int:
+    """Convert a LivePortrait ``.pkl`` template to our ``.npz`` (keypoint motion); returns the frame count."""
+    output = check_writable(output)
+    if output.suffix.lower() != ".npz":
+        raise EnlivenError(f"motion templates are .npz files, not {output.name}")
+    motion = load_liveportrait_pkl(pkl, allow_pickle)
+    return save_template(output, motion)
 
 
 def render_motion(

@@ -30,6 +30,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--all-faces", action="store_true", help="animate every face in the source picture")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
+    g.add_argument("--allow-pickle", action="store_true", help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     k = p.add_argument_group("keypoint engine (LivePortrait)")
     k.add_argument("--weights", metavar="DIR", help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
@@ -52,7 +53,7 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
         fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
-        weights=args.weights, engine_options=engine_options, progress=not args.quiet,
+        weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )
 
 
@@ -99,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("extract", help="save a driving video's motion as a template .npz (no pickle)")
     p.add_argument("video", help="driving video")
     p.add_argument("-o", "--output", required=True, help="template file (.npz)")
+    p.add_argument("--engine", default="mesh", help="also store this engine's own motion (keypoint: LivePortrait's)")
+    p.add_argument("--weights", metavar="DIR", help="weights for --engine keypoint")
+    p = msub.add_parser("import-pkl", help="convert a LivePortrait .pkl template to .npz (needs --allow-pickle)")
+    p.add_argument("pkl", help="LivePortrait template (.pkl)")
+    p.add_argument("-o", "--output", required=True, help="template file (.npz)")
+    p.add_argument("--allow-pickle", action="store_true", help="I trust this file: unpickling can run code")
     p = msub.add_parser("render", help="draw a motion as landmark images (eyes, brows, inner lips, pupils)")
     p.add_argument("template", help="template .npz or preset:NAME")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
@@ -127,8 +134,13 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "animate":
         say(api.animate(args.source, args.driving, args.output, **_animation_kwargs(args)).summary())
     elif args.command == "motion" and args.motion_command == "extract":
-        frames, lost = api.extract_motion(args.video, args.output, progress=not args.quiet)
+        frames, lost = api.extract_motion(
+            args.video, args.output, progress=not args.quiet, engine=args.engine, weights=args.weights
+        )
         say(f"wrote {args.output}: {frames} frame(s)" + (f", face lost in {lost}" if lost else ""))
+    elif args.command == "motion" and args.motion_command == "import-pkl":
+        frames = api.import_liveportrait_template(args.pkl, args.output, allow_pickle=args.allow_pickle)
+        say(f"wrote {args.output}: {frames} frame(s) of LivePortrait motion (use with --engine keypoint)")
     elif args.command == "motion" and args.motion_command == "render":
         frames = api.render_motion(args.template, args.output, size=args.size, progress=not args.quiet)
         say(f"wrote {args.output}: {frames} frame(s)")

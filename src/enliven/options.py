@@ -33,6 +33,8 @@ class AnimateOptions:
     """Crop side as a multiple of the face's extent (brows to chin)."""
     crop_vy: float = -0.125
     """Shift of the crop centre along the face's up axis, in crop sides (negative = up)."""
+    allow_pickle: bool = False
+    """Read LivePortrait ``.pkl`` templates (pickles can run code: only for files you trust)."""
     audio: bool = True
     """Copy the driving video's audio track into the output."""
     crf: int = 18

@@ -68,3 +68,80 @@ def test_weights_commands(tmp_path, tiny_weights, monkeypatch, capsys):
     code = main(["weights", "download", "liveportrait", "--dir", str(tmp_path / "dl")])
     err = capsys.readouterr().err
     assert code == 2 and "could not download" in err and "online" in err
+
+
+def _liveportrait_pkl(path, frames=6):
+    """A template in LivePortrait's .pkl layout, from random but plausible keypoint motion."""
+    import pickle
+
+    from enliven.engines.keypoint import kinematics as kin
+
+    g = torch.Generator().manual_seed(5)
+    motion = []
+    for i in range(frames):
+        angles = [torch.tensor([5.0 * i]), torch.tensor([-3.0 * i]), torch.tensor([1.0])]
+        rot = kin.rotation_matrix(*angles)
+        motion.append({
+            "scale": np.full((1, 1), 1.5, np.float32), "R": rot.numpy().astype(np.float32),
+            "exp": (torch.randn(1, 21, 3, generator=g) * 0.01).numpy(), "t": np.zeros((1, 3), np.float32),
+            "kp": (torch.randn(1, 21, 3, generator=g) * 0.2).numpy(), "x_s": np.zeros((1, 21, 3), np.float32),
+        })
+    data = {"n_frames": frames, "output_fps": 20, "motion": motion,
+            "c_eyes_lst": [np.full((1, 2), 0.3)] * frames, "c_lip_lst": [np.zeros((1, 1))] * frames}
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh)
+    return path
+
+
+class _Boom:
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, ("/tmp/enliven-pickle-ran",))
+
+
+def test_pickles_are_refused_without_the_flag(tmp_path, capsys):
+    import pickle
+    import shutil
+
+    shutil.rmtree("/tmp/enliven-pickle-ran", ignore_errors=True)
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"motion": [_Boom()]}))
+    out = tmp_path / "o.npz"
+    assert main(["motion", "import-pkl", str(evil), "-o", str(out)]) == 2
+    assert "--allow-pickle" in capsys.readouterr().err
+    code = main(["animate", str(api.bundled_portrait()), str(evil), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2
+    assert not Path("/tmp/enliven-pickle-ran").exists() and not out.exists()
+
+
+def test_liveportrait_template_import_drives_the_keypoint_engine(tmp_path, tiny_weights, capsys):
+    pkl = _liveportrait_pkl(tmp_path / "lp.pkl")
+    npz = tmp_path / "lp.npz"
+    assert main(["-q", "motion", "import-pkl", str(pkl), "-o", str(npz), "--allow-pickle"]) == 0
+    from enliven.motion.template import load_template
+
+    seq = load_template(npz)
+    frames = list(seq)
+    assert seq.fps == 20 and len(frames) == 6 and not seq.has_landmarks
+    assert frames[3].keypoints["angles"] == pytest.approx([15.0, -9.0, 1.0], abs=1e-3)  # pitch, yaw, roll back
+    src = str(api.bundled_portrait())
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    api.animate(src, npz, a, engine="keypoint", weights=str(tiny_weights), progress=False)
+    api.animate(src, pkl, b, engine="keypoint", weights=str(tiny_weights), allow_pickle=True, progress=False)
+    fa, fb = read_frames(a), read_frames(b)
+    assert len(fa) == 6 and all(np.array_equal(x, y) for x, y in zip(fa, fb))
+    with pytest.raises(EnlivenError, match="use --engine keypoint"):
+        api.animate(src, npz, tmp_path / "c.mp4", progress=False)
+
+
+def test_keypoint_template_round_trip_equals_the_video(tmp_path, tiny_weights, driving_video):
+    npz = tmp_path / "kp.npz"
+    api.extract_motion(driving_video, npz, progress=False, engine="keypoint", weights=str(tiny_weights))
+    src = str(api.bundled_portrait())
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    api.animate(src, driving_video, a, engine="keypoint", weights=str(tiny_weights), fps=5, progress=False)
+    api.animate(src, npz, b, engine="keypoint", weights=str(tiny_weights), fps=5, progress=False)
+    fa, fb = read_frames(a), read_frames(b)
+    assert len(fa) == len(fb) == 25
+    assert all(np.array_equal(x, y) for x, y in zip(fa, fb))

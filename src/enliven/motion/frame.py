@@ -21,6 +21,9 @@ class MotionFrame:
     bit-identical to the one computed from the video. ``valid`` is False where the face was lost and
     the values were carried over from the last good frame. ``crop`` is the driver's face crop, attached
     only for engines that read motion from pixels (see ``Engine.driving_crop``); it is never saved.
+    ``keypoints`` is LivePortrait's motion for this frame (``kp``, ``exp``, ``rotation``, ``scale``, ``t``,
+    ``angles``), when a template carries it (extracted with the keypoint engine, or imported from a
+    LivePortrait ``.pkl``).
     """
 
     shape: np.ndarray
@@ -29,6 +32,7 @@ class MotionFrame:
     translation: np.ndarray
     valid: bool = True
     crop: np.ndarray | None = None
+    keypoints: dict[str, np.ndarray] | None = None
 
     @classmethod
     def from_landmarks(cls, points: np.ndarray) -> MotionFrame:
@@ -69,6 +73,7 @@ class MotionSequence:
     measured: bool = True
     audio: Path | None = None
     origin: str = ""
+    has_landmarks: bool = True  # False for LivePortrait templates: keypoint motion only
     lost: int = field(default=0, init=False)
 
     def __iter__(self) -> Iterator[MotionFrame]:

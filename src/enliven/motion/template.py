@@ -14,6 +14,7 @@ from enliven.motion.frame import MotionFrame, MotionSequence
 
 FORMAT = "enliven-motion"
 SCHEMA_VERSION = 1
+KEYPOINT_FIELDS = ("kp", "exp", "rotation", "scale", "t", "angles")
 
 
 def save_template(path: str | os.PathLike, sequence: MotionSequence, frames: Iterable[MotionFrame] | None = None) -> int:
@@ -36,7 +37,11 @@ def save_template(path: str | os.PathLike, sequence: MotionSequence, frames: Ite
         "reference_rotation": reference.rotation,
         "reference_scale": np.float32(reference.scale),
         "reference_translation": reference.translation,
+        "has_landmarks": np.bool_(sequence.has_landmarks),
     }
+    if all(f.keypoints is not None for f in frames):  # LivePortrait motion rides along (arrays "kp_*")
+        for key in KEYPOINT_FIELDS:
+            arrays[f"kp_{key}"] = np.stack([np.asarray(f.keypoints[key], np.float32) for f in frames])
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     return len(frames)
@@ -54,13 +59,27 @@ def load_template(path: str | os.PathLike) -> MotionSequence:
     if version > SCHEMA_VERSION:
         raise EnlivenError(f"motion template {path} has schema {version}; this enliven reads up to {SCHEMA_VERSION}")
     n = len(data["shape"])
+    has_keypoints = all(f"kp_{key}" in data for key in KEYPOINT_FIELDS)
     frames = [
-        MotionFrame(data["shape"][i], data["rotation"][i], float(data["scale"][i]), data["translation"][i], bool(data["valid"][i]))
+        MotionFrame(
+            data["shape"][i],
+            data["rotation"][i],
+            float(data["scale"][i]),
+            data["translation"][i],
+            bool(data["valid"][i]),
+            keypoints={key: data[f"kp_{key}"][i] for key in KEYPOINT_FIELDS} if has_keypoints else None,
+        )
         for i in range(n)
     ]
     reference = MotionFrame(
         data["reference_shape"], data["reference_rotation"], float(data["reference_scale"]), data["reference_translation"]
     )
     return MotionSequence(
-        frames, fps=float(data["fps"]), length=n, reference=reference, measured=bool(data["measured"]), origin=str(path)
+        frames,
+        fps=float(data["fps"]),
+        length=n,
+        reference=reference,
+        measured=bool(data["measured"]),
+        origin=str(path),
+        has_landmarks=bool(data.get("has_landmarks", True)),
     )

@@ -102,9 +102,21 @@ class KeypointEngine:
             },
         )
 
-    def _from_pixels(self, state: SourceState, crop: np.ndarray) -> torch.Tensor:
+    def extract(self, crop: np.ndarray) -> dict[str, np.ndarray]:
+        """LivePortrait motion of one driving crop, as arrays for a template (``MotionFrame.keypoints``)."""
+        return {k: v[0] for k, v in self._motion(crop).to_numpy().items()}
+
+    def _driving(self, frame: MotionFrame) -> kin.KeypointMotion | None:
+        if frame is None:
+            return None
+        if frame.keypoints is not None:
+            return kin.KeypointMotion.from_numpy({k: np.asarray(v)[None] for k, v in frame.keypoints.items()})
+        if frame.crop is not None:
+            return self._motion(frame.crop)
+        return None
+
+    def _from_motion(self, state: SourceState, driving: kin.KeypointMotion) -> torch.Tensor:
         cache = state.cache
-        driving = self._motion(crop)
         reference = cache.setdefault("reference", driving)
         source = cache["info"]
         if self.relative:
@@ -137,13 +149,14 @@ class KeypointEngine:
     def driving_keypoints(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None) -> torch.Tensor:
         """x_d for one frame: the driving rule, stitching, lip normalisation, then the multiplier."""
         cache = state.cache
-        from_pixels = frame is not None and frame.crop is not None
-        x_d = self._from_pixels(state, frame.crop) if from_pixels else self._from_landmarks(state, target)
+        driving = self._driving(frame)
+        from_pixels = driving is not None
+        x_d = self._from_motion(state, driving) if from_pixels else self._from_landmarks(state, target)
         if self.stitching:
             x_d = kin.stitch(self.modules["stitching"], cache["x_s"], x_d)
         if self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
             x_d = x_d + kin.retarget_lip(self.modules["retarget_lip"], cache["x_s"], cache["lip"], torch.zeros(1, 1))
-        if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applies it)
+        if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applied it)
             x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
         return x_d
 
