@@ -161,3 +161,26 @@ def test_all_faces_moves_every_face_and_default_only_the_largest(tmp_path, portr
     left_only, both = results[False], results[True]
     assert left_only[0] > 0.15 and abs(left_only[1]) < 0.03
     assert both[0] > 0.15 and both[1] > 0.15
+
+
+def test_video_source_is_re_animated_and_keeps_its_background(tmp_path, portrait, driving_video):
+    """Video-to-video: the source clip's face takes the driver's mouth motion; the rest of each frame stays."""
+    source = tmp_path / "source.mp4"
+    write_still_video(source, portrait, frames=30)  # a (still) source video of the portrait
+    out = tmp_path / "edited.mp4"
+    result = api.animate(source, "preset:mouth", out, progress=False)
+    frames, src_frames = read_frames(out), read_frames(source)
+    assert result.frames == len(frames) == 30  # the shorter of 30 source frames and 50 motion frames
+    measured = _lip_ratios(frames)
+    assert measured[25] - measured[0] > 0.1  # the mouth opened
+    with FaceAnalyzer(static=True) as analyzer:
+        face = analyzer.detect(portrait)[0]
+    x0, y0, x1, y1 = face.box
+    far = np.ones(portrait.shape[:2], bool)
+    far[max(0, int(y0 - 0.9 * (y1 - y0))) : int(y1 + 0.9 * (y1 - y0)), max(0, int(x0 - 0.9 * (x1 - x0))) : int(x1 + 0.9 * (x1 - x0))] = False
+    baseline_path = tmp_path / "baseline.mp4"  # what re-encoding alone does to these pixels
+    with VideoWriter(baseline_path, 25) as writer:
+        writer.write(src_frames[0])
+    baseline = np.abs(read_frames(baseline_path)[0][far].astype(int) - src_frames[0][far]).mean()
+    for a, b in zip(frames[::5], src_frames[::5]):
+        assert np.abs(a[far].astype(int) - b[far]).mean() < baseline + 0.3

@@ -7,6 +7,7 @@ paste back → encode.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -24,13 +25,14 @@ from enliven.face.crop import Crop, CropSpec, face_crop
 from enliven.face.paste import Paster
 from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
-from enliven.io.video import VideoWriter
+from enliven.io.video import VideoReader, VideoWriter
 from enliven.motion import edits
 from enliven.motion.align import AlignOptions, MotionAligner
 from enliven.motion.frame import MotionFrame, MotionSequence
 from enliven.motion.landmark_image import draw_motion_frame
 from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
 from enliven.motion.presets import preset_motion
+from enliven.motion.smooth import smooth_motion
 from enliven.motion.sources import video_motion
 from enliven.motion.template import load_template, save_template
 from enliven.options import AnimateOptions
@@ -193,6 +195,10 @@ def animate(
     if opts.weights is not None:
         engine_options["weights"] = opts.weights
     engine = engines.create(opts.engine, align=align, **engine_options)
+    if not is_image_path(source):
+        if driving_is_image:
+            raise EnlivenError("a video source needs a driving video, template or preset, not an image")
+        return _animate_video_source(source, driving, output, opts, engine, started)
     image = read_image(source)
     faces = []
     for face in _find_faces(source, image, opts):
@@ -244,6 +250,55 @@ def animate(
                 writer.write(render(frames))
                 count += 1
     return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name, len(faces))
+
+
+def _animate_video_source(
+    source: str | os.PathLike, driving: str | os.PathLike, output: Path, opts: AnimateOptions, engine, started: float
+) -> AnimateResult:
+    """Video-to-video editing: re-animate the source video's face, keep everything else of each frame.
+
+    Length is the shorter of the two, at the source's frame rate. Each source frame is cropped and
+    prepared on its own; the driver's expression and head-rotation change are applied to it while it
+    keeps its own size and place. Source frames where no face is found are written unchanged.
+    """
+    reader = VideoReader(source)
+    session: dict = {"video_source": True, "fps": reader.fps}
+    frames_in = iter(reader)
+    first = next(frames_in, None)
+    if first is None:
+        raise EnlivenError(f"no frames in {source}")
+    with FaceAnalyzer(static=False) as analyzer:
+        first_faces = analyzer.detect(first)
+        if not first_faces:
+            raise NoFaceError(f"no face found in the first frame of {source}")
+        first_shape = MotionFrame.from_landmarks(first_faces[0].landmarks).shape.astype(np.float64)
+        motion = open_driving(driving, first_shape, engine.driving_crop, opts.allow_pickle)
+        if not motion.has_landmarks and engine.driving_crop is None:
+            raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
+        # The source moves, so smooth the driver's motion itself rather than the target landmarks.
+        frames = smooth_motion(motion, motion.fps) if opts.smooth and motion.measured else iter(motion)
+        align = AlignOptions(opts.relative, opts.multiplier, smooth=False)
+        aligner = MotionAligner(first_faces[0].landmarks, reader.fps, align, reference=motion.reference)
+        lengths = [n for n in (reader.frame_count, motion.length) if n]
+        total = min(lengths) if lengths else None
+        audio = (motion.audio or (Path(source) if reader.has_audio else None)) if opts.audio else None
+        count = kept = 0
+        with atomic_output(output) as tmp, _progress(total, "editing", opts.progress) as bar:
+            with VideoWriter(tmp, reader.fps, audio_from=audio, crf=opts.crf) as writer:
+                sources = itertools.chain([first], frames_in)
+                for image, frame in _ticking(zip(sources, frames), bar):
+                    faces = analyzer.detect(image)
+                    if not faces:
+                        writer.write(image)
+                        kept += 1
+                    else:
+                        crop = face_crop(faces[0].landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
+                        landmarks = crop.to_crop(faces[0].landmarks)
+                        state = engine.prepare(crop.cut(image), landmarks, session)
+                        rendered = engine.render(state, aligner(frame, source_landmarks=landmarks), frame)
+                        writer.write(Paster(crop, state.paste_mask, image.shape[:2]).paste(image, rendered))
+                    count += 1
+    return AnimateResult(output, count, reader.fps, time.perf_counter() - started, motion.lost + kept, engine.name)
 
 
 def extract_motion(

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "animate", help="animate a portrait with a driving video, image, template or preset",
         description="Animate the face in SOURCE with the motion of DRIVING.",
     )
-    p.add_argument("source", help="portrait image (png, jpg, ...)")
+    p.add_argument("source", help="portrait image (png, jpg, ...), or a video to re-animate (video-to-video editing)")
     p.add_argument("driving", help="driving video, driving image (writes a still), motion template .npz, or preset:NAME")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (or .png/.jpg for a driving image)")
     _add_animation_options(p)

@@ -145,3 +145,13 @@ def test_keypoint_template_round_trip_equals_the_video(tmp_path, tiny_weights, d
     fa, fb = read_frames(a), read_frames(b)
     assert len(fa) == len(fb) == 25
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
+
+
+def test_video_source_with_the_keypoint_engine(tmp_path, tiny_weights, portrait, driving_video):
+    from conftest import write_still_video
+
+    source = tmp_path / "source.mp4"
+    write_still_video(source, portrait, frames=10)
+    out = tmp_path / "v2v.mp4"
+    result = api.animate(source, driving_video, out, engine="keypoint", weights=str(tiny_weights), progress=False)
+    assert result.frames == len(read_frames(out)) == 10  # min(10 source frames, 125 driving frames)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,6 +27,8 @@ class SourceState:
     landmarks: np.ndarray  # (478, 3) crop pixels
     paste_mask: np.ndarray  # (S, S) float32 in [0, 1]: where rendered pixels replace the original
     cache: dict[str, Any]  # engine-private, computed once per source
+    # Engine-private state of one animation run; with a video source it outlives each frame's SourceState.
+    session: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -34,8 +36,9 @@ class Engine(Protocol):
     driving_crop: CropSpec | None
     """If set, driving video frames arrive with the driver's face crop (``MotionFrame.crop``) cut this way."""
 
-    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
-        """Do all per-source work once (and reset per-animation state)."""
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
+        """Do all per-source work once. ``session``: the run's state to carry on (video sources prepare every
+        frame); None starts a new run. ``session["video_source"]`` tells the engine the source moves."""
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame) -> np.ndarray:
         """One crop-space frame. ``target``: the aligned landmarks (478, 3 crop pixels) the face should take;

@@ -41,23 +41,33 @@ class MotionAligner:
         self.reference = reference
         self._filter = OneEuroFilter(fps, options.smooth_cutoff, options.smooth_beta) if options.smooth else None
 
-    def __call__(self, frame: MotionFrame) -> np.ndarray:
+    def __call__(self, frame: MotionFrame, source_landmarks: np.ndarray | None = None) -> np.ndarray:
+        """Target landmarks for ``frame``. ``source_landmarks``: this frame's source face, for a video source;
+        it then keeps its own size and place (LivePortrait's video editing) and only expression and head
+        rotation change."""
         if self.reference is None:
             self.reference = frame
-        src, ref = self.source, self.reference
+        if source_landmarks is None:
+            src, src_points, moving_source = self.source, self.source_landmarks, False
+        else:
+            src_points = np.asarray(source_landmarks, np.float64)
+            src, moving_source = MotionFrame.from_landmarks(src_points), True
+        ref = self.reference
         if self.options.relative:
             shape = src.shape.astype(np.float64) + (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
             rotation = frame.pose.rotation @ ref.pose.rotation.T @ src.pose.rotation
             ratio = src.scale / ref.scale
-            scale = src.scale * frame.scale / ref.scale
-            translation = src.pose.translation + (frame.pose.translation - ref.pose.translation) * ratio
+            scale = src.scale if moving_source else src.scale * frame.scale / ref.scale
+            translation = src.pose.translation
+            if not moving_source:
+                translation = translation + (frame.pose.translation - ref.pose.translation) * ratio
         else:
             shape, rotation = frame.shape.astype(np.float64), frame.pose.rotation
             scale, translation = src.scale, src.pose.translation
         target = geometry.from_canonical(shape, geometry.Pose(rotation, scale, translation))
         m = self.options.multiplier
         if m != 1.0:
-            target = self.source_landmarks + (target - self.source_landmarks) * m
+            target = src_points + (target - src_points) * m
         if self._filter is not None:
             target = self._filter(target)
         return target

@@ -6,7 +6,12 @@ stays crisp while a still face stops shimmering.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
 import numpy as np
+
+from enliven.motion.frame import MotionFrame
 
 
 def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -34,3 +39,25 @@ class OneEuroFilter:
         a = _alpha(self.min_cutoff + self.beta * speed, self.dt)
         self._x = self._x + a * (x - self._x)
         return self._x.copy()
+
+
+def smooth_motion(frames: Iterable[MotionFrame], fps: float, min_cutoff: float = 1.0, beta: float = 5.0) -> Iterator[MotionFrame]:
+    """One-euro smoothing of the motion itself (canonical shape in eye-distance units, rotation, scale, shift).
+
+    Used where the target landmarks cannot be smoothed because the source moves too (video sources)."""
+    shape_f = OneEuroFilter(fps, min_cutoff, beta)
+    pose_f = OneEuroFilter(fps, min_cutoff, beta)
+    for frame in frames:
+        shape = shape_f(frame.shape)
+        rel_t = frame.translation / max(frame.scale, 1e-6)
+        pose = pose_f(np.concatenate([frame.rotation.reshape(9), rel_t, [np.log(max(frame.scale, 1e-6))]])[None])[0]
+        u, _, vt = np.linalg.svd(pose[:9].reshape(3, 3))
+        rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt  # nearest rotation
+        scale = float(np.exp(pose[12]))
+        yield replace(
+            frame,
+            shape=shape.astype(np.float32),
+            rotation=rotation.astype(np.float32),
+            scale=scale,
+            translation=(pose[9:12] * scale).astype(np.float32),
+        )

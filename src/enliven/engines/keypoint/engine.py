@@ -31,6 +31,7 @@ from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
 from enliven.motion.align import AlignOptions
 from enliven.motion.frame import MotionFrame
+from enliven.motion.smooth import OneEuroFilter
 
 LIP_NORMALIZE_THRESHOLD = 0.03
 DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
@@ -79,7 +80,7 @@ class KeypointEngine:
         return kin.decode_motion(self.modules["motion_extractor"](self._tensor(image)))
 
     @torch.no_grad()
-    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         x = self._tensor(crop_image)
         info = kin.decode_motion(self.modules["motion_extractor"](x))
         feature = self.modules["appearance_feature_extractor"](x)
@@ -100,6 +101,7 @@ class KeypointEngine:
                 "eyes": torch.tensor(geometry.eye_open_ratios(landmarks), dtype=torch.float32)[None],
                 "lip": torch.tensor([[float(geometry.lip_open_ratio(landmarks))]]),
             },
+            session={} if session is None else session,
         )
 
     def extract(self, crop: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,19 +118,27 @@ class KeypointEngine:
         return None
 
     def _from_motion(self, state: SourceState, driving: kin.KeypointMotion) -> torch.Tensor:
-        cache = state.cache
-        reference = cache.setdefault("reference", driving)
+        cache, session = state.cache, state.session
+        reference = session.setdefault("reference", driving)
         source = cache["info"]
+        video_source = session.get("video_source", False)
         if self.relative:
             moved = kin.relative_motion(source, driving, reference, self.region)
+            if video_source:  # LivePortrait's video editing: the source frame keeps its own size and place
+                t = source.t.clone()
+                t[:, 2] = 0
+                moved = replace(moved, scale=source.scale, t=t)
         else:
             moved = kin.absolute_motion(source, driving)
         x_d = moved.keypoints()
-        if self.relative and self.driving_option == "expression-friendly":
-            if "x_d0" not in cache:
-                cache["x_d0"] = x_d
-                cache["hull"] = kin.hull_scale(cache["x_s"], x_d)
-            x_d = cache["x_s"] + (x_d - cache["x_d0"]) * cache["hull"]
+        if self.relative and self.driving_option == "expression-friendly" and not video_source:
+            if "x_d0" not in session:
+                session["x_d0"] = x_d
+                session["hull"] = kin.hull_scale(cache["x_s"], x_d)
+            x_d = cache["x_s"] + (x_d - session["x_d0"]) * session["hull"]
+        if video_source:  # both videos jitter: smooth the keypoints (LivePortrait uses a Kalman filter here)
+            smoother = session.setdefault("smoother", OneEuroFilter(session.get("fps", 25.0), 1.0, 2.0))
+            x_d = torch.as_tensor(smoother(x_d[0].cpu().numpy()), dtype=x_d.dtype)[None]
         return x_d
 
     def _from_landmarks(self, state: SourceState, target: np.ndarray) -> torch.Tensor:

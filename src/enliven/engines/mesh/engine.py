@@ -46,7 +46,7 @@ class MeshEngine:
         # Rings first, face last: where a big motion folds triangles over, the face wins.
         self._triangles = np.concatenate([self._ring_triangles, self._face_triangles])
 
-    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray) -> SourceState:
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         size = crop_image.shape[0]
         oval = landmarks[list(lm.FACE_OVAL), :2].astype(np.float64)
         centre = oval.mean(0)
@@ -65,6 +65,7 @@ class MeshEngine:
                 "grid": tuple(a.astype(np.float32) for a in np.meshgrid(grid, grid)),
                 "identity": np.meshgrid(full, full),
             },
+            session={} if session is None else session,
         )
 
     def target_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
