@@ -38,6 +38,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None, help="turn off the stitching MLP")
     k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
     k.add_argument("--normalize-lip", action="store_true", help="start from a closed mouth")
+    k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
 
 
 def _animation_kwargs(args: argparse.Namespace) -> dict:
@@ -50,6 +51,8 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["driving_option"] = "pose-friendly"
     if args.normalize_lip:
         engine_options["normalize_lip"] = True
+    if args.backend:
+        engine_options["backend"] = args.backend
     return dict(
         engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
         fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="where to put them (default: ~/.cache/enliven/MODEL or $ENLIVEN_WEIGHTS/MODEL)")
     p = wsub.add_parser("convert", help="write .safetensors beside official .pth files (then preferred when loading)")
     p.add_argument("dir", help="folder with the official LivePortrait layout")
+    p = wsub.add_parser("export-onnx", help="export the keypoint engine to ONNX graphs (for --backend onnx)")
+    p.add_argument("dir", help="folder with the official LivePortrait layout")
+    p.add_argument("-o", "--output", help="folder for the .onnx files (default: DIR/onnx)")
 
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
@@ -152,6 +158,14 @@ def run(argv: list[str] | None = None) -> int:
         from enliven.engines.keypoint import convert_to_safetensors
 
         for path in convert_to_safetensors(args.dir):
+            say(f"wrote {path}")
+    elif args.command == "weights" and args.weights_command == "export-onnx":
+        from enliven.engines.keypoint import export_onnx, load_config, load_official
+        from enliven.engines.keypoint.checkpoints import checkpoint_root
+
+        config = load_config(args.dir)
+        target = args.output or checkpoint_root(args.dir) / "onnx"
+        for path in export_onnx(load_official(args.dir, config=config), target, config):
             say(f"wrote {path}")
     elif args.command == "presets":
         from enliven.motion.presets import PRESETS

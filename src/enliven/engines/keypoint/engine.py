@@ -17,6 +17,7 @@ slightly different numbers.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.keypoint import kinematics as kin
+from enliven.engines.keypoint.backends import OnnxBackend, TorchBackend
 from enliven.engines.keypoint.checkpoints import load_config, load_official
 from enliven.errors import EnlivenError
 from enliven.face import geometry
@@ -50,18 +52,27 @@ class KeypointEngine:
         driving_option: str = "expression-friendly",
         normalize_lip: bool = False,
         device: str = "cpu",
+        backend: str = "torch",
+        onnx_dir: str | None = None,
         align: AlignOptions | None = None,
     ):
+        """``backend``: "torch", or "onnx" to run graphs from ``enliven weights export-onnx`` (``onnx_dir``,
+        default ``WEIGHTS/onnx``) in onnxruntime."""
         from enliven import weights as weight_store
 
         if region not in kin.REGIONS:
             raise EnlivenError(f"region must be one of {', '.join(kin.REGIONS)}, got {region!r}")
         if driving_option not in DRIVING_OPTIONS:
             raise EnlivenError(f"driving option must be one of {', '.join(DRIVING_OPTIONS)}, got {driving_option!r}")
+        if backend not in ("torch", "onnx"):
+            raise EnlivenError(f"backend must be torch or onnx, got {backend!r}")
         folder = weight_store.resolve("liveportrait", weights)
         config = load_config(folder)
         self.device = torch.device(device)
-        self.modules = load_official(folder, config=config, device=self.device)
+        if backend == "onnx":
+            self.backend = OnnxBackend(onnx_dir or Path(folder) / "onnx")
+        else:
+            self.backend = TorchBackend(load_official(folder, config=config, device=self.device))
         self.input_size = config.input_size
         align = align or AlignOptions()
         self.relative, self.multiplier = align.relative, align.multiplier
@@ -77,13 +88,13 @@ class KeypointEngine:
 
     @torch.no_grad()
     def _motion(self, image: np.ndarray) -> kin.KeypointMotion:
-        return kin.decode_motion(self.modules["motion_extractor"](self._tensor(image)))
+        return kin.decode_motion(self.backend.motion(self._tensor(image)))
 
     @torch.no_grad()
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         x = self._tensor(crop_image)
-        info = kin.decode_motion(self.modules["motion_extractor"](x))
-        feature = self.modules["appearance_feature_extractor"](x)
+        info = kin.decode_motion(self.backend.motion(x))
+        feature = self.backend.appearance(x)
         x_s = info.keypoints()
         size = crop_image.shape[0]
         inset = 0.06 * size
@@ -96,7 +107,7 @@ class KeypointEngine:
                 "feature": feature,
                 "info": info,
                 "x_s": x_s,
-                "warp_source": self.modules["warping_module"].prepare_source(feature, x_s),
+                "warp_source": self.backend.source_cache(feature, x_s),
                 "pose": geometry.fit_pose(landmarks),
                 "eyes": torch.tensor(geometry.eye_open_ratios(landmarks), dtype=torch.float32)[None],
                 "lip": torch.tensor([[float(geometry.lip_open_ratio(landmarks))]]),
@@ -151,8 +162,8 @@ class KeypointEngine:
         eyes = float(np.mean(geometry.eye_open_ratios(target)))
         lip = float(geometry.lip_open_ratio(target))
         with torch.no_grad():
-            x_d = x_d + kin.retarget_eyes(self.modules["retarget_eye"], cache["x_s"], cache["eyes"], torch.tensor([[eyes]]))
-            x_d = x_d + kin.retarget_lip(self.modules["retarget_lip"], cache["x_s"], cache["lip"], torch.tensor([[lip]]))
+            x_d = x_d + kin.retarget_eyes(self.backend.mlp("retarget_eye"), cache["x_s"], cache["eyes"], torch.tensor([[eyes]]))
+            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.tensor([[lip]]))
         return x_d
 
     @torch.no_grad()
@@ -163,9 +174,9 @@ class KeypointEngine:
         from_pixels = driving is not None
         x_d = self._from_motion(state, driving) if from_pixels else self._from_landmarks(state, target)
         if self.stitching:
-            x_d = kin.stitch(self.modules["stitching"], cache["x_s"], x_d)
+            x_d = kin.stitch(self.backend.mlp("stitching"), cache["x_s"], x_d)
         if self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
-            x_d = x_d + kin.retarget_lip(self.modules["retarget_lip"], cache["x_s"], cache["lip"], torch.zeros(1, 1))
+            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.zeros(1, 1))
         if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applied it)
             x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
         return x_d
@@ -173,8 +184,7 @@ class KeypointEngine:
     @torch.no_grad()
     def decode(self, state: SourceState, x_d: torch.Tensor) -> np.ndarray:
         cache = state.cache
-        warped = self.modules["warping_module"](cache["feature"], x_d, cache["x_s"], cache["warp_source"])
-        image = self.modules["spade_generator"](warped["out"])
+        image = self.backend.warp_decode(cache["feature"], x_d, cache["x_s"], cache["warp_source"])
         out = (image[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
         size = state.crop_image.shape[0]
         if out.shape[0] != size:
