@@ -55,11 +55,39 @@ def measure(modules, feature, x_s, source, drivers, context):
     return {k: 1000 * sum(v) / len(v) for k, v in timings.items()}, outputs
 
 
+def onnx_timings(plain, feature, x_s, drivers, threads) -> None:
+    """The exported graphs in onnxruntime on the same inputs: time per frame and difference to PyTorch."""
+    import tempfile
+
+    from enliven.engines.keypoint import export_onnx
+    from enliven.engines.keypoint.onnx_export import OnnxModules
+
+    kp_d = x_s * 0.95
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        export_onnx(plain, tmp)
+        graphs = OnnxModules(tmp, threads)
+        graphs.motion_extractor(drivers[0])  # warm-up
+        t = time.perf_counter()
+        for d in drivers:
+            graphs.motion_extractor(d)
+        m_ms = 1000 * (time.perf_counter() - t) / len(drivers)
+        graphs.warp_decode(feature, kp_d, x_s)
+        t = time.perf_counter()
+        for _ in drivers:
+            image = graphs.warp_decode(feature, kp_d, x_s)
+        wg_ms = 1000 * (time.perf_counter() - t) / len(drivers)
+        expected = plain["spade_generator"](plain["warping_module"](feature, kp_d, x_s)["out"])
+    diff = float((image - expected).abs().max())
+    print(f"onnxruntime: motion_extractor {m_ms:.1f} ms, warping+spade {wg_ms:.1f} ms per frame; "
+          f"max |difference| to PyTorch on identical inputs {diff:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="official LivePortrait weights folder (default: random official-size weights)")
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--onnx", action="store_true", help="also time the exported graphs in onnxruntime")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -91,6 +119,8 @@ def main() -> None:
     print(f"{'per frame':<18}{tb:14.1f}{tf:14.1f}{tb / tf:10.2f}x")
     print(f"max |output difference| end to end = {diff:.2e} (images in [0, 1]); "
           f"per module on identical inputs: W {w_diff:.1e}, G {g_diff:.1e}")
+    if args.onnx:
+        onnx_timings(plain, feature, x_s, drivers, args.threads)
     if not args.weights:
         print("note: untrained weights make G chaotic (a 1e-6 input change moves its output by ~1e-4), so the "
               "end-to-end difference overstates what trained weights give")
