@@ -9,9 +9,9 @@ and W + G decode the 512² crop.
 
 Eye and lip open ratios are measured on MediaPipe's 478 landmarks with LivePortrait's definitions
 (lid gap over eye width at points 159/145 over 33/133 and 386/374 over 362/263; inner-lip gap 13/14
-over mouth width 61/291), in 3D, where LivePortrait uses its own 203-point model in 2D; values on the
-same face agree to within a few hundredths, so the MLPs, trained on the 203-point values, are fed
-slightly different numbers.
+over mouth width 61/291), in 3D. LivePortrait measures them on its own 203-point model in 2D, and its
+retargeting MLPs were trained on those values: ours describe the same openings but are not the same
+numbers (not yet compared on real faces with the official landmark model).
 """
 
 from __future__ import annotations
