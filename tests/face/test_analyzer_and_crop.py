@@ -84,3 +84,17 @@ def test_paste_handles_odd_sizes(shape, portrait_face):
     mask = np.ones((512, 512), np.float32)
     out = Paster(crop, mask, shape).paste(frame, np.full((512, 512, 3), 255, np.uint8))
     assert out.shape == frame.shape and out.max() == 255
+
+
+def test_big_faces_are_cropped_without_aliasing(portrait_face):
+    """Fine stripes shrunk 6x must average out to grey, not beat into moire."""
+    import cv2
+
+    stripes = np.zeros((2048, 2048, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: nothing of them survives a proper 6x shrink but their mean
+    crop = face_crop(portrait_face.landmarks * 4.0, size=128)  # a ~840 px face region → 128 px
+    ours = crop.cut(stripes).astype(float)
+    naive = cv2.warpAffine(stripes, crop.o2c, (128, 128), flags=cv2.INTER_LINEAR).astype(float)
+    inner = (slice(8, -8), slice(8, -8))
+    assert abs(ours[inner].mean() - 127.5) < 8 and ours[inner].std() < 15
+    assert naive[inner].std() > 40  # what bilinear sampling alone does

@@ -30,9 +30,17 @@ class Crop:
         return _apply(self.c2o, points)
 
     def cut(self, image: np.ndarray) -> np.ndarray:
-        return cv2.warpAffine(
-            image, self.o2c, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        m = self.o2c
+        shrink = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        if shrink < 0.5:
+            # A big face in a big picture: average pixels down first (bilinear sampling alone would alias),
+            # then warp what is left, a rotation at about unit scale.
+            h, w = image.shape[:2]
+            small = cv2.resize(image, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+            sx, sy = small.shape[1] / w, small.shape[0] / h
+            m = np.concatenate([m[:, :1] / sx, m[:, 1:2] / sy, m[:, 2:]], axis=1)
+            image = small
+        return cv2.warpAffine(image, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
