@@ -172,36 +172,49 @@ def _ticking(items: Iterable, bar: tqdm) -> Iterator:
         bar.update()
 
 
-def animate(
-    source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike, **options
-) -> AnimateResult:
-    """Animate the face in ``source`` with ``driving`` motion and write ``output``.
+@dataclass
+class Animation:
+    """A prepared animation of a still picture: iterate ``frames()`` to get full pictures, one at a time."""
 
-    ``driving`` is a video (any format PyAV reads), an image (single expression transfer; the output is
-    then an image), a motion template ``.npz`` (``enliven motion extract``), or ``preset:NAME``. Options:
-    see ``AnimateOptions``. Inputs and the output path are checked before any heavy work; the output
-    appears only when complete.
-    """
+    image: np.ndarray
+    faces: list[_Face]
+    engine: engines.Engine
+    motion: MotionSequence
+    per_face: bool
+
+    @property
+    def fps(self) -> float:
+        return self.motion.fps
+
+    def _motion_frames(self) -> Iterator[list[MotionFrame]]:
+        if self.per_face:
+            yield from (list(frames) for frames in zip(*(iter(f.motion) for f in self.faces)))
+        else:
+            for frame in self.motion:
+                yield [frame] * len(self.faces)
+
+    def render(self, frames: list[MotionFrame]) -> np.ndarray:
+        out = self.image.copy()
+        for face, frame in zip(self.faces, frames):
+            face.paster.paste(out, self.engine.render(face.state, face.aligner(frame), frame), out=out)
+        return out
+
+    def frames(self, fps: float | None = None) -> Iterator[np.ndarray]:
+        """Rendered pictures, at ``fps`` (motion resampled in time) or the motion's own rate."""
+        for frames in _retime(self._motion_frames(), self.fps, fps or self.fps):
+            yield self.render(frames)
+
+
+def prepare_animation(
+    image: np.ndarray, driving: str | os.PathLike, source_name: str = "source", **options
+) -> Animation:
+    """Set up the animation of ``image`` (an RGB array) by ``driving``; see ``animate`` for the inputs."""
     opts = AnimateOptions.from_kwargs(**options)
-    started = time.perf_counter()
-    output = check_writable(output)
+    align = _align(opts)
+    engine = _create_engine(opts, align)
     driving_is_image = not str(driving).startswith(PRESET_PREFIX) and is_image_path(driving)
-    if driving_is_image and not is_image_path(output):
-        raise EnlivenError(f"a driving image gives a still result: name the output .png or .jpg, not {output.name}")
-    if not driving_is_image and output.suffix.lower() not in VIDEO_SUFFIXES:
-        raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
-    align = AlignOptions(opts.relative, opts.multiplier, opts.smooth)
-    engine_options = dict(opts.engine_options)
-    if opts.weights is not None:
-        engine_options["weights"] = opts.weights
-    engine = engines.create(opts.engine, align=align, **engine_options)
-    if not is_image_path(source):
-        if driving_is_image:
-            raise EnlivenError("a video source needs a driving video, template or preset, not an image")
-        return _animate_video_source(source, driving, output, opts, engine, started)
-    image = read_image(source)
     faces = []
-    for face in _find_faces(source, image, opts):
+    for face in _find_faces(source_name, image, opts):
         crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
         landmarks = crop.to_crop(face.landmarks)
         state = engine.prepare(crop.cut(image), landmarks)
@@ -219,37 +232,59 @@ def animate(
             replace(align, smooth=opts.smooth and face.motion.measured),
             reference=face.motion.reference,
         )
-    motion = faces[0].motion
-    streams = [iter(f.motion) for f in faces] if per_face else None
+    return Animation(image, faces, engine, faces[0].motion, per_face)
 
-    def render(frames: list[MotionFrame]) -> np.ndarray:
-        out = image.copy()
-        for face, frame in zip(faces, frames):
-            face.paster.paste(out, engine.render(face.state, face.aligner(frame), frame), out=out)
-        return out
 
-    def motion_frames() -> Iterator[list[MotionFrame]]:
-        if streams is None:
-            for frame in motion:
-                yield [frame] * len(faces)
-        else:
-            yield from (list(frames) for frames in zip(*streams))
+def _create_engine(opts: AnimateOptions, align: AlignOptions) -> engines.Engine:
+    engine_options = dict(opts.engine_options)
+    if opts.weights is not None:
+        engine_options["weights"] = opts.weights
+    return engines.create(opts.engine, align=align, **engine_options)
 
+
+def animate(
+    source: str | os.PathLike, driving: str | os.PathLike, output: str | os.PathLike, **options
+) -> AnimateResult:
+    """Animate the face in ``source`` with ``driving`` motion and write ``output``.
+
+    ``source`` is a picture, or a video whose face is re-animated (video-to-video editing). ``driving`` is
+    a video (any format PyAV reads), an image (single expression transfer; the output is then an image),
+    a motion template ``.npz`` (``enliven motion extract``), or ``preset:NAME``. Options: see
+    ``AnimateOptions``. Inputs and the output path are checked before any heavy work; the output appears
+    only when complete.
+    """
+    opts = AnimateOptions.from_kwargs(**options)
+    started = time.perf_counter()
+    output = check_writable(output)
+    driving_is_image = not str(driving).startswith(PRESET_PREFIX) and is_image_path(driving)
+    if driving_is_image and not is_image_path(output):
+        raise EnlivenError(f"a driving image gives a still result: name the output .png or .jpg, not {output.name}")
+    if not driving_is_image and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
+    if not is_image_path(source):
+        if driving_is_image:
+            raise EnlivenError("a video source needs a driving video, template or preset, not an image")
+        return _animate_video_source(source, driving, output, opts, _create_engine(opts, _align(opts)), started)
+    job = prepare_animation(read_image(source), driving, str(source), **options)
+    name, faces = job.engine.name, len(job.faces)
     if driving_is_image:
-        (frames,) = list(motion_frames())
-        write_image(output, render(frames))
-        return AnimateResult(output, 1, 0.0, time.perf_counter() - started, motion.lost, engine.name, len(faces))
+        write_image(output, next(job.frames()))
+        return AnimateResult(output, 1, 0.0, time.perf_counter() - started, job.motion.lost, name, faces)
 
-    fps = opts.fps or motion.fps
-    total = int(round(motion.length * fps / motion.fps)) if motion.length else None
-    audio = motion.audio if opts.audio else None
+    fps = opts.fps or job.fps
+    total = int(round(job.motion.length * fps / job.fps)) if job.motion.length else None
+    audio = job.motion.audio if opts.audio else None
     count = 0
     with atomic_output(output) as tmp, _progress(total, "animating", opts.progress) as bar:
         with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
-            for frames in _ticking(_retime(motion_frames(), motion.fps, fps), bar):
-                writer.write(render(frames))
+            for picture in _ticking(job.frames(fps), bar):
+                writer.write(picture)
                 count += 1
-    return AnimateResult(output, count, fps, time.perf_counter() - started, motion.lost, engine.name, len(faces))
+    return AnimateResult(output, count, fps, time.perf_counter() - started, job.motion.lost, name, faces)
+
+
+def _align(opts: AnimateOptions) -> AlignOptions:
+    return AlignOptions(opts.relative, opts.multiplier, opts.smooth)
 
 
 def _animate_video_source(
