@@ -60,6 +60,14 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
+def _add_bench_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", default="mesh", help="comma-separated engines to compare (default: mesh)")
+    p.add_argument("-o", "--output", required=True, help="report folder (report.json, report.md, plots)")
+    p.add_argument("--weights", metavar="DIR", help="weights for engines that need them")
+    p.add_argument("--identity-every", type=int, default=5, metavar="N",
+                   help="identity similarity on every Nth frame (dlib, ~90 ms a face); 0 skips it")
+
+
 def _with_parents(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
     class Sub(argparse.ArgumentParser):
         def __init__(self, *args, **kwargs):
@@ -125,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder with the official LivePortrait layout")
     p.add_argument("-o", "--output", help="folder for the .onnx files (default: DIR/onnx)")
 
+    bench = sub.add_parser("bench", help="measure how faithful the engines are (self- and cross-reenactment)")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="KIND", required=True)
+    p = bsub.add_parser("self", help="each video's first frame animated by the video itself, scored against it")
+    p.add_argument("videos", help="folder of videos")
+    _add_bench_options(p)
+    p = bsub.add_parser("cross", help="every source picture × every driving video")
+    p.add_argument("sources", help="folder of portrait pictures")
+    p.add_argument("driving", help="folder of driving videos")
+    _add_bench_options(p)
+
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
     return parser
@@ -166,6 +184,20 @@ def run(argv: list[str] | None = None) -> int:
         config = load_config(args.dir)
         target = args.output or checkpoint_root(args.dir) / "onnx"
         for path in export_onnx(load_official(args.dir, config=config), target, config):
+            say(f"wrote {path}")
+    elif args.command == "bench":
+        from enliven.bench.report import write_report
+        from enliven.bench.runner import run_cross, run_self
+
+        engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+        options = dict(identity_every=args.identity_every, progress=not args.quiet)
+        if args.weights:
+            options["weights"] = args.weights
+        if args.bench_command == "self":
+            run = run_self(args.videos, engines, **options)
+        else:
+            run = run_cross(args.sources, args.driving, engines, **options)
+        for path in write_report(run, args.output):
             say(f"wrote {path}")
     elif args.command == "presets":
         from enliven.motion.presets import PRESETS

@@ -1,0 +1,1 @@
+"""Measure how faithful an animation is: self- and cross-reenactment benchmarks with offline models."""

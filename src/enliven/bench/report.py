@@ -1,0 +1,162 @@
+"""Benchmark reports: ``report.json`` (every number), ``report.md`` (paper-style tables) and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from enliven.bench.runner import OPTIONAL, Series
+from enliven.io.files import atomic_output
+
+# (key, label, better) in table order; "better" is "↑" or "↓".
+COLUMNS = {
+    "self": [
+        ("l1", "L1", "↓"), ("psnr", "PSNR dB", "↑"), ("ssim", "SSIM", "↑"),
+        ("face_l1", "L1 face", "↓"), ("face_psnr", "PSNR face", "↑"), ("face_ssim", "SSIM face", "↑"),
+        ("lmd", "LMD", "↓"), ("eye_error", "eye err", "↓"), ("lip_error", "lip err", "↓"),
+        ("yaw_error", "yaw° err", "↓"), ("pitch_error", "pitch° err", "↓"), ("roll_error", "roll° err", "↓"),
+        ("identity", "ID sim", "↑"), ("jitter_ratio", "jitter ×", "↓"), ("frames_per_second", "fps", "↑"),
+    ],
+    "cross": [
+        ("identity", "ID sim", "↑"), ("expression_error", "expr err", "↓"),
+        ("yaw_error", "yaw° err", "↓"), ("pitch_error", "pitch° err", "↓"), ("roll_error", "roll° err", "↓"),
+        ("jitter_ratio", "jitter ×", "↓"), ("frames_per_second", "fps", "↑"),
+    ],
+}
+COUNTS = ("frames", "output_face_lost", "truth_face_lost", "driving_face_lost")
+
+
+def _plain(value):
+    """JSON has no infinities or NaN: write them as the strings "inf" / "-inf", and null."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _overall(results: dict[str, dict[str, Series]], engine: str) -> dict[str, float | int]:
+    summaries = [per_engine[engine].summary() for per_engine in results.values()]
+    keys = {k for s in summaries for k in s}
+    out: dict[str, float | int] = {}
+    for key in sorted(keys):
+        values = [s[key] for s in summaries if key in s]
+        out[key] = int(sum(values)) if key in COUNTS else _mean(values)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if finite:
+        return float(np.mean(finite))
+    return math.inf if values and all(v is not None and math.isinf(v) for v in values) else math.nan
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def _table(kind: str, rows: dict[str, dict]) -> list[str]:
+    cols = COLUMNS[kind]
+    lines = ["| | " + " | ".join(f"{label} {better}" for _, label, better in cols) + " | frames | faces lost |"]
+    lines.append("|---" * (len(cols) + 3) + "|")
+    for name, summary in rows.items():
+        lost = sum(int(summary.get(k, 0)) for k in COUNTS[1:])
+        cells = " | ".join(_fmt(summary.get(key)) for key, _, _ in cols)
+        lines.append(f"| {name} | {cells} | {summary.get('frames', 0)} | {lost} |")
+    return lines
+
+
+def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the three kinds of report for a ``runner.run_self`` / ``run_cross`` result; returns the files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kind, engines, results = run["kind"], run["engines"], run["results"]
+    overall = {e: _overall(results, e) for e in engines}
+    skipped = [f"{name}: skipped, {why}" for name, why in OPTIONAL.items()]
+    data = {
+        "kind": kind,
+        "engines": engines,
+        "overall": {e: {k: _plain(v) for k, v in o.items()} for e, o in overall.items()},
+        "cases": {
+            case: {e: {k: _plain(v) for k, v in s.summary().items()} for e, s in per_engine.items()}
+            for case, per_engine in results.items()
+        },
+        "per_frame": {
+            case: {e: {k: [_plain(x) for x in v] for k, v in s.values.items()} for e, s in per_engine.items()}
+            for case, per_engine in results.items()
+        },
+        "skipped": skipped,
+    }
+    written = []
+    json_path = out / "report.json"
+    with atomic_output(json_path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False))
+    written.append(json_path)
+
+    title = "Self-reenactment" if kind == "self" else "Cross-reenactment"
+    md = [f"# {title}", "", "## All cases (mean over cases)", ""]
+    md += _table(kind, {e: overall[e] for e in engines})
+    for case, per_engine in results.items():
+        md += ["", f"## {case}", ""]
+        md += _table(kind, {e: s.summary() for e, s in per_engine.items()})
+    md += ["", "## Not measured", ""] + [f"- {line}" for line in skipped]
+    md += ["", "Arrows: ↑ higher is better, ↓ lower is better. ∞: identical pictures. "
+           "Faces lost: frames where no face was found (counted, left out of the landmark metrics)."]
+    md_path = out / "report.md"
+    with atomic_output(md_path) as tmp:
+        tmp.write_text("\n".join(md) + "\n")
+    written.append(md_path)
+    written += _plots(kind, engines, results, overall, out)
+    return written
+
+
+def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = ["psnr", "lmd"] if kind == "self" else ["expression_error", "identity"]
+    written = []
+    for i, (case, per_engine) in enumerate(results.items()):
+        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2))
+        for ax, key in zip(np.atleast_1d(axes), curves):
+            for engine, series in per_engine.items():
+                values = [v if math.isfinite(v) else np.nan for v in series.values.get(key, [])]
+                ax.plot(values, label=engine, linewidth=1)
+            ax.set_title(key)
+            ax.set_xlabel("frame" if key != "identity" else "sampled frame")
+            ax.legend(fontsize=7)
+        fig.suptitle(case, fontsize=9)
+        fig.tight_layout()
+        path = out / f"frames_{i:02d}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    keys = [k for k, _, _ in COLUMNS[kind] if k != "frames_per_second"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(1.6 * len(keys), 3.0))
+    for ax, (key, label, better) in zip(np.atleast_1d(axes), [c for c in COLUMNS[kind] if c[0] in keys]):
+        values = [overall[e].get(key, np.nan) for e in engines]
+        values = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
+        ax.bar(range(len(engines)), values, color=[f"C{j}" for j in range(len(engines))])
+        ax.set_xticks(range(len(engines)), engines, rotation=45, fontsize=7)
+        ax.set_title(f"{label} {better}", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    path = out / "metrics_by_engine.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
+    return written

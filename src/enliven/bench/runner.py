@@ -1,0 +1,197 @@
+"""Self- and cross-reenactment benchmarks, streamed: one rendered frame and one reference frame at a time.
+
+Self-reenactment (LivePortrait Table 2 style): a video's first frame is the source, the whole video drives
+it, and the video itself is the ground truth. Cross-reenactment: every source picture × every driving
+clip; no ground truth, so we measure identity kept, expression and pose carried over, and steadiness.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from enliven.api import prepare_animation
+from enliven.bench import metrics as M
+from enliven.errors import EnlivenError
+from enliven.face import geometry
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.face.crop import face_crop
+from enliven.io.images import IMAGE_SUFFIXES, read_image
+from enliven.io.video import VideoReader
+from enliven.motion.frame import MotionFrame
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
+FACE_CROP = dict(size=256, scale=1.6, vy=-0.05)  # a tight crop: the face, little background
+
+# Metrics that need weights we cannot ship or download here: reported as skipped, never faked.
+OPTIONAL = {
+    "LPIPS": "needs the lpips package and its AlexNet/VGG weights",
+    "FID": "needs Inception-v3 weights (e.g. pytorch-fid) and a reference set",
+    "FVD": "needs the I3D video network weights",
+    "ArcFace": "needs ArcFace (insightface) weights; identity here uses dlib's 128-d embedding instead",
+}
+
+
+def list_files(folder: str | os.PathLike, suffixes: set[str]) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EnlivenError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    if not files:
+        raise EnlivenError(f"no {'/'.join(sorted(suffixes))} files in {folder}")
+    return files
+
+
+@dataclass
+class Series:
+    """Per-frame values of each metric, and counts of frames where a face was lost."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def summary(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {k: M.finite_mean(v) for k, v in self.values.items()}
+        out.update(self.counts)
+        return out
+
+
+def _identity(every: int) -> Callable | None:
+    if every <= 0:
+        return None
+    from enliven.bench.identity import IdentityEmbedder
+
+    return IdentityEmbedder().embed
+
+
+def _reference_identity(embed: Callable | None, image: np.ndarray) -> np.ndarray | None:
+    if embed is None:
+        return None
+    with FaceAnalyzer(static=True) as still:
+        faces = still.detect(image)
+    return embed(image, faces[0].landmarks) if faces else None
+
+
+def _ratios(points: np.ndarray) -> tuple[np.ndarray, float]:
+    return geometry.eye_open_ratios(points), float(geometry.lip_open_ratio(points))
+
+
+def self_reenactment(video: Path, engine: str, identity_every: int = 5, progress: bool = True, **options) -> Series:
+    """Score one engine re-creating ``video`` from its first frame."""
+    first = next(iter(VideoReader(video)), None)
+    if first is None:
+        raise EnlivenError(f"no frames in {video}")
+    job = prepare_animation(first, video, str(video), engine=engine, **options)
+    embed = _identity(identity_every)
+    series = Series()
+    jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
+    started = time.perf_counter()
+    reference = _reference_identity(embed, first)
+    with FaceAnalyzer(static=False) as out_faces, FaceAnalyzer(static=False) as truth_faces:
+        frames = zip(job.frames(), VideoReader(video))
+        for i, (out, truth) in enumerate(tqdm(frames, total=job.motion.length, desc=f"{video.name} [{engine}]",
+                                               unit="frame", disable=not progress, leave=False)):
+            series.add("l1", M.l1(out, truth))
+            series.add("psnr", M.psnr(out, truth))
+            series.add("ssim", M.ssim(out, truth))
+            found_truth, found_out = truth_faces.detect(truth), out_faces.detect(out)
+            if not found_truth:
+                series.count("truth_face_lost")
+            else:
+                crop = face_crop(found_truth[0].landmarks, **FACE_CROP)
+                a, b = crop.cut(out), crop.cut(truth)
+                series.add("face_l1", M.l1(a, b))
+                series.add("face_psnr", M.psnr(a, b))
+                series.add("face_ssim", M.ssim(a, b))
+            if not found_out:
+                series.count("output_face_lost")
+            jitter_out.add(found_out[0].landmarks if found_out else None)
+            jitter_truth.add(found_truth[0].landmarks if found_truth else None)
+            if found_out and found_truth:
+                p, t = found_out[0].landmarks, found_truth[0].landmarks
+                series.add("lmd", M.landmark_distance(p, t))
+                (eo, lo), (et, lt) = _ratios(p), _ratios(t)
+                series.add("eye_error", float(np.abs(eo - et).mean()))
+                series.add("lip_error", abs(lo - lt))
+                for name, a_, b_ in zip(("yaw", "pitch", "roll"), found_out[0].pose.angles(), found_truth[0].pose.angles()):
+                    series.add(f"{name}_error", abs(a_ - b_))
+                if reference is not None and i % identity_every == 0:
+                    series.add("identity", M.cosine(reference, embed(out, p)))
+    series.values["frames_per_second"] = [len(series.values["l1"]) / (time.perf_counter() - started)]
+    series.values["jitter_ratio"] = [jitter_out.value / jitter_truth.value if jitter_truth.value else math.nan]
+    series.counts["frames"] = len(series.values["l1"])
+    return series
+
+
+def cross_reenactment(
+    source: Path, driving: Path, engine: str, identity_every: int = 5, progress: bool = True, **options
+) -> Series:
+    """Score one engine animating ``source`` with ``driving``: identity, expression and pose transfer, jitter."""
+    image = read_image(source)
+    job = prepare_animation(image, driving, str(source), engine=engine, **options)
+    embed = _identity(identity_every)
+    series = Series()
+    jitter_out, jitter_drv = M.JitterMeter(), M.JitterMeter()
+    first_out: MotionFrame | None = None
+    first_drv: MotionFrame | None = None
+    started = time.perf_counter()
+    reference = _reference_identity(embed, image)
+    with FaceAnalyzer(static=False) as out_faces, FaceAnalyzer(static=False) as drv_faces:
+        frames = zip(job.frames(), VideoReader(driving))
+        for i, (out, drv) in enumerate(tqdm(frames, total=job.motion.length, desc=f"{source.name}×{driving.name} [{engine}]",
+                                             unit="frame", disable=not progress, leave=False)):
+            found_out, found_drv = out_faces.detect(out), drv_faces.detect(drv)
+            jitter_out.add(found_out[0].landmarks if found_out else None)
+            jitter_drv.add(found_drv[0].landmarks if found_drv else None)
+            if not found_out:
+                series.count("output_face_lost")
+            if not found_drv:
+                series.count("driving_face_lost")
+            if not (found_out and found_drv):
+                continue
+            mo, md = MotionFrame.from_landmarks(found_out[0].landmarks), MotionFrame.from_landmarks(found_drv[0].landmarks)
+            first_out, first_drv = first_out or mo, first_drv or md
+            # Expression: each face's change since its first frame, pose-normalised, in eye-distance units.
+            change_out = mo.shape[: 468] - first_out.shape[: 468]
+            change_drv = md.shape[: 468] - first_drv.shape[: 468]
+            series.add("expression_error", float(np.linalg.norm(change_out - change_drv, axis=1).mean()))
+            rel_out = geometry.rotation_to_angles(mo.pose.rotation @ first_out.pose.rotation.T)
+            rel_drv = geometry.rotation_to_angles(md.pose.rotation @ first_drv.pose.rotation.T)
+            for name, a_, b_ in zip(("yaw", "pitch", "roll"), rel_out, rel_drv):
+                series.add(f"{name}_error", abs(a_ - b_))
+            if reference is not None and i % identity_every == 0:
+                series.add("identity", M.cosine(reference, embed(out, found_out[0].landmarks)))
+    n = len(series.values.get("expression_error", [])) + series.counts.get("output_face_lost", 0)
+    series.values["frames_per_second"] = [max(n, 1) / (time.perf_counter() - started)]
+    series.values["jitter_ratio"] = [jitter_out.value / jitter_drv.value if jitter_drv.value else math.nan]
+    series.counts["frames"] = n
+    return series
+
+
+def run_self(videos_dir, engines: list[str], progress: bool = True, **options) -> dict:
+    videos = list_files(videos_dir, VIDEO_SUFFIXES)
+    results = {v.name: {e: self_reenactment(v, e, progress=progress, **options) for e in engines} for v in videos}
+    return {"kind": "self", "engines": engines, "results": results}
+
+
+def run_cross(sources_dir, driving_dir, engines: list[str], progress: bool = True, **options) -> dict:
+    sources = list_files(sources_dir, IMAGE_SUFFIXES)
+    drivers = list_files(driving_dir, VIDEO_SUFFIXES)
+    results = {
+        f"{s.name} × {d.name}": {e: cross_reenactment(s, d, e, progress=progress, **options) for e in engines}
+        for s in sources
+        for d in drivers
+    }
+    return {"kind": "cross", "engines": engines, "results": results}
