@@ -52,3 +52,14 @@ def test_bad_folders_are_clear(tmp_path, capsys):
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_identity_can_be_turned_off_and_is_then_reported_skipped(tmp_path, driving_video):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(driving_video, videos / "demo.mp4")
+    out = tmp_path / "report"
+    assert main(["-q", "bench", "self", str(videos), "-o", str(out), "--identity-every", "0"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    assert "identity" not in data["overall"]["mesh"]
+    assert any(line.startswith("identity: skipped") for line in data["skipped"])

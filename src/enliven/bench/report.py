@@ -84,7 +84,7 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     kind, engines, results = run["kind"], run["engines"], run["results"]
     overall = {e: _overall(results, e) for e in engines}
-    skipped = [f"{name}: skipped, {why}" for name, why in OPTIONAL.items()]
+    skipped = run.get("skipped", []) + [f"{name}: skipped, {why}" for name, why in OPTIONAL.items()]
     data = {
         "kind": kind,
         "engines": engines,
@@ -146,8 +146,12 @@ def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Pat
         plt.close(fig)
         written.append(path)
     keys = [k for k, _, _ in COLUMNS[kind] if k != "frames_per_second"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(1.6 * len(keys), 3.0))
-    for ax, (key, label, better) in zip(np.atleast_1d(axes), [c for c in COLUMNS[kind] if c[0] in keys]):
+    cols = min(5, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(keys) :]:
+        ax.axis("off")
+    for ax, (key, label, better) in zip(axes.ravel(), [c for c in COLUMNS[kind] if c[0] in keys]):
         values = [overall[e].get(key, np.nan) for e in engines]
         values = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
         ax.bar(range(len(engines)), values, color=[f"C{j}" for j in range(len(engines))])

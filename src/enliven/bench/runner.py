@@ -68,12 +68,16 @@ class Series:
         return out
 
 
-def _identity(every: int) -> Callable | None:
+def identity_backend(every: int) -> tuple[Callable | None, str | None]:
+    """(embedding function, None) or (None, why identity is not measured)."""
     if every <= 0:
-        return None
+        return None, "identity: skipped, turned off (--identity-every 0)"
     from enliven.bench.identity import IdentityEmbedder
 
-    return IdentityEmbedder().embed
+    try:
+        return IdentityEmbedder().embed, None
+    except EnlivenError as exc:
+        return None, f"identity: skipped, {exc}"
 
 
 def _reference_identity(embed: Callable | None, image: np.ndarray) -> np.ndarray | None:
@@ -88,13 +92,14 @@ def _ratios(points: np.ndarray) -> tuple[np.ndarray, float]:
     return geometry.eye_open_ratios(points), float(geometry.lip_open_ratio(points))
 
 
-def self_reenactment(video: Path, engine: str, identity_every: int = 5, progress: bool = True, **options) -> Series:
-    """Score one engine re-creating ``video`` from its first frame."""
+def self_reenactment(
+    video: Path, engine: str, embed: Callable | None = None, identity_every: int = 5, progress: bool = True, **options
+) -> Series:
+    """Score one engine re-creating ``video`` from its first frame (``embed``: see ``identity_backend``)."""
     first = next(iter(VideoReader(video)), None)
     if first is None:
         raise EnlivenError(f"no frames in {video}")
     job = prepare_animation(first, video, str(video), engine=engine, **options)
-    embed = _identity(identity_every)
     series = Series()
     jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
     started = time.perf_counter()
@@ -136,12 +141,17 @@ def self_reenactment(video: Path, engine: str, identity_every: int = 5, progress
 
 
 def cross_reenactment(
-    source: Path, driving: Path, engine: str, identity_every: int = 5, progress: bool = True, **options
+    source: Path,
+    driving: Path,
+    engine: str,
+    embed: Callable | None = None,
+    identity_every: int = 5,
+    progress: bool = True,
+    **options,
 ) -> Series:
     """Score one engine animating ``source`` with ``driving``: identity, expression and pose transfer, jitter."""
     image = read_image(source)
     job = prepare_animation(image, driving, str(source), engine=engine, **options)
-    embed = _identity(identity_every)
     series = Series()
     jitter_out, jitter_drv = M.JitterMeter(), M.JitterMeter()
     first_out: MotionFrame | None = None
@@ -180,18 +190,24 @@ def cross_reenactment(
     return series
 
 
-def run_self(videos_dir, engines: list[str], progress: bool = True, **options) -> dict:
+def run_self(videos_dir, engines: list[str], identity_every: int = 5, progress: bool = True, **options) -> dict:
     videos = list_files(videos_dir, VIDEO_SUFFIXES)
-    results = {v.name: {e: self_reenactment(v, e, progress=progress, **options) for e in engines} for v in videos}
-    return {"kind": "self", "engines": engines, "results": results}
+    embed, skipped = identity_backend(identity_every)
+    common = dict(embed=embed, identity_every=identity_every, progress=progress, **options)
+    results = {v.name: {e: self_reenactment(v, e, **common) for e in engines} for v in videos}
+    return {"kind": "self", "engines": engines, "results": results, "skipped": [skipped] if skipped else []}
 
 
-def run_cross(sources_dir, driving_dir, engines: list[str], progress: bool = True, **options) -> dict:
+def run_cross(
+    sources_dir, driving_dir, engines: list[str], identity_every: int = 5, progress: bool = True, **options
+) -> dict:
     sources = list_files(sources_dir, IMAGE_SUFFIXES)
     drivers = list_files(driving_dir, VIDEO_SUFFIXES)
+    embed, skipped = identity_backend(identity_every)
+    common = dict(embed=embed, identity_every=identity_every, progress=progress, **options)
     results = {
-        f"{s.name} × {d.name}": {e: cross_reenactment(s, d, e, progress=progress, **options) for e in engines}
+        f"{s.name} × {d.name}": {e: cross_reenactment(s, d, e, **common) for e in engines}
         for s in sources
         for d in drivers
     }
-    return {"kind": "cross", "engines": engines, "results": results}
+    return {"kind": "cross", "engines": engines, "results": results, "skipped": [skipped] if skipped else []}
