@@ -184,3 +184,36 @@ def test_video_source_is_re_animated_and_keeps_its_background(tmp_path, portrait
     baseline = np.abs(read_frames(baseline_path)[0][far].astype(int) - src_frames[0][far]).mean()
     for a, b in zip(frames[::5], src_frames[::5]):
         assert np.abs(a[far].astype(int) - b[far]).mean() < baseline + 0.3
+
+
+def _still(tmp_path, portrait_path, **controls):
+    from enliven.motion.align import Controls
+
+    out = tmp_path / "still.png"
+    api.animate(portrait_path, portrait_path, out, controls=Controls(**controls), progress=False)
+    with FaceAnalyzer(static=True) as analyzer:
+        return analyzer.detect(np.asarray(Image.open(out).convert("RGB")))[0]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25])
+def test_lip_open_control_is_measured_back(tmp_path, portrait_path, ratio):
+    assert _still(tmp_path, portrait_path, lip_open=ratio).lip_open == pytest.approx(ratio, abs=0.05)
+
+
+@pytest.mark.parametrize("angle", ["yaw", "pitch", "roll"])
+def test_head_angle_controls_are_measured_back(tmp_path, portrait_path, portrait_face, angle):
+    asked = {"yaw": 15.0, "pitch": 10.0, "roll": 15.0}[angle]
+    turned = _still(tmp_path, portrait_path, **{angle: asked})
+    i = ("yaw", "pitch", "roll").index(angle)
+    change = turned.pose.angles()[i] - portrait_face.pose.angles()[i]
+    assert change == pytest.approx(asked, abs=4.0)
+
+
+def test_closing_the_eyes_covers_them(tmp_path, portrait_path, portrait_face):
+    closed = _still(tmp_path, portrait_path, eyes_open=(0.0, 0.0))
+    wide = _still(tmp_path, portrait_path, eyes_open=(0.5, 0.5))
+    assert np.all(closed.eye_open < 0.6 * portrait_face.eye_open)  # MediaPipe sees the lids come down
+    assert np.all(wide.eye_open > portrait_face.eye_open)
+    winked = _still(tmp_path, portrait_path, wink=1.0)
+    assert winked.eye_open[0] < 0.75 * portrait_face.eye_open[0]
+    assert winked.eye_open[1] == pytest.approx(portrait_face.eye_open[1], abs=0.04)

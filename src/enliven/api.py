@@ -284,7 +284,7 @@ def animate(
 
 
 def _align(opts: AnimateOptions) -> AlignOptions:
-    return AlignOptions(opts.relative, opts.multiplier, opts.smooth)
+    return AlignOptions(opts.relative, opts.multiplier, opts.smooth, controls=opts.controls)
 
 
 def _animate_video_source(
@@ -312,7 +312,7 @@ def _animate_video_source(
             raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
         # The source moves, so smooth the driver's motion itself rather than the target landmarks.
         frames = smooth_motion(motion, motion.fps) if opts.smooth and motion.measured else iter(motion)
-        align = AlignOptions(opts.relative, opts.multiplier, smooth=False)
+        align = replace(_align(opts), smooth=False)
         aligner = MotionAligner(first_faces[0].landmarks, reader.fps, align, reference=motion.reference)
         lengths = [n for n in (reader.frame_count, motion.length) if n]
         total = min(lengths) if lengths else None

@@ -7,6 +7,7 @@ import sys
 
 from enliven import __version__
 from enliven.errors import EnlivenError
+from enliven.motion.align import Controls
 
 EXAMPLES = """\
 examples:
@@ -32,6 +33,15 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
     g.add_argument("--allow-pickle", action="store_true", help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    c = p.add_argument_group("manual controls (on top of the motion)")
+    c.add_argument("--eyes-open", metavar="L,R", help="eye open ratios as seen left to right in the picture (0 closed … 0.8 wide)")
+    c.add_argument("--lip-open", type=float, metavar="R", help="inner-lip gap / mouth width (0 closed … 0.8)")
+    for angle in ("yaw", "pitch", "roll"):
+        c.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"add this {angle} to the head (degrees)")
+    c.add_argument("--smile", type=float, default=0.0, help="1 broad smile, negative frown")
+    c.add_argument("--brows", type=float, default=0.0, help="1 raised eyebrows, negative lowered")
+    c.add_argument("--pout", type=float, default=0.0, help="1 pursed lips")
+    c.add_argument("--wink", type=float, default=0.0, help="1 shuts the eye on the picture's left")
     k = p.add_argument_group("keypoint engine (LivePortrait)")
     k.add_argument("--weights", metavar="DIR", help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
     k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), help="animate only this region (default: all)")
@@ -53,8 +63,19 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["normalize_lip"] = True
     if args.backend:
         engine_options["backend"] = args.backend
+    eyes = None
+    if args.eyes_open:
+        try:
+            eyes = tuple(float(v) for v in args.eyes_open.split(","))
+        except ValueError:
+            raise EnlivenError(f"--eyes-open takes two numbers like 0.3,0.3, not {args.eyes_open!r}") from None
+        eyes = eyes * 2 if len(eyes) == 1 else eyes
+    controls = Controls(
+        eyes_open=eyes, lip_open=args.lip_open, yaw=args.yaw, pitch=args.pitch, roll=args.roll,
+        smile=args.smile, brows=args.brows, pout=args.pout, wink=args.wink,
+    )
     return dict(
-        engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
+        controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
         fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from enliven.errors import EnlivenError
+from enliven.motion.align import Controls
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class AnimateOptions:
     """Scale the motion: 0 freezes the source, 1 follows the driver, >1 exaggerates."""
     smooth: bool = True
     """One-euro smoothing of measured (camera) motion against landmark jitter."""
+    controls: Controls = Controls()
+    """Manual edits on top of the motion: eye/lip open ratios, head angles, smile, brows, pout, wink."""
     fps: float | None = None
     """Output frame rate; default: the driving video's (motion is resampled in time if it differs)."""
     face_index: int = 0
@@ -43,6 +46,8 @@ class AnimateOptions:
     """Show progress bars on stderr."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.controls, dict):
+            object.__setattr__(self, "controls", Controls(**self.controls))
         if self.multiplier < 0:
             raise EnlivenError(f"multiplier must be >= 0, got {self.multiplier}")
         if self.fps is not None and not 1 <= self.fps <= 240:

@@ -90,7 +90,8 @@ def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
 
 
 def eye_open_ratios(points: np.ndarray) -> np.ndarray:
-    """(right, left) eyelid gap over eye width, image-side naming; ~0.3 open, < 0.1 closed."""
+    """(subject's right, subject's left) eyelid gap over eye width — the eyes on the image's left and right in a
+    frontal photo; ~0.3 open, < 0.1 closed."""
     right = _dist(points, *lm.RIGHT_EYE_LIDS) / _dist(points, *lm.RIGHT_EYE_CORNERS)
     left = _dist(points, *lm.LEFT_EYE_LIDS) / _dist(points, *lm.LEFT_EYE_CORNERS)
     return np.stack([right, left], axis=-1)

@@ -11,7 +11,7 @@ import numpy as np
 NUM_LANDMARKS = 478
 NUM_MESH = 468
 
-# Eyes: "right" and "left" are the image's, i.e. the subject's right eye is on the image left.
+# Eyes: "right" and "left" are the subject's, so the RIGHT_* eye appears on the image's left in a frontal photo.
 RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (362, 263)
 RIGHT_EYE_LIDS = (159, 145)  # upper, lower middle

@@ -4,8 +4,8 @@ Relative (default): the driver's change since its reference frame is applied to 
 expression in canonical space (so the driver's face shape never leaks in), rotation as
 ``R_d,i · R_d,0ᵀ · R_s``, scale as a ratio and translation in face-size units. Absolute: the driver's
 canonical expression and head rotation replace the source's; the source keeps its size and place.
-Finally ``multiplier`` scales the landmark motion (``x_s + (x_d - x_s)·m``) and measured motion is
-smoothed with a one-euro filter.
+``multiplier`` scales the motion (expression offsets, rotation angle, zoom and shift); manual ``Controls``
+are applied after it; measured motion is smoothed with a one-euro filter.
 """
 
 from __future__ import annotations
@@ -14,9 +14,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from enliven.errors import EnlivenError
 from enliven.face import geometry
+from enliven.motion import edits
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Manual edits on top of the driving motion (LivePortrait's retargeting and editing sliders).
+
+    Eyes are given as they appear in the picture, left to right (for a frontal face that is the subject's
+    right eye, then left eye). Open ratios: 0 closed … ~0.3 open … 0.8 wide.
+    """
+
+    eyes_open: tuple[float, float] | None = None
+    lip_open: float | None = None
+    yaw: float = 0.0  # degrees added to the head pose
+    pitch: float = 0.0
+    roll: float = 0.0
+    smile: float = 0.0  # 1 broad smile, negative frown
+    brows: float = 0.0  # 1 raised, negative lowered
+    pout: float = 0.0  # 1 strong pout
+    wink: float = 0.0  # 1 shuts the eye on the picture's left
+
+    def __post_init__(self) -> None:
+        if self.eyes_open is not None and (len(self.eyes_open) != 2 or not all(0 <= v <= 0.8 for v in self.eyes_open)):
+            raise EnlivenError(f"eyes open takes two ratios between 0 and 0.8, got {self.eyes_open}")
+        if self.lip_open is not None and not 0 <= self.lip_open <= 0.8:
+            raise EnlivenError(f"lip open must be between 0 and 0.8, got {self.lip_open}")
+        for name, limit in (("yaw", 45), ("pitch", 30), ("roll", 45)):
+            if abs(getattr(self, name)) > limit:
+                raise EnlivenError(f"{name} must be within ±{limit}°, got {getattr(self, name)}")
+
+    @property
+    def active(self) -> bool:
+        return self != Controls()
+
+    def edit(self, shape: np.ndarray) -> np.ndarray:
+        """Apply the expression edits to a canonical shape."""
+        if self.lip_open is not None:
+            shape = edits.set_lip_open(shape, self.lip_open)
+        if self.smile:
+            shape = edits.smile(shape, self.smile)
+        if self.pout:
+            shape = edits.pout(shape, self.pout)
+        if self.brows:
+            shape = edits.raise_brows(shape, self.brows)
+        if self.eyes_open is not None:
+            for side, ratio in enumerate(self.eyes_open):
+                shape = edits.set_eye_open(shape, side, ratio)
+        if self.wink:
+            shape = edits.wink(shape, 0, self.wink)
+        return shape
+
+    def rotation(self) -> np.ndarray:
+        return geometry.rotation_from_angles(self.yaw, self.pitch, self.roll)
 
 
 @dataclass(frozen=True)
@@ -26,6 +80,16 @@ class AlignOptions:
     smooth: bool = True
     smooth_cutoff: float = 1.0  # Hz at rest; lower is steadier
     smooth_beta: float = 0.05  # how fast the cutoff opens up with speed (per crop pixel/s)
+    controls: Controls = Controls()
+
+
+def _scaled_rotation(rotation: np.ndarray, factor: float) -> np.ndarray:
+    """The rotation by ``factor`` times the angle about the same axis (1: unchanged, 0: identity)."""
+    if factor == 1.0:
+        return rotation
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(Rotation.from_matrix(rotation).as_rotvec() * factor).as_matrix()
 
 
 class MotionAligner:
@@ -47,27 +111,25 @@ class MotionAligner:
         rotation change."""
         if self.reference is None:
             self.reference = frame
-        if source_landmarks is None:
-            src, src_points, moving_source = self.source, self.source_landmarks, False
-        else:
-            src_points = np.asarray(source_landmarks, np.float64)
-            src, moving_source = MotionFrame.from_landmarks(src_points), True
-        ref = self.reference
+        moving_source = source_landmarks is not None
+        src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
+        ref, m = self.reference, self.options.multiplier
+        src_shape = src.shape.astype(np.float64)
         if self.options.relative:
-            shape = src.shape.astype(np.float64) + (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
-            rotation = frame.pose.rotation @ ref.pose.rotation.T @ src.pose.rotation
-            ratio = src.scale / ref.scale
-            scale = src.scale if moving_source else src.scale * frame.scale / ref.scale
-            translation = src.pose.translation
-            if not moving_source:
-                translation = translation + (frame.pose.translation - ref.pose.translation) * ratio
-        else:
-            shape, rotation = frame.shape.astype(np.float64), frame.pose.rotation
+            shape = src_shape + m * (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
+            rotation = _scaled_rotation(frame.pose.rotation @ ref.pose.rotation.T, m) @ src.pose.rotation
             scale, translation = src.scale, src.pose.translation
+            if not moving_source:  # a still source follows the driver's zoom and shift too
+                scale = src.scale * (frame.scale / ref.scale) ** m
+                translation = translation + m * (frame.pose.translation - ref.pose.translation) * src.scale / ref.scale
+        else:
+            shape = src_shape + m * (frame.shape.astype(np.float64) - src_shape)
+            rotation = _scaled_rotation(frame.pose.rotation @ src.pose.rotation.T, m) @ src.pose.rotation
+            scale, translation = src.scale, src.pose.translation
+        controls = self.options.controls
+        if controls.active:  # after the multiplier: a requested ratio or angle is met as asked
+            shape, rotation = controls.edit(shape), controls.rotation() @ rotation
         target = geometry.from_canonical(shape, geometry.Pose(rotation, scale, translation))
-        m = self.options.multiplier
-        if m != 1.0:
-            target = src_points + (target - src_points) * m
         if self._filter is not None:
             target = self._filter(target)
         return target

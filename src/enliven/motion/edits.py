@@ -123,7 +123,8 @@ def set_lip_open(shape: np.ndarray, ratio: float) -> np.ndarray:
 
 
 def set_eye_open(shape: np.ndarray, side: int, ratio: float) -> np.ndarray:
-    """Move one upper eyelid (0 = image-right eye, 1 = image-left) so the eye's open ratio is ``ratio``."""
+    """Move one upper eyelid (0 = the subject's right eye, on the image's left; 1 = the other) so the eye's
+    open ratio is ``ratio``."""
     field = _lid_field(side)
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1]
@@ -146,6 +147,37 @@ def smile(shape: np.ndarray, amount: float) -> np.ndarray:
     motion[:, 0] = sign * 0.10 * width * amount
     motion[:, 1] = -0.12 * width * amount
     return shape + field.spread(motion)
+
+
+@functools.cache
+def _brow_field() -> HarmonicField:
+    eyes = lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER + lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER
+    return HarmonicField(lm.RIGHT_BROW + lm.LEFT_BROW, eyes + lm.RIGID + _UPPER_LIP + _LOWER_LIP)
+
+
+def raise_brows(shape: np.ndarray, amount: float) -> np.ndarray:
+    """Lift both eyebrows; ``amount`` 1 is a surprised raise (a fifth of the eye-corner distance), negative frowns."""
+    field = _brow_field()
+    motion = np.zeros((len(field.handles), 3))
+    motion[:, 1] = -0.2 * amount * np.linalg.norm(shape[263] - shape[33])
+    return shape + field.spread(motion)
+
+
+def pout(shape: np.ndarray, amount: float) -> np.ndarray:
+    """Purse the lips: corners drawn in towards the middle and forwards; ``amount`` 1 is a strong pout."""
+    field = _smile_field()
+    width = np.linalg.norm(shape[lm.MOUTH_CORNERS[0]] - shape[lm.MOUTH_CORNERS[1]])
+    sign = np.sign(shape[field.handles, 0] - shape[list(lm.MOUTH_CORNERS), 0].mean())
+    motion = np.zeros((len(field.handles), 3))
+    motion[:, 0] = -sign * 0.15 * width * amount
+    motion[:, 2] = -0.1 * width * amount
+    return shape + field.spread(motion)
+
+
+def wink(shape: np.ndarray, side: int, amount: float = 1.0) -> np.ndarray:
+    """Close one eye (0 = the subject's right eye, on the image's left; 1 = the other) by ``amount`` (1 = shut)."""
+    current = geometry.eye_open_ratios(shape)[side]
+    return set_eye_open(shape, side, current * (1.0 - float(np.clip(amount, 0.0, 1.0))))
 
 
 def expression_ratios(shape: np.ndarray) -> dict[str, float]:

@@ -14,13 +14,23 @@ import numpy as np
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.mesh.raster import backward_map
+from enliven.face import geometry
 from enliven.face import landmarks as lm
 from enliven.face.geometry import face_model
 from enliven.face.paste import feathered_mask
 from enliven.motion.frame import MotionFrame
 
 RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's distance from its centre
-RING_FOLLOW = 0.5  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
+RING_FOLLOW = 0.5
+LID_LIFT = 0.35  # a shut lid is drawn from this far above the lid contour, in eye-opening heights  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """2x3 similarity taking the two points ``a`` onto the two points ``b``."""
+    za, zb = complex(*(a[1] - a[0])), complex(*(b[1] - b[0]))
+    k = zb / za if za else 1.0
+    m = np.array([[k.real, -k.imag], [k.imag, k.real]])
+    return np.concatenate([m, (b[0] - m @ a[0])[:, None]], axis=1)
 
 
 def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
@@ -42,7 +52,17 @@ class MeshEngine:
         ring1 = lm.NUM_LANDMARKS + np.arange(n)
         ring2 = ring1 + n
         self._ring_triangles = np.concatenate([_strip(ring1, ring2), _strip(oval, ring1)])
-        self._face_triangles = np.concatenate([face_model().triangles, lm.EYE_HOLE_TRIANGLES, lm.MOUTH_HOLE_TRIANGLES])
+        # The eye openings get vertices of their own (same target places as the lid contours, their own
+        # source places), so a closing lid can slide over the eyeball instead of squashing it.
+        self._eyes = [np.array(sorted(set(up + low))) for up, low in (
+            (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER))]
+        base = lm.NUM_LANDMARKS + 2 * n
+        remap = {}
+        for idx in np.concatenate(self._eyes):
+            remap[int(idx)] = base + len(remap)
+        self._eye_copies = np.array(list(remap.values()))
+        eye_holes = np.vectorize(remap.get)(lm.EYE_HOLE_TRIANGLES)
+        self._face_triangles = np.concatenate([face_model().triangles, eye_holes, lm.MOUTH_HOLE_TRIANGLES])
         # Rings first, face last: where a big motion folds triangles over, the face wins.
         self._triangles = np.concatenate([self._ring_triangles, self._face_triangles])
 
@@ -52,7 +72,8 @@ class MeshEngine:
         centre = oval.mean(0)
         margin = 0.02 * size
         rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
-        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings])
+        eyes = landmarks[np.concatenate(self._eyes), :2].astype(np.float64)
+        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, eyes])
         grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
         full = np.arange(size, dtype=np.float32)
         return SourceState(
@@ -69,19 +90,46 @@ class MeshEngine:
         )
 
     def target_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
-        """Target positions of every warp vertex: the landmarks plus the two rings."""
+        """Target positions of every warp vertex: the landmarks, the two rings, the eye-opening copies."""
         src = state.cache["vertices"]
         oval_motion = target[list(lm.FACE_OVAL), :2] - src[list(lm.FACE_OVAL)]
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
-        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2])
+        eyes = target[np.concatenate(self._eyes), :2]
+        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, eyes])
+
+    def source_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
+        """Source positions: fixed, except inside a closing eye, where the eyeball keeps its place (following
+        the eye corners) and the lid covers it, rather than the eyeball being squeezed."""
+        src = state.cache["vertices"]
+        target_ratios, source_ratios = geometry.eye_open_ratios(target), geometry.eye_open_ratios(state.landmarks)
+        closing = target_ratios < source_ratios
+        if not closing.any():
+            return src
+        out = src.copy()
+        start = 0
+        for side, contour in enumerate(self._eyes):
+            copies = self._eye_copies[start : start + len(contour)]
+            start += len(contour)
+            if closing[side]:
+                corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
+                to_source = _similarity(target[corners, :2], src[corners])
+                out[copies] = target[contour, :2] @ to_source[:, :2].T + to_source[:, 2]
+                # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
+                # lashes and a rim of eyeball; take the descending lid from higher up as it closes.
+                upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
+                lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1])
+                closure = 1.0 - target_ratios[side] / max(source_ratios[side], 1e-6)
+                out[upper] = src[upper] + LID_LIFT * np.clip(closure, 0, 1) * (src[upper] - src[lower])
+        return out
 
     def sampling_map(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y)."""
         gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
         backward_map(
-            self.target_vertices(state, target), state.cache["vertices"], self._triangles, map_x, map_y, self.stride
+            self.target_vertices(state, target), self.source_vertices(state, target), self._triangles, map_x, map_y,
+            self.stride,
         )
         ix, iy = state.cache["identity"]
         if self.stride == 1:
