@@ -78,3 +78,21 @@ def test_rendered_motion_is_measured_back(prepared):
     inner = list(range(468))
     shift = (found[inner, :2] - landmarks[inner, :2]).mean(0)
     np.testing.assert_allclose(shift, (8.0, -5.0), atol=1.5)
+
+
+def test_an_opening_mouth_shows_a_dark_cavity_and_keeps_the_teeth(prepared):
+    engine, state, landmarks = prepared
+    source = MotionFrame.from_landmarks(landmarks)
+    wide = MotionFrame(edits.set_lip_open(source.shape.astype(float), 0.5).astype(np.float32),
+                       source.rotation, source.scale, source.translation).landmarks()
+    out = engine.render(state, wide)
+    import cv2
+
+    loop = wide[[78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], :2]
+    hole = np.zeros(out.shape[:2], np.uint8)
+    cv2.fillPoly(hole, [np.round(loop).astype(np.int32)], 1)
+    inside = out[hole.astype(bool)].astype(float)
+    dark = inside.mean(1) < 80
+    assert dark.mean() > 0.3  # a good part of the new opening is cavity
+    bright = inside.mean(1) > 170  # and the source's teeth are still there
+    assert bright.mean() > 0.05

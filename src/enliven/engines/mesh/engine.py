@@ -22,15 +22,24 @@ from enliven.motion.frame import MotionFrame
 
 RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's distance from its centre
 RING_FOLLOW = 0.5
+_MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
+CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
 LID_LIFT = 0.35  # a shut lid is drawn from this far above the lid contour, in eye-opening heights  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2x3 similarity taking the two points ``a`` onto the two points ``b``."""
-    za, zb = complex(*(a[1] - a[0])), complex(*(b[1] - b[0]))
-    k = zb / za if za else 1.0
+    """2x3 least-squares similarity taking the points ``a`` onto the points ``b`` (exact for two points)."""
+    za, zb = a[:, 0] + 1j * a[:, 1], b[:, 0] + 1j * b[:, 1]
+    ca, cb = za - za.mean(), zb - zb.mean()
+    norm = float(np.vdot(ca, ca).real)
+    k = np.vdot(ca, cb) / norm if norm > 0 else 1.0
     m = np.array([[k.real, -k.imag], [k.imag, k.real]])
-    return np.concatenate([m, (b[0] - m @ a[0])[:, None]], axis=1)
+    centre_a, centre_b = np.array([za.mean().real, za.mean().imag]), np.array([zb.mean().real, zb.mean().imag])
+    return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
+
+
+def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ m[:, :2].T + m[:, 2]
 
 
 def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
@@ -52,17 +61,24 @@ class MeshEngine:
         ring1 = lm.NUM_LANDMARKS + np.arange(n)
         ring2 = ring1 + n
         self._ring_triangles = np.concatenate([_strip(ring1, ring2), _strip(oval, ring1)])
-        # The eye openings get vertices of their own (same target places as the lid contours, their own
-        # source places), so a closing lid can slide over the eyeball instead of squashing it.
-        self._eyes = [np.array(sorted(set(up + low))) for up, low in (
-            (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER))]
+        # The eye and mouth openings get vertices of their own (same target places as the contours, their
+        # own source places), so a closing lid slides over the eyeball and an opening mouth shows what is
+        # inside at its own size, instead of either being squeezed or stretched.
+        self._openings = [
+            np.array(sorted(set(up + low)))
+            for up, low in (
+                (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
+                (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER),
+                (lm.INNER_LIP_UPPER, lm.INNER_LIP_LOWER),
+            )
+        ]
         base = lm.NUM_LANDMARKS + 2 * n
         remap = {}
-        for idx in np.concatenate(self._eyes):
+        for idx in np.concatenate(self._openings):
             remap[int(idx)] = base + len(remap)
-        self._eye_copies = np.array(list(remap.values()))
-        eye_holes = np.vectorize(remap.get)(lm.EYE_HOLE_TRIANGLES)
-        self._face_triangles = np.concatenate([face_model().triangles, eye_holes, lm.MOUTH_HOLE_TRIANGLES])
+        self._copies = np.split(np.array(list(remap.values())), np.cumsum([len(o) for o in self._openings])[:-1])
+        holes = np.vectorize(remap.get)(np.concatenate([lm.EYE_HOLE_TRIANGLES, lm.MOUTH_HOLE_TRIANGLES]))
+        self._face_triangles = np.concatenate([face_model().triangles, holes])
         # Rings first, face last: where a big motion folds triangles over, the face wins.
         self._triangles = np.concatenate([self._ring_triangles, self._face_triangles])
 
@@ -72,8 +88,10 @@ class MeshEngine:
         centre = oval.mean(0)
         margin = 0.02 * size
         rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
-        eyes = landmarks[np.concatenate(self._eyes), :2].astype(np.float64)
-        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, eyes])
+        openings = landmarks[np.concatenate(self._openings), :2].astype(np.float64)
+        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings])
+        mouth = np.zeros((size, size), np.uint8)  # where the source's own mouth opening is
+        cv2.fillPoly(mouth, [np.round(landmarks[_MOUTH_LOOP, :2] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
         grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
         full = np.arange(size, dtype=np.float32)
         return SourceState(
@@ -85,6 +103,8 @@ class MeshEngine:
                 "rings": rings,
                 "grid": tuple(a.astype(np.float32) for a in np.meshgrid(grid, grid)),
                 "identity": np.meshgrid(full, full),
+                # a little wider than the opening, so its own rim never counts as "new" cavity
+                "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
             },
             session={} if session is None else session,
         )
@@ -95,32 +115,30 @@ class MeshEngine:
         oval_motion = target[list(lm.FACE_OVAL), :2] - src[list(lm.FACE_OVAL)]
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
-        eyes = target[np.concatenate(self._eyes), :2]
-        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, eyes])
+        openings = target[np.concatenate(self._openings), :2]
+        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, openings])
 
     def source_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
-        """Source positions: fixed, except inside a closing eye, where the eyeball keeps its place (following
-        the eye corners) and the lid covers it, rather than the eyeball being squeezed."""
+        """Source positions: fixed, except inside the openings. A closing eye keeps its eyeball in place (it
+        follows the eye corners) and the lid covers it; the mouth's inside follows the mouth corners."""
         src = state.cache["vertices"]
-        target_ratios, source_ratios = geometry.eye_open_ratios(target), geometry.eye_open_ratios(state.landmarks)
-        closing = target_ratios < source_ratios
-        if not closing.any():
-            return src
         out = src.copy()
-        start = 0
-        for side, contour in enumerate(self._eyes):
-            copies = self._eye_copies[start : start + len(contour)]
-            start += len(contour)
-            if closing[side]:
-                corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
-                to_source = _similarity(target[corners, :2], src[corners])
-                out[copies] = target[contour, :2] @ to_source[:, :2].T + to_source[:, 2]
-                # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
-                # lashes and a rim of eyeball; take the descending lid from higher up as it closes.
-                upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
-                lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1])
-                closure = 1.0 - target_ratios[side] / max(source_ratios[side], 1e-6)
-                out[upper] = src[upper] + LID_LIFT * np.clip(closure, 0, 1) * (src[upper] - src[lower])
+        target_ratios, source_ratios = geometry.eye_open_ratios(target), geometry.eye_open_ratios(state.landmarks)
+        for side in (0, 1):
+            if target_ratios[side] >= source_ratios[side]:
+                continue  # opening wider than the source: stretch what there is
+            contour, copies = self._openings[side], self._copies[side]
+            corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
+            out[copies] = _apply(_similarity(target[corners, :2], src[corners]), target[contour, :2])
+            # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
+            # lashes and a rim of eyeball; take the descending lid from higher up as it closes.
+            upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
+            lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1])
+            closure = 1.0 - target_ratios[side] / max(source_ratios[side], 1e-6)
+            out[upper] = src[upper] + LID_LIFT * np.clip(closure, 0, 1) * (src[upper] - src[lower])
+        # Teeth sit in the skull: the inside of the mouth follows the head (its rigid points), not the lips.
+        rigid = list(lm.RIGID)
+        out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), target[self._openings[2], :2])
         return out
 
     def sampling_map(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,4 +161,30 @@ class MeshEngine:
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
         map_x, map_y = self.sampling_map(state, target)
-        return cv2.remap(state.crop_image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(state.crop_image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return self._mouth_cavity(state, target, out, map_x, map_y)
+
+    def _mouth_cavity(self, state, target, out, map_x, map_y) -> np.ndarray:
+        """Where the mouth opens wider than the source's, there is nothing to show but the inside: paint a dark,
+        shaded cavity there; what the source's own opening shows (teeth, tongue) is kept."""
+        loop = target[_MOUTH_LOOP, :2]
+        x0, y0 = np.floor(loop.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(loop.max(0)).astype(int) + 3
+        size = out.shape[0]
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return out
+        hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(hole, [np.round((loop - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        inside = cv2.remap(state.cache["mouth"], map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR)
+        weight = (hole.astype(np.float32) / 255.0) * (1.0 - inside)
+        if weight.max() <= 0.01:
+            return out
+        # Darkest in the middle of the opening, a little lighter towards the lips.
+        ys = np.linspace(-1.0, 1.0, y1 - y0, dtype=np.float32)[:, None]
+        shade = (CAVITY_RGB[None, None, :] * (1.0 + 0.6 * ys[..., None] ** 2)).astype(np.float32)
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        w = cv2.GaussianBlur(weight, (3, 3), 0)[..., None]
+        out = out.copy()
+        out[y0:y1, x0:x1] = np.clip(region * (1 - w) + shade * w + 0.5, 0, 255).astype(np.uint8)
+        return out
