@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from enliven.io.images import is_image_path, read_image, write_image
 from enliven.io.video import VideoReader, VideoWriter
 from enliven.motion import edits
 from enliven.motion.align import AlignOptions, MotionAligner
+from enliven.motion.audio import AUDIO_SUFFIXES, audio_motion, speak
 from enliven.motion.frame import MotionFrame, MotionSequence
 from enliven.motion.landmark_image import draw_motion_frame
 from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
@@ -139,6 +141,8 @@ def open_driving(
     path = Path(driving)
     if not path.exists():
         raise EnlivenError(f"no such file: {path} (for a built-in motion use preset:NAME)")
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return audio_motion(path, base_shape)
     if path.suffix.lower() == ".npz":
         return load_template(path)
     if path.suffix.lower() == ".pkl":
@@ -219,8 +223,8 @@ def prepare_animation(
         landmarks = crop.to_crop(face.landmarks)
         state = engine.prepare(crop.cut(image), landmarks)
         faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
-    # Presets and driving images are built on each face's own shape; a video's motion is shared by all faces.
-    per_face = str(driving).startswith(PRESET_PREFIX) or driving_is_image
+    # Presets, driving images and audio are built on each face's own shape; a video's motion is shared.
+    per_face = _built_on_the_face(driving)
     shared = None if per_face else open_driving(driving, None, engine.driving_crop, opts.allow_pickle)
     if shared is not None and not shared.has_landmarks and engine.driving_crop is None:
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
@@ -233,6 +237,21 @@ def prepare_animation(
             reference=face.motion.reference,
         )
     return Animation(image, faces, engine, faces[0].motion, per_face)
+
+
+def _built_on_the_face(driving: str | os.PathLike) -> bool:
+    text = str(driving)
+    return text.startswith(PRESET_PREFIX) or is_image_path(text) or Path(text).suffix.lower() in AUDIO_SUFFIXES
+
+
+def animate_text(
+    source: str | os.PathLike, text: str, output: str | os.PathLike, voice: str = "en", **options
+) -> AnimateResult:
+    """Speak ``text`` with espeak-ng and animate ``source`` to it (the speech is muxed into the output)."""
+    output = check_writable(output)
+    with tempfile.TemporaryDirectory(prefix=".enliven-tts-", dir=output.parent) as tmp:
+        wav = speak(text, Path(tmp) / "speech.wav", voice)
+        return animate(source, wav, output, **options)
 
 
 def _create_engine(opts: AnimateOptions, align: AlignOptions) -> engines.Engine:

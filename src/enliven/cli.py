@@ -17,6 +17,8 @@ examples:
   enliven motion extract driver.mp4 -o talk.npz    keep a driving motion as a small template
   enliven animate me.jpg talk.npz -o out.mp4       reuse it on any face
   enliven animate me.jpg preset:nod -o nod.mp4     built-in motions: see `enliven presets`
+  enliven animate me.jpg --audio talk.wav -o out.mp4   lip motion, blinks and nods from speech
+  enliven animate me.jpg --text "Hello!" -o out.mp4    speak the text (espeak-ng) and animate to it
 """
 
 
@@ -30,7 +32,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--face-index", type=int, default=0, metavar="N", help="which face to animate, 0 = the largest (default)")
     g.add_argument("--all-faces", action="store_true", help="animate every face in the source picture")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
-    g.add_argument("--no-audio", dest="audio", action="store_false", help="do not copy the driving video's audio")
+    g.add_argument("--no-audio", dest="mux_audio", action="store_false", help="do not copy the driving audio into the output")
     g.add_argument("--allow-pickle", action="store_true", help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     c = p.add_argument_group("manual controls (on top of the motion)")
@@ -76,7 +78,7 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     )
     return dict(
         controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
-        fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.audio, crf=args.crf,
+        fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.mux_audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )
 
@@ -123,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Animate the face in SOURCE with the motion of DRIVING.",
     )
     p.add_argument("source", help="portrait image (png, jpg, ...), or a video to re-animate (video-to-video editing)")
-    p.add_argument("driving", help="driving video, driving image (writes a still), motion template .npz, or preset:NAME")
+    p.add_argument("driving", nargs="?", help="driving video, driving image (writes a still), motion template .npz, "
+                   "audio file, or preset:NAME")
+    p.add_argument("--audio", metavar="FILE", help="drive with speech audio instead (wav, mp3, ...; muxed into the output)")
+    p.add_argument("--text", help="drive with this text, spoken by espeak-ng")
+    p.add_argument("--voice", default="en", help="espeak-ng voice for --text (default: en)")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (or .png/.jpg for a driving image)")
     _add_animation_options(p)
 
@@ -177,7 +183,14 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         say(api.demo(args.output, preset=args.preset, **_animation_kwargs(args)).summary())
     elif args.command == "animate":
-        say(api.animate(args.source, args.driving, args.output, **_animation_kwargs(args)).summary())
+        given = [v for v in (args.driving, args.audio, args.text) if v]
+        if len(given) != 1:
+            raise EnlivenError("give exactly one motion: DRIVING, --audio FILE or --text TEXT")
+        if args.text:
+            result = api.animate_text(args.source, args.text, args.output, voice=args.voice, **_animation_kwargs(args))
+        else:
+            result = api.animate(args.source, args.driving or args.audio, args.output, **_animation_kwargs(args))
+        say(result.summary())
     elif args.command == "motion" and args.motion_command == "extract":
         frames, lost = api.extract_motion(
             args.video, args.output, progress=not args.quiet, engine=args.engine, weights=args.weights

@@ -1,0 +1,91 @@
+"""Audio and text driving: loud speech opens the mouth, silence closes it, measured back on the render."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from enliven import api
+from enliven.errors import EnlivenError
+from enliven.face.analyzer import FaceAnalyzer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import read_frames
+
+RATE = 16000
+
+
+def _vowels_and_silence(path: Path, seconds: float = 4.0) -> np.ndarray:
+    """Syllables of a vowel-like sound (150 Hz voice, formants near 700 and 1200 Hz) between silences."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    voice = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
+    formants = 1.0 + 0.8 * np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t)
+    envelope = np.clip(np.sin(2 * np.pi * 0.75 * t), 0, None) ** 0.7 * (t > 0.4)  # on/off every 0.67 s
+    signal = (0.25 * envelope * voice * formants / 4).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
+        for start in range(0, len(signal), 1600):
+            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1600], format="flt", layout="mono")
+            frame.sample_rate = RATE
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    return signal
+
+
+def test_mouth_follows_loudness(tmp_path, portrait_path):
+    wav = tmp_path / "speech.wav"
+    signal = _vowels_and_silence(wav)
+    out = tmp_path / "talk.mp4"
+    result = api.animate(portrait_path, wav, out, progress=False)
+    frames = read_frames(out)
+    assert result.frames == len(frames) == 100  # 4 s at 25 fps
+    with av.open(str(out)) as c:
+        assert c.streams.audio, "the speech is muxed into the output"
+    with FaceAnalyzer(static=False) as analyzer:
+        lips = np.array([analyzer.detect(f)[0].lip_open for f in frames])
+    hop = RATE // 25
+    loudness = np.array([np.sqrt(np.mean(signal[i * hop : (i + 1) * hop] ** 2)) for i in range(len(frames))])
+    corr = np.corrcoef(lips, loudness)[0, 1]
+    assert corr >= 0.6, f"mouth opening vs loudness: correlation {corr:.2f}"
+    silent, loud = loudness < 1e-4, loudness > np.percentile(loudness, 75)
+    assert lips[silent].mean() < 0.08 and lips[loud].mean() > lips[silent].mean() + 0.1
+
+
+def test_long_audio_is_streamed_in_blocks(tmp_path):
+    from enliven.motion.audio import speech_features
+
+    wav = tmp_path / "speech.wav"
+    _vowels_and_silence(wav, seconds=2.0)
+    features = list(speech_features(wav, fps=25))
+    assert len(features) == 50
+    assert features[0][0] < -60 and max(f[0] for f in features) > -25  # silent start, loud syllables
+
+
+def test_text_is_spoken_and_animated(tmp_path, portrait_path):
+    if shutil.which("espeak-ng") is None and not os.environ.get("CI"):
+        pytest.skip("espeak-ng is not installed here (.ci/run installs it)")
+    out = tmp_path / "hello.mp4"
+    result = api.animate_text(portrait_path, "Hello there, how are you today?", out, progress=False)
+    frames = read_frames(out)
+    assert result.frames == len(frames) > 25
+    with av.open(str(out)) as c:
+        assert c.streams.audio
+    with FaceAnalyzer(static=False) as analyzer:
+        lips = [analyzer.detect(f)[0].lip_open for f in frames]
+    assert max(lips) - min(lips) > 0.1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".enliven-tts")]  # the temporary speech is gone
+
+
+def test_missing_speech_synthesiser_is_a_clear_error(tmp_path, portrait_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(EnlivenError, match="needs espeak-ng"):
+        api.animate_text(portrait_path, "Hello", tmp_path / "o.mp4")
+    assert not list(tmp_path.iterdir())
