@@ -217,3 +217,33 @@ def test_closing_the_eyes_covers_them(tmp_path, portrait_path, portrait_face):
     winked = _still(tmp_path, portrait_path, wink=1.0)
     assert winked.eye_open[0] < 0.75 * portrait_face.eye_open[0]
     assert winked.eye_open[1] == pytest.approx(portrait_face.eye_open[1], abs=0.04)
+
+
+def _iris_offsets(face) -> np.ndarray:
+    """Each iris centre relative to its eye's corners, in eye widths (x right, y down)."""
+    points = face.landmarks[:, :2]
+    out = []
+    for iris, (a, b) in ((468, (33, 133)), (473, (362, 263))):
+        width = np.linalg.norm(points[b] - points[a])
+        out.append((points[iris] - (points[a] + points[b]) / 2) / width)
+    return np.array(out)
+
+
+def test_a_gaze_left_driver_moves_the_irises_left(tmp_path, portrait_path, portrait, portrait_face):
+    looking_left = _still(tmp_path, portrait_path, gaze=(-1.0, 0.0))
+    assert np.all((_iris_offsets(looking_left) - _iris_offsets(portrait_face))[:, 0] < -0.03)  # the render
+    rendered = np.asarray(Image.open(tmp_path / "still.png").convert("RGB"))
+    driver = tmp_path / "gaze.mp4"  # a clip that looks ahead, then to the left
+    with VideoWriter(driver, 25, crf=0) as writer:
+        for frame in [portrait] * 8 + [rendered] * 8:
+            writer.write(frame)
+    job = api.prepare_animation(portrait, driver)
+    face = job.faces[0]
+    targets = [face.aligner(frame) for frame in face.motion]
+
+    class Points:  # what _iris_offsets reads
+        def __init__(self, landmarks):
+            self.landmarks = landmarks
+
+    change = _iris_offsets(Points(targets[-1])) - _iris_offsets(Points(targets[0]))
+    assert np.all(change[:, 0] < -0.02)  # the driver's gaze is carried over to the source's irises

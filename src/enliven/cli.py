@@ -44,6 +44,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--brows", type=float, default=0.0, help="1 raised eyebrows, negative lowered")
     c.add_argument("--pout", type=float, default=0.0, help="1 pursed lips")
     c.add_argument("--wink", type=float, default=0.0, help="1 shuts the eye on the picture's left")
+    c.add_argument("--gaze", metavar="X,Y", help="look aside: X 1 to the picture's right, -1 left; Y 1 down, -1 up")
     k = p.add_argument_group("keypoint engine (LivePortrait)")
     k.add_argument("--weights", metavar="DIR", help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
     k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), help="animate only this region (default: all)")
@@ -72,8 +73,16 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         except ValueError:
             raise EnlivenError(f"--eyes-open takes two numbers like 0.3,0.3, not {args.eyes_open!r}") from None
         eyes = eyes * 2 if len(eyes) == 1 else eyes
+    gaze = (0.0, 0.0)
+    if args.gaze:
+        try:
+            gaze = tuple(float(v) for v in args.gaze.split(","))
+        except ValueError:
+            raise EnlivenError(f"--gaze takes two numbers like 0.5,0, not {args.gaze!r}") from None
+        if len(gaze) != 2:
+            raise EnlivenError(f"--gaze takes two numbers like 0.5,0, not {args.gaze!r}")
     controls = Controls(
-        eyes_open=eyes, lip_open=args.lip_open, yaw=args.yaw, pitch=args.pitch, roll=args.roll,
+        gaze=gaze, eyes_open=eyes, lip_open=args.lip_open, yaw=args.yaw, pitch=args.pitch, roll=args.roll,
         smile=args.smile, brows=args.brows, pout=args.pout, wink=args.wink,
     )
     return dict(

@@ -38,6 +38,7 @@ class Controls:
     brows: float = 0.0  # 1 raised, negative lowered
     pout: float = 0.0  # 1 strong pout
     wink: float = 0.0  # 1 shuts the eye on the picture's left
+    gaze: tuple[float, float] = (0.0, 0.0)  # (x, y): 1 looks to the picture's right / down, -1 left / up
 
     def __post_init__(self) -> None:
         if self.eyes_open is not None and (len(self.eyes_open) != 2 or not all(0 <= v <= 0.8 for v in self.eyes_open)):
@@ -67,6 +68,8 @@ class Controls:
                 shape = edits.set_eye_open(shape, side, ratio)
         if self.wink:
             shape = edits.wink(shape, 0, self.wink)
+        if any(self.gaze):
+            shape = edits.look(shape, *self.gaze)
         return shape
 
     def rotation(self) -> np.ndarray:

@@ -180,6 +180,16 @@ def wink(shape: np.ndarray, side: int, amount: float = 1.0) -> np.ndarray:
     return set_eye_open(shape, side, current * (1.0 - float(np.clip(amount, 0.0, 1.0))))
 
 
+def look(shape: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Turn both irises: ``x`` 1 looks to the picture's right (−1 left), ``y`` 1 down (−1 up), at most about
+    a quarter of the eye's width."""
+    out = shape.copy()
+    width = np.linalg.norm(shape[lm.RIGHT_EYE_CORNERS[0]] - shape[lm.RIGHT_EYE_CORNERS[1]])
+    out[list(lm.RIGHT_IRIS + lm.LEFT_IRIS), 0] += 0.25 * width * x
+    out[list(lm.RIGHT_IRIS + lm.LEFT_IRIS), 1] += 0.15 * width * y
+    return out
+
+
 def expression_ratios(shape: np.ndarray) -> dict[str, float]:
     """The measured quantities that edits target: eye open (right, left) and lip open."""
     eyes = geometry.eye_open_ratios(shape)

@@ -24,6 +24,7 @@ RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's
 RING_FOLLOW = 0.5
 _MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
+CLOSING = 0.85  # an eye narrower than this fraction of the source's is drawn as closing (lid over the eyeball)
 LID_LIFT = 0.35  # a shut lid is drawn from this far above the lid contour, in eye-opening heights  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
 
 
@@ -36,6 +37,19 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     m = np.array([[k.real, -k.imag], [k.imag, k.real]])
     centre_a, centre_b = np.array([za.mean().real, za.mean().imag]), np.array([zb.mean().real, zb.mean().imag])
     return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
+
+
+def _inside_eye(points: np.ndarray, side: int, p: np.ndarray) -> np.ndarray:
+    """``p`` pulled towards the eye opening's middle until it lies inside it (the fan around it must not fold)."""
+    upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
+    lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
+    loop = points[list(upper) + list(lower[::-1][1:-1]), :2].astype(np.float32)
+    middle = loop.mean(0)
+    for t in (1.0, 0.8, 0.6, 0.4, 0.2, 0.0):
+        q = middle + t * (p - middle)
+        if cv2.pointPolygonTest(loop, (float(q[0]), float(q[1])), True) >= 0.5:
+            return q
+    return middle
 
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -64,23 +78,24 @@ class MeshEngine:
         # The eye and mouth openings get vertices of their own (same target places as the contours, their
         # own source places), so a closing lid slides over the eyeball and an opening mouth shows what is
         # inside at its own size, instead of either being squeezed or stretched.
+        # Eyes are fans around the iris centre (so the iris can follow the gaze), the mouth a strip.
         self._openings = [
-            np.array(sorted(set(up + low)))
-            for up, low in (
-                (lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
-                (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER),
-                (lm.INNER_LIP_UPPER, lm.INNER_LIP_LOWER),
-            )
+            np.array(sorted(set(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER + lm.RIGHT_IRIS[:1]))),
+            np.array(sorted(set(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER + lm.LEFT_IRIS[:1]))),
+            np.array(sorted(set(lm.INNER_LIP_UPPER + lm.INNER_LIP_LOWER))),
         ]
         base = lm.NUM_LANDMARKS + 2 * n
         remap = {}
         for idx in np.concatenate(self._openings):
             remap[int(idx)] = base + len(remap)
         self._copies = np.split(np.array(list(remap.values())), np.cumsum([len(o) for o in self._openings])[:-1])
-        holes = np.vectorize(remap.get)(np.concatenate([lm.EYE_HOLE_TRIANGLES, lm.MOUTH_HOLE_TRIANGLES]))
-        self._face_triangles = np.concatenate([face_model().triangles, holes])
+        copy = np.vectorize(remap.get)
+        # An open eye is a fan around its iris (the iris can follow the gaze); a closing one a strip between the
+        # lids, which shuts with no area left over (a fan's middle would stay off the curved, closed lid line).
+        fans, strips = np.split(copy(lm.EYE_FAN_TRIANGLES), 2), np.split(copy(lm.EYE_HOLE_TRIANGLES), 2)
+        self._eye_triangles = [(fans[side], strips[side]) for side in (0, 1)]
         # Rings first, face last: where a big motion folds triangles over, the face wins.
-        self._triangles = np.concatenate([self._ring_triangles, self._face_triangles])
+        self._base_triangles = np.concatenate([self._ring_triangles, face_model().triangles, copy(lm.MOUTH_HOLE_TRIANGLES)])
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         size = crop_image.shape[0]
@@ -88,7 +103,7 @@ class MeshEngine:
         centre = oval.mean(0)
         margin = 0.02 * size
         rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
-        openings = landmarks[np.concatenate(self._openings), :2].astype(np.float64)
+        openings = self._opening_points(landmarks)
         vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings])
         mouth = np.zeros((size, size), np.uint8)  # where the source's own mouth opening is
         cv2.fillPoly(mouth, [np.round(landmarks[_MOUTH_LOOP, :2] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
@@ -115,21 +130,28 @@ class MeshEngine:
         oval_motion = target[list(lm.FACE_OVAL), :2] - src[list(lm.FACE_OVAL)]
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
-        openings = target[np.concatenate(self._openings), :2]
-        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, openings])
+        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, self._opening_points(target)])
 
-    def source_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
+    def _opening_points(self, points: np.ndarray) -> np.ndarray:
+        """The openings' own vertices: their contour points, and each iris centre kept inside its eye."""
+        openings = points[np.concatenate(self._openings), :2].astype(np.float64)
+        for side, iris in enumerate((lm.RIGHT_IRIS[0], lm.LEFT_IRIS[0])):
+            k = sum(len(o) for o in self._openings[:side]) + int(np.searchsorted(self._openings[side], iris))
+            openings[k] = _inside_eye(points, side, points[iris, :2])
+        return openings
+
+    def source_vertices(self, state: SourceState, target: np.ndarray, closing: np.ndarray) -> np.ndarray:
         """Source positions: fixed, except inside the openings. A closing eye keeps its eyeball in place (it
         follows the eye corners) and the lid covers it; the mouth's inside follows the mouth corners."""
         src = state.cache["vertices"]
         out = src.copy()
+        own = np.split(self._opening_points(target), np.cumsum([len(o) for o in self._openings])[:-1])
         target_ratios, source_ratios = geometry.eye_open_ratios(target), geometry.eye_open_ratios(state.landmarks)
         for side in (0, 1):
-            if target_ratios[side] >= source_ratios[side]:
-                continue  # opening wider than the source: stretch what there is
-            contour, copies = self._openings[side], self._copies[side]
+            if not closing[side]:
+                continue  # as open as the source or wider: the fan stretches what there is
             corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
-            out[copies] = _apply(_similarity(target[corners, :2], src[corners]), target[contour, :2])
+            out[self._copies[side]] = _apply(_similarity(target[corners, :2], src[corners]), own[side])
             # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
             # lashes and a rim of eyeball; take the descending lid from higher up as it closes.
             upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
@@ -138,15 +160,22 @@ class MeshEngine:
             out[upper] = src[upper] + LID_LIFT * np.clip(closure, 0, 1) * (src[upper] - src[lower])
         # Teeth sit in the skull: the inside of the mouth follows the head (its rigid points), not the lips.
         rigid = list(lm.RIGID)
-        out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), target[self._openings[2], :2])
+        out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), own[2])
         return out
 
     def sampling_map(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y)."""
         gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
+        # Closing means clearly narrower than the source: landmark noise and gaze shifts are not a blink.
+        closing = geometry.eye_open_ratios(target) < CLOSING * geometry.eye_open_ratios(state.landmarks)
+        eyes = [self._eye_triangles[side][int(closing[side])] for side in (0, 1)]
         backward_map(
-            self.target_vertices(state, target), self.source_vertices(state, target), self._triangles, map_x, map_y,
+            self.target_vertices(state, target),
+            self.source_vertices(state, target, closing),
+            np.concatenate([self._base_triangles, *eyes]),
+            map_x,
+            map_y,
             self.stride,
         )
         ix, iy = state.cache["identity"]
