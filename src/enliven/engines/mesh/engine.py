@@ -95,7 +95,8 @@ class MeshEngine:
         fans, strips = np.split(copy(lm.EYE_FAN_TRIANGLES), 2), np.split(copy(lm.EYE_HOLE_TRIANGLES), 2)
         self._eye_triangles = [(fans[side], strips[side]) for side in (0, 1)]
         # Rings first, face last: where a big motion folds triangles over, the face wins.
-        self._base_triangles = np.concatenate([self._ring_triangles, face_model().triangles, copy(lm.MOUTH_HOLE_TRIANGLES)])
+        self._mesh_triangles = face_model().triangles
+        self._mouth_triangles = copy(lm.MOUTH_HOLE_TRIANGLES)
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         size = crop_image.shape[0]
@@ -131,6 +132,12 @@ class MeshEngine:
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
         return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, self._opening_points(target)])
+
+    def _far_to_near(self, target: np.ndarray) -> np.ndarray:
+        """Mesh triangles ordered far to near (z grows away from the camera), so where a turned head folds the
+        mesh, the near side is drawn last and stays on top."""
+        depth = target[self._mesh_triangles, 2].mean(1)
+        return self._mesh_triangles[np.argsort(-depth, kind="stable")]
 
     def _opening_points(self, points: np.ndarray) -> np.ndarray:
         """The openings' own vertices: their contour points, and each iris centre kept inside its eye."""
@@ -173,7 +180,7 @@ class MeshEngine:
         backward_map(
             self.target_vertices(state, target),
             self.source_vertices(state, target, closing),
-            np.concatenate([self._base_triangles, *eyes]),
+            np.concatenate([self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *eyes]),
             map_x,
             map_y,
             self.stride,
