@@ -192,3 +192,26 @@ def test_onnx_export_matches_pytorch_and_drives_the_engine(tmp_path, tiny_weight
     assert len(a) == len(b) == 25
     # Untrained decoders amplify rounding differences, so compare on average: the same picture, codec noise aside.
     assert max(np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)) < 0.5
+
+
+def test_eye_and_lip_targets_reach_the_retargeting_mlps(tmp_path, tiny_weights, driving_video, monkeypatch):
+    from enliven.engines.keypoint import kinematics
+    from enliven.motion.align import Controls
+
+    seen = {"eye": [], "lip": []}
+    real_eye, real_lip = kinematics.retarget_eyes, kinematics.retarget_lip
+
+    def eye(module, x_s, source, target):
+        seen["eye"].append(float(target))
+        return real_eye(module, x_s, source, target)
+
+    def lip(module, x_s, source, target):
+        seen["lip"].append(float(target))
+        return real_lip(module, x_s, source, target)
+
+    monkeypatch.setattr(kinematics, "retarget_eyes", eye)
+    monkeypatch.setattr(kinematics, "retarget_lip", lip)
+    api.animate(api.bundled_portrait(), driving_video, tmp_path / "o.mp4", engine="keypoint", weights=str(tiny_weights),
+                fps=2, controls=Controls(eyes_open=(0.1, 0.3), lip_open=0.25), progress=False)
+    assert seen["eye"] and all(v == pytest.approx(0.2) for v in seen["eye"])
+    assert seen["lip"] and all(v == pytest.approx(0.25) for v in seen["lip"])

@@ -75,7 +75,7 @@ class KeypointEngine:
             self.backend = TorchBackend(load_official(folder, config=config, device=self.device))
         self.input_size = config.input_size
         align = align or AlignOptions()
-        self.relative, self.multiplier = align.relative, align.multiplier
+        self.relative, self.multiplier, self.controls = align.relative, align.multiplier, align.controls
         self.region, self.stitching = region, stitching
         self.driving_option, self.normalize_lip = driving_option, normalize_lip
         # LivePortrait crops driving videos axis-aligned, 2.2x the face, shifted up by 0.1.
@@ -179,7 +179,19 @@ class KeypointEngine:
             x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.zeros(1, 1))
         if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applied it)
             x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
+        if from_pixels:  # eye/lip retargeting targets (LivePortrait's sliders); the landmark path has them already
+            x_d = x_d + self._retargeting(cache)
         return x_d
+
+    def _retargeting(self, cache: dict) -> torch.Tensor | float:
+        delta: torch.Tensor | float = 0.0
+        eyes, lip = self.controls.eyes_open, self.controls.lip_open
+        if eyes is not None:  # the eye MLP takes one target ratio (as LivePortrait feeds it): both eyes' mean
+            target = torch.tensor([[float(np.mean(eyes))]])
+            delta = delta + kin.retarget_eyes(self.backend.mlp("retarget_eye"), cache["x_s"], cache["eyes"], target)
+        if lip is not None:
+            delta = delta + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.tensor([[lip]]))
+        return delta
 
     @torch.no_grad()
     def decode(self, state: SourceState, x_d: torch.Tensor) -> np.ndarray:
