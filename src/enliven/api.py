@@ -216,7 +216,6 @@ def prepare_animation(
     opts = AnimateOptions.from_kwargs(**options)
     align = _align(opts)
     engine = _create_engine(opts, align)
-    driving_is_image = not str(driving).startswith(PRESET_PREFIX) and is_image_path(driving)
     faces = []
     for face in _find_faces(source_name, image, opts):
         crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)

@@ -119,19 +119,21 @@ class MeshEngine:
                 "rings": rings,
                 "grid": tuple(a.astype(np.float32) for a in np.meshgrid(grid, grid)),
                 "identity": np.meshgrid(full, full),
+                "eye_ratios": geometry.eye_open_ratios(landmarks),
                 # a little wider than the opening, so its own rim never counts as "new" cavity
                 "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
             },
             session={} if session is None else session,
         )
 
-    def target_vertices(self, state: SourceState, target: np.ndarray) -> np.ndarray:
-        """Target positions of every warp vertex: the landmarks, the two rings, the eye-opening copies."""
+    def target_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray) -> np.ndarray:
+        """Target positions of every warp vertex: the landmarks, the two rings, the openings' own vertices
+        (``openings``: ``_opening_points(target)``)."""
         src = state.cache["vertices"]
         oval_motion = target[list(lm.FACE_OVAL), :2] - src[list(lm.FACE_OVAL)]
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
-        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, self._opening_points(target)])
+        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, openings])
 
     def _far_to_near(self, target: np.ndarray) -> np.ndarray:
         """Mesh triangles ordered far to near (z grows away from the camera), so where a turned head folds the
@@ -147,13 +149,15 @@ class MeshEngine:
             openings[k] = _inside_eye(points, side, points[iris, :2])
         return openings
 
-    def source_vertices(self, state: SourceState, target: np.ndarray, closing: np.ndarray) -> np.ndarray:
+    def source_vertices(
+        self, state: SourceState, target: np.ndarray, openings: np.ndarray, target_ratios: np.ndarray, closing: np.ndarray
+    ) -> np.ndarray:
         """Source positions: fixed, except inside the openings. A closing eye keeps its eyeball in place (it
-        follows the eye corners) and the lid covers it; the mouth's inside follows the mouth corners."""
+        follows the eye corners) and the lid covers it; the mouth's inside follows the head's rigid points."""
         src = state.cache["vertices"]
         out = src.copy()
-        own = np.split(self._opening_points(target), np.cumsum([len(o) for o in self._openings])[:-1])
-        target_ratios, source_ratios = geometry.eye_open_ratios(target), geometry.eye_open_ratios(state.landmarks)
+        own = np.split(openings, np.cumsum([len(o) for o in self._openings])[:-1])
+        source_ratios = state.cache["eye_ratios"]
         for side in (0, 1):
             if not closing[side]:
                 continue  # as open as the source or wider: the fan stretches what there is
@@ -175,11 +179,13 @@ class MeshEngine:
         gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
         # Closing means clearly narrower than the source: landmark noise and gaze shifts are not a blink.
-        closing = geometry.eye_open_ratios(target) < CLOSING * geometry.eye_open_ratios(state.landmarks)
+        target_ratios = geometry.eye_open_ratios(target)
+        closing = target_ratios < CLOSING * state.cache["eye_ratios"]
         eyes = [self._eye_triangles[side][int(closing[side])] for side in (0, 1)]
+        openings = self._opening_points(target)
         backward_map(
-            self.target_vertices(state, target),
-            self.source_vertices(state, target, closing),
+            self.target_vertices(state, target, openings),
+            self.source_vertices(state, target, openings, target_ratios, closing),
             np.concatenate([self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *eyes]),
             map_x,
             map_y,
