@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,19 @@ def _ratios(points: np.ndarray) -> tuple[np.ndarray, float]:
     return geometry.eye_open_ratios(points), float(geometry.lip_open_ratio(points))
 
 
+def _paired(job, video: Path, label: str, progress: bool, jitter: tuple[M.JitterMeter, M.JitterMeter]) -> Iterator:
+    """Rendered pictures beside the video's frames, with the faces tracked in each: yields (index, rendered,
+    video frame, faces in rendered, faces in video frame) and feeds the two jitter meters."""
+    with FaceAnalyzer(static=False) as out_faces, FaceAnalyzer(static=False) as video_faces:
+        frames = zip(job.frames(), VideoReader(video))
+        bar = tqdm(frames, total=job.motion.length, desc=label, unit="frame", disable=not progress, leave=False)
+        for i, (out, other) in enumerate(bar):
+            found_out, found_other = out_faces.detect(out), video_faces.detect(other)
+            jitter[0].add(found_out[0].landmarks if found_out else None)
+            jitter[1].add(found_other[0].landmarks if found_other else None)
+            yield i, out, other, found_out, found_other
+
+
 def self_reenactment(
     video: Path, engine: str, embed: Callable | None = None, identity_every: int = 5, progress: bool = True, **options
 ) -> Series:
@@ -104,36 +117,32 @@ def self_reenactment(
     jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
     started = time.perf_counter()
     reference = _reference_identity(embed, first)
-    with FaceAnalyzer(static=False) as out_faces, FaceAnalyzer(static=False) as truth_faces:
-        frames = zip(job.frames(), VideoReader(video))
-        for i, (out, truth) in enumerate(tqdm(frames, total=job.motion.length, desc=f"{video.name} [{engine}]",
-                                               unit="frame", disable=not progress, leave=False)):
-            series.add("l1", M.l1(out, truth))
-            series.add("psnr", M.psnr(out, truth))
-            series.add("ssim", M.ssim(out, truth))
-            found_truth, found_out = truth_faces.detect(truth), out_faces.detect(out)
-            if not found_truth:
-                series.count("truth_face_lost")
-            else:
-                crop = face_crop(found_truth[0].landmarks, **FACE_CROP)
-                a, b = crop.cut(out), crop.cut(truth)
-                series.add("face_l1", M.l1(a, b))
-                series.add("face_psnr", M.psnr(a, b))
-                series.add("face_ssim", M.ssim(a, b))
-            if not found_out:
-                series.count("output_face_lost")
-            jitter_out.add(found_out[0].landmarks if found_out else None)
-            jitter_truth.add(found_truth[0].landmarks if found_truth else None)
-            if found_out and found_truth:
-                p, t = found_out[0].landmarks, found_truth[0].landmarks
-                series.add("lmd", M.landmark_distance(p, t))
-                (eo, lo), (et, lt) = _ratios(p), _ratios(t)
-                series.add("eye_error", float(np.abs(eo - et).mean()))
-                series.add("lip_error", abs(lo - lt))
-                for name, a_, b_ in zip(("yaw", "pitch", "roll"), found_out[0].pose.angles(), found_truth[0].pose.angles()):
-                    series.add(f"{name}_error", abs(a_ - b_))
-                if reference is not None and i % identity_every == 0:
-                    series.add("identity", M.cosine(reference, embed(out, p)))
+    for i, out, truth, found_out, found_truth in _paired(
+        job, video, f"{video.name} [{engine}]", progress, (jitter_out, jitter_truth)
+    ):
+        series.add("l1", M.l1(out, truth))
+        series.add("psnr", M.psnr(out, truth))
+        series.add("ssim", M.ssim(out, truth))
+        if not found_truth:
+            series.count("truth_face_lost")
+        else:
+            crop = face_crop(found_truth[0].landmarks, **FACE_CROP)
+            a, b = crop.cut(out), crop.cut(truth)
+            series.add("face_l1", M.l1(a, b))
+            series.add("face_psnr", M.psnr(a, b))
+            series.add("face_ssim", M.ssim(a, b))
+        if not found_out:
+            series.count("output_face_lost")
+        if found_out and found_truth:
+            p, t = found_out[0].landmarks, found_truth[0].landmarks
+            series.add("lmd", M.landmark_distance(p, t))
+            (eo, lo), (et, lt) = _ratios(p), _ratios(t)
+            series.add("eye_error", float(np.abs(eo - et).mean()))
+            series.add("lip_error", abs(lo - lt))
+            for name, a_, b_ in zip(("yaw", "pitch", "roll"), found_out[0].pose.angles(), found_truth[0].pose.angles()):
+                series.add(f"{name}_error", abs(a_ - b_))
+            if reference is not None and i % identity_every == 0:
+                series.add("identity", M.cosine(reference, embed(out, p)))
     series.values["frames_per_second"] = [len(series.values["l1"]) / (time.perf_counter() - started)]
     series.values["jitter_ratio"] = [jitter_out.value / jitter_truth.value if jitter_truth.value else math.nan]
     series.counts["frames"] = len(series.values["l1"])
@@ -158,32 +167,29 @@ def cross_reenactment(
     first_drv: MotionFrame | None = None
     started = time.perf_counter()
     reference = _reference_identity(embed, image)
-    with FaceAnalyzer(static=False) as out_faces, FaceAnalyzer(static=False) as drv_faces:
-        frames = zip(job.frames(), VideoReader(driving))
-        for i, (out, drv) in enumerate(tqdm(frames, total=job.motion.length, desc=f"{source.name}×{driving.name} [{engine}]",
-                                             unit="frame", disable=not progress, leave=False)):
-            found_out, found_drv = out_faces.detect(out), drv_faces.detect(drv)
-            jitter_out.add(found_out[0].landmarks if found_out else None)
-            jitter_drv.add(found_drv[0].landmarks if found_drv else None)
-            if not found_out:
-                series.count("output_face_lost")
-            if not found_drv:
-                series.count("driving_face_lost")
-            if not (found_out and found_drv):
-                continue
-            mo, md = MotionFrame.from_landmarks(found_out[0].landmarks), MotionFrame.from_landmarks(found_drv[0].landmarks)
-            first_out, first_drv = first_out or mo, first_drv or md
-            # Expression: each face's change since its first frame, pose-normalised, in eye-distance units.
-            change_out = mo.shape[: 468] - first_out.shape[: 468]
-            change_drv = md.shape[: 468] - first_drv.shape[: 468]
-            series.add("expression_error", float(np.linalg.norm(change_out - change_drv, axis=1).mean()))
-            rel_out = geometry.rotation_to_angles(mo.pose.rotation @ first_out.pose.rotation.T)
-            rel_drv = geometry.rotation_to_angles(md.pose.rotation @ first_drv.pose.rotation.T)
-            for name, a_, b_ in zip(("yaw", "pitch", "roll"), rel_out, rel_drv):
-                series.add(f"{name}_error", abs(a_ - b_))
-            if reference is not None and i % identity_every == 0:
-                series.add("identity", M.cosine(reference, embed(out, found_out[0].landmarks)))
-    n = len(series.values.get("expression_error", [])) + series.counts.get("output_face_lost", 0)
+    n = 0
+    for i, out, _, found_out, found_drv in _paired(
+        job, driving, f"{source.name}×{driving.name} [{engine}]", progress, (jitter_out, jitter_drv)
+    ):
+        n += 1
+        if not found_out:
+            series.count("output_face_lost")
+        if not found_drv:
+            series.count("driving_face_lost")
+        if not (found_out and found_drv):
+            continue
+        mo, md = MotionFrame.from_landmarks(found_out[0].landmarks), MotionFrame.from_landmarks(found_drv[0].landmarks)
+        first_out, first_drv = first_out or mo, first_drv or md
+        # Expression: each face's change since its first frame, pose-normalised, in eye-distance units.
+        change_out = mo.shape[:468] - first_out.shape[:468]
+        change_drv = md.shape[:468] - first_drv.shape[:468]
+        series.add("expression_error", float(np.linalg.norm(change_out - change_drv, axis=1).mean()))
+        rel_out = geometry.rotation_to_angles(mo.pose.rotation @ first_out.pose.rotation.T)
+        rel_drv = geometry.rotation_to_angles(md.pose.rotation @ first_drv.pose.rotation.T)
+        for name, a_, b_ in zip(("yaw", "pitch", "roll"), rel_out, rel_drv):
+            series.add(f"{name}_error", abs(a_ - b_))
+        if reference is not None and i % identity_every == 0:
+            series.add("identity", M.cosine(reference, embed(out, found_out[0].landmarks)))
     series.values["frames_per_second"] = [max(n, 1) / (time.perf_counter() - started)]
     series.values["jitter_ratio"] = [jitter_out.value / jitter_drv.value if jitter_drv.value else math.nan]
     series.counts["frames"] = n
