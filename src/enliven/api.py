@@ -22,7 +22,7 @@ from tqdm import tqdm
 from enliven import engines
 from enliven.errors import EnlivenError, NoFaceError
 from enliven.face.analyzer import Face, FaceAnalyzer
-from enliven.face.crop import Crop, CropSpec, face_crop
+from enliven.face.crop import Crop, CropSpec
 from enliven.face.paste import Paster
 from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
@@ -218,7 +218,7 @@ def prepare_animation(
     engine = _create_engine(opts, align)
     faces = []
     for face in _find_faces(source_name, image, opts):
-        crop = face_crop(face.landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
+        crop = opts.crop.crop(face.landmarks)
         landmarks = crop.to_crop(face.landmarks)
         state = engine.prepare(crop.cut(image), landmarks)
         faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
@@ -345,7 +345,7 @@ def _animate_video_source(
                         writer.write(image)
                         kept += 1
                     else:
-                        crop = face_crop(faces[0].landmarks, size=opts.crop_size, scale=opts.crop_scale, vy=opts.crop_vy)
+                        crop = opts.crop.crop(faces[0].landmarks)
                         landmarks = crop.to_crop(faces[0].landmarks)
                         state = engine.prepare(crop.cut(image), landmarks, session)
                         rendered = engine.render(state, aligner(frame, source_landmarks=landmarks), frame)

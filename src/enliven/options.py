@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from enliven.errors import EnlivenError
+from enliven.face.crop import CropSpec
 from enliven.motion.align import Controls
 
 
@@ -60,6 +61,11 @@ class AnimateOptions:
             raise EnlivenError(f"face index must be >= 0, got {self.face_index}")
         if not 0 <= self.crf <= 51:
             raise EnlivenError(f"crf must be between 0 and 51, got {self.crf}")
+
+    @property
+    def crop(self) -> CropSpec:
+        """How source faces are cropped for the engine."""
+        return CropSpec(self.crop_size, self.crop_scale, self.crop_vy)
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> AnimateOptions:
