@@ -21,11 +21,15 @@ from enliven.face.paste import feathered_mask
 from enliven.motion.frame import MotionFrame
 
 RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's distance from its centre
-RING_FOLLOW = 0.5
+RING_FOLLOW = 0.5  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
 _MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
 CLOSING = 0.85  # an eye narrower than this fraction of the source's is drawn as closing (lid over the eyeball)
-LID_LIFT = 0.35  # a shut lid is drawn from this far above the lid contour, in eye-opening heights  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
+LID_LIFT = 0.7  # a shut lid's skin is taken from this far above its contour, in eye-opening heights ...
+LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this far above it ...
+LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
+LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
+LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,6 +54,21 @@ def _inside_eye(points: np.ndarray, side: int, p: np.ndarray) -> np.ndarray:
         if cv2.pointPolygonTest(loop, (float(q[0]), float(q[1])), True) >= 0.5:
             return q
     return middle
+
+
+def _lash_tint(image: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
+    """The source's lash colour as a fraction of its lid skin's, per channel: the darkening that takes the
+    skin of a shut lid to the colour of the lashes."""
+    upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
+    lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1])
+    edge = points[upper, :2].astype(np.float32)
+    up = edge - points[lower, :2].astype(np.float32)
+    # The lashes are the darkest thing just above the contour (it may sit on them or on the eyeball below).
+    steps = np.append(np.linspace(0.0, LASH_HEIGHT, 6), LID_LIFT).astype(np.float32)
+    at = edge[None] + steps[:, None, None] * up[None]
+    band = cv2.remap(image, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    lashes = band[band[:-1].sum(-1).argmin(0), np.arange(len(upper))]
+    return np.clip(np.median(lashes, 0) / np.maximum(np.median(band[-1], 0), 1.0), 0.15, 1.0).astype(np.float32)
 
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -94,6 +113,15 @@ class MeshEngine:
         # lids, which shuts with no area left over (a fan's middle would stay off the curved, closed lid line).
         fans, strips = np.split(copy(lm.EYE_FAN_TRIANGLES), 2), np.split(copy(lm.EYE_HOLE_TRIANGLES), 2)
         self._eye_triangles = [(fans[side], strips[side]) for side in (0, 1)]
+        # A shutting lid's lashes get a strip of their own, between the lid contour (bottom) and a second row
+        # (top) just above it: the lashes stay a thin line at the lid's edge instead of stretching with the lid.
+        base += len(remap)
+        k = len(lm.RIGHT_EYE_UPPER)
+        self._lash_rows = [(base + 2 * k * side + np.arange(k), base + 2 * k * side + k + np.arange(k)) for side in (0, 1)]
+        self._lash_triangles = [
+            np.concatenate([np.stack([b[:-1], b[1:], t[1:]], 1), np.stack([b[:-1], t[1:], t[:-1]], 1)])
+            for b, t in self._lash_rows
+        ]
         # Rings first, face last: where a big motion folds triangles over, the face wins.
         self._mesh_triangles = face_model().triangles
         self._mouth_triangles = copy(lm.MOUTH_HOLE_TRIANGLES)
@@ -105,7 +133,8 @@ class MeshEngine:
         margin = 0.02 * size
         rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
         openings = self._opening_points(landmarks)
-        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings])
+        lash_rows = landmarks[list(lm.RIGHT_EYE_UPPER * 2 + lm.LEFT_EYE_UPPER * 2), :2]
+        vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings, lash_rows])
         mouth = np.zeros((size, size), np.uint8)  # where the source's own mouth opening is
         cv2.fillPoly(mouth, [np.round(landmarks[_MOUTH_LOOP, :2] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
         grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
@@ -120,20 +149,50 @@ class MeshEngine:
                 "grid": tuple(a.astype(np.float32) for a in np.meshgrid(grid, grid)),
                 "identity": np.meshgrid(full, full),
                 "eye_ratios": geometry.eye_open_ratios(landmarks),
+                "lash_tint": [_lash_tint(crop_image, landmarks, side) for side in (0, 1)],
                 # a little wider than the opening, so its own rim never counts as "new" cavity
                 "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
             },
             session={} if session is None else session,
         )
 
-    def target_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray) -> np.ndarray:
+    def _closure(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which eyes are closing, and how far (0 as open as the source … 1 shut)."""
+        ratios = geometry.eye_open_ratios(target)
+        # Closing means clearly narrower than the source: landmark noise and gaze shifts are not a blink.
+        closing = ratios < CLOSING * state.cache["eye_ratios"]
+        return closing, np.clip(1.0 - ratios / np.maximum(state.cache["eye_ratios"], 1e-6), 0.0, 1.0)
+
+    def _lids(self, state: SourceState, target: np.ndarray, closing: np.ndarray, closure: np.ndarray) -> list:
+        """For each closing eye: its upper contour's lift in the source (how far above the contour the shutting
+        lid is taken from) and the source-to-target linear map of the eye (from its corners); None if open."""
+        src = state.cache["vertices"]
+        out = []
+        for side in (0, 1):
+            if not closing[side]:
+                out.append(None)
+                continue
+            upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side])
+            lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side])
+            corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
+            # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
+            # lashes and a rim of eyeball; the descending lid is taken from higher up as it closes.
+            lift = LID_LIFT * closure[side] * (src[upper] - src[lower])
+            out.append((lift, _similarity(src[corners], target[corners, :2])[:, :2]))
+        return out
+
+    def target_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray, lids: list) -> np.ndarray:
         """Target positions of every warp vertex: the landmarks, the two rings, the openings' own vertices
-        (``openings``: ``_opening_points(target)``)."""
+        (``openings``: ``_opening_points(target)``), the lash rows (``lids``: ``_lids(...)``)."""
         src = state.cache["vertices"]
         oval_motion = target[list(lm.FACE_OVAL), :2] - src[list(lm.FACE_OVAL)]
         smoothed = 0.5 * oval_motion + 0.25 * (np.roll(oval_motion, 1, 0) + np.roll(oval_motion, -1, 0))
         ring1, ring2 = state.cache["rings"]
-        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, openings])
+        lashes = []
+        for side, lid in enumerate(lids):
+            edge = target[list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]), :2]
+            lashes += [edge, edge if lid is None else edge + LASH_SQUEEZE * LASH_HEIGHT / LID_LIFT * lid[0] @ lid[1].T]
+        return np.concatenate([target[:, :2], ring1 + RING_FOLLOW * smoothed, ring2, openings, *lashes])
 
     def _far_to_near(self, target: np.ndarray) -> np.ndarray:
         """Mesh triangles ordered far to near (z grows away from the camera), so where a turned head folds the
@@ -149,26 +208,20 @@ class MeshEngine:
             openings[k] = _inside_eye(points, side, points[iris, :2])
         return openings
 
-    def source_vertices(
-        self, state: SourceState, target: np.ndarray, openings: np.ndarray, target_ratios: np.ndarray, closing: np.ndarray
-    ) -> np.ndarray:
+    def source_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray, lids: list) -> np.ndarray:
         """Source positions: fixed, except inside the openings. A closing eye keeps its eyeball in place (it
         follows the eye corners) and the lid covers it; the mouth's inside follows the head's rigid points."""
         src = state.cache["vertices"]
         out = src.copy()
         own = np.split(openings, np.cumsum([len(o) for o in self._openings])[:-1])
-        source_ratios = state.cache["eye_ratios"]
-        for side in (0, 1):
-            if not closing[side]:
+        for side, lid in enumerate(lids):
+            if lid is None:
                 continue  # as open as the source or wider: the fan stretches what there is
             corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
             out[self._copies[side]] = _apply(_similarity(target[corners, :2], src[corners]), own[side])
-            # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
-            # lashes and a rim of eyeball; take the descending lid from higher up as it closes.
-            upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1])
-            lower = list((lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1])
-            closure = 1.0 - target_ratios[side] / max(source_ratios[side], 1e-6)
-            out[upper] = src[upper] + LID_LIFT * np.clip(closure, 0, 1) * (src[upper] - src[lower])
+            upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side])
+            out[upper] += lid[0]  # the lid skin ends where the lashes begin ...
+            out[self._lash_rows[side][1]] += LASH_HEIGHT / LID_LIFT * lid[0]  # ... the lash strip holds the lashes
         # Teeth sit in the skull: the inside of the mouth follows the head (its rigid points), not the lips.
         rigid = list(lm.RIGID)
         out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), own[2])
@@ -178,33 +231,72 @@ class MeshEngine:
         """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y)."""
         gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
-        # Closing means clearly narrower than the source: landmark noise and gaze shifts are not a blink.
-        target_ratios = geometry.eye_open_ratios(target)
-        closing = target_ratios < CLOSING * state.cache["eye_ratios"]
+        closing, closure = self._closure(state, target)
+        lids = self._lids(state, target, closing, closure)
         eyes = [self._eye_triangles[side][int(closing[side])] for side in (0, 1)]
+        lashes = [self._lash_triangles[side] for side in (0, 1) if closing[side]]
         openings = self._opening_points(target)
-        backward_map(
-            self.target_vertices(state, target, openings),
-            self.source_vertices(state, target, openings, target_ratios, closing),
-            np.concatenate([self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *eyes]),
-            map_x,
-            map_y,
-            self.stride,
+        vertices = self.target_vertices(state, target, openings, lids)
+        sources = self.source_vertices(state, target, openings, lids)
+        triangles = np.concatenate(
+            [self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *eyes, *lashes]
         )
+        backward_map(vertices, sources, triangles, map_x, map_y, self.stride)
         ix, iy = state.cache["identity"]
         if self.stride == 1:
             return map_x, map_y
         # Upsample the displacement, not the map: it is zero at the crop border, so the border stays exact.
         size = (ix.shape[1], ix.shape[0])
-        return (
-            ix + cv2.resize(map_x - gx, size, interpolation=cv2.INTER_LINEAR),
-            iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR),
-        )
+        map_x = ix + cv2.resize(map_x - gx, size, interpolation=cv2.INTER_LINEAR)
+        map_y = iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR)
+        # Around the eyes the map jumps (lid over eyeball, lashes over skin): interpolating across a jump would
+        # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel.
+        for side in (0, 1):
+            rows = list(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER) if side == 0 else list(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER)
+            near = np.concatenate([vertices[rows], vertices[self._lash_rows[side][1]]])
+            x0, y0 = np.maximum(np.floor(near.min(0)).astype(int) - 3, 0)
+            x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + 4, size)
+            if x1 > x0 and y1 > y0:
+                wx, wy = map_x[y0:y1, x0:x1].copy(), map_y[y0:y1, x0:x1].copy()
+                backward_map(vertices - (x0, y0), sources, triangles, wx, wy, 1)
+                map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = wx, wy
+        return map_x, map_y
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
         map_x, map_y = self.sampling_map(state, target)
         out = cv2.remap(state.crop_image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = self._lash_lines(state, target, out)
         return self._mouth_cavity(state, target, out, map_x, map_y)
+
+    def _lash_lines(self, state: SourceState, target: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """A shutting lid's lashes meet in a thin dark line along its edge. Warping cannot keep that line thin
+        and dark (the source's lash band, squeezed, blurs into a grey stripe that reads as a slit of an open
+        eye), so the edge is darkened towards the source's own lash colour, more as the eye shuts."""
+        closing, closure = self._closure(state, target)
+        for side in np.nonzero(closing)[0]:
+            edge = target[list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]), :2]
+            axis = edge[-1] - edge[0]
+            width = float(np.linalg.norm(axis))
+            if width < 2.0:
+                continue
+            along, across = axis / width, np.array([-axis[1], axis[0]]) / width
+            # A smooth curve through the lid's edge (a parabola across the eye), thickest in the middle.
+            s, v = (edge - edge[0]) @ along, (edge - edge[0]) @ across
+            t = np.linspace(0.0, 1.0, 48)
+            curve = edge[0] + np.outer(t * width, along) + np.outer(np.polyval(np.polyfit(s, v, 2), t * width), across)
+            half = 0.5 * LASH_WIDTH * width * (0.3 + 0.7 * np.sin(np.pi * t))
+            x0, y0 = np.maximum(np.floor(curve.min(0) - 2).astype(int), 0)
+            x1, y1 = np.minimum(np.ceil(curve.max(0) + 3).astype(int), out.shape[0])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+            dist = np.hypot(xs[..., None] - curve[:, 0], ys[..., None] - curve[:, 1])
+            nearest = dist.argmin(-1)
+            cover = np.clip(half[nearest] + 0.5 - dist.min(-1), 0.0, 1.0)  # anti-aliased: one pixel of ramp
+            a = (LASH_DARK * closure[side] * cover)[..., None]
+            region = out[y0:y1, x0:x1].astype(np.float32)
+            out[y0:y1, x0:x1] = np.clip(region * (1.0 - a + a * state.cache["lash_tint"][side]) + 0.5, 0, 255).astype(np.uint8)
+        return out
 
     def _mouth_cavity(self, state, target, out, map_x, map_y) -> np.ndarray:
         """Where the mouth opens wider than the source's, there is nothing to show but the inside: paint a dark,
