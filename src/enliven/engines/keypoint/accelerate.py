@@ -13,7 +13,12 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from enliven.engines.keypoint.fastconv import FFTConv3d, UpsampledConv2d, fast_conv2d
+from enliven.engines.keypoint.networks.blocks import SPADEResnetBlock
+from enliven.engines.keypoint.networks.spade import SPADEDecoder
 
 
 def _fold_bn(conv: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
@@ -42,4 +47,117 @@ def fold_for_inference(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
             if isinstance(compress, nn.Conv3d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
                 _fold_bn(compress, norm)
                 sub.norm = nn.Identity()
+    return out
+
+
+def _merged_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
+    """One convolution computing several that read the same input (outputs concatenated)."""
+    first = convs[0]
+    merged = nn.Conv2d(first.in_channels, sum(c.out_channels for c in convs), first.kernel_size, padding=first.padding)
+    merged.weight.data = torch.cat([c.weight.data for c in convs])
+    merged.bias.data = torch.cat([c.bias.data for c in convs])
+    return merged
+
+
+def _after_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> nn.Conv2d:
+    """``pointwise(conv(x))`` as one convolution (a 1×1 convolution without bias is a matrix)."""
+    matrix = pointwise.weight.data[:, :, 0, 0]
+    out = nn.Conv2d(conv.in_channels, matrix.shape[0], conv.kernel_size, padding=conv.padding)
+    out.weight.data = torch.einsum("om,mcij->ocij", matrix, conv.weight.data)
+    out.bias.data = matrix @ conv.bias.data
+    return out
+
+
+class _FastSPADEBlock(nn.Module):
+    """A ``SPADEResnetBlock`` whose label activations are computed outside (see ``FastSPADEDecoder``).
+
+    The shortcut's 1×1 convolution is linear, so it is applied to the shortcut SPADE's β before
+    β is computed: conv_s(n·(1 + γ) + β) = conv_s(n·(1 + γ)) + (conv_s ∘ mlp_β)(label), a β that
+    is as narrow as the block's output.
+    """
+
+    def __init__(self, block: SPADEResnetBlock, size: int):
+        super().__init__()
+        self.learned_shortcut = block.learned_shortcut
+        norms = [block.norm_s, block.norm_0, block.norm_1] if self.learned_shortcut else [block.norm_0, block.norm_1]
+        pairs = [[norm.mlp_gamma, norm.mlp_beta] for norm in norms]
+        if self.learned_shortcut:
+            pairs[0][1] = _after_1x1(block.norm_s.mlp_beta, block.conv_s)
+        self.widths = [[gamma.out_channels, beta.out_channels] for gamma, beta in pairs]
+        self.modulations = nn.ModuleList(fast_conv2d(_merged_conv(pair), size, size) for pair in pairs)  # γ and β
+        self.conv_0 = fast_conv2d(block.conv_0, size, size)
+        self.conv_1 = fast_conv2d(block.conv_1, size, size)
+        self.conv_s = block.conv_s if self.learned_shortcut else None
+
+    def _modulate(self, i: int, x: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gamma, beta = self.modulations[i](label).split(self.widths[i], dim=1)
+        return F.instance_norm(x) * (gamma + 1), beta
+
+    def forward(self, x: torch.Tensor, labels: list[torch.Tensor]) -> torch.Tensor:
+        first = 1 if self.learned_shortcut else 0
+        if self.learned_shortcut:
+            scaled, beta = self._modulate(0, x, labels[0])
+            x_s = self.conv_s(scaled) + beta
+        else:
+            x_s = x
+        scaled, beta = self._modulate(first, x, labels[first])
+        dx = self.conv_0(F.leaky_relu(scaled + beta, 2e-1))
+        scaled, beta = self._modulate(first + 1, dx, labels[first + 1])
+        dx = self.conv_1(F.leaky_relu(scaled + beta, 2e-1))
+        return x_s + dx
+
+
+class FastSPADEDecoder(nn.Module):
+    """``SPADEDecoder`` (folded) reorganised for CPU inference; same inputs and outputs.
+
+    Every SPADE's label convolution reads the same label map (the decoder's input): the first
+    convolution and the twelve label convolutions of the middle blocks run as one Winograd
+    convolution; those of the upsampling blocks, which read the label map upsampled ×2 and ×4,
+    run at the label map's size (``UpsampledConv2d``). Each SPADE's γ and β come from one
+    convolution; wide 3×3 convolutions use Winograd F(4×4, 3×3).
+    """
+
+    def __init__(self, decoder: SPADEDecoder, size: int = 64):
+        super().__init__()
+        middle = [getattr(decoder, f"G_middle_{i}") for i in range(6)]
+        ups = [decoder.up_0, decoder.up_1]
+
+        def label_convs(block):
+            norms = [block.norm_s, block.norm_0, block.norm_1] if block.learned_shortcut else [block.norm_0, block.norm_1]
+            return [norm.mlp_shared[0] for norm in norms]
+
+        self.first_width = decoder.fc.out_channels
+        self.middle_labels = [len(label_convs(b)) for b in middle]
+        self.hidden = middle[0].norm_0.mlp_shared[0].out_channels
+        self.labels_64 = fast_conv2d(_merged_conv([decoder.fc] + [c for b in middle for c in label_convs(b)]), size, size)
+        self.labels_up = UpsampledConv2d([(2 * (i + 1), c) for i, b in enumerate(ups) for c in label_convs(b)])
+        self.up_labels = [len(label_convs(b)) for b in ups]
+        self.middle = nn.ModuleList(_FastSPADEBlock(b, size) for b in middle)
+        self.ups = nn.ModuleList(_FastSPADEBlock(b, size * 2 ** (i + 1)) for i, b in enumerate(ups))
+        self.conv_img = decoder.conv_img
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        out = self.labels_64(feature)
+        x = out[:, : self.first_width]
+        labels = F.relu(out[:, self.first_width :]).split(self.hidden, dim=1)
+        up_labels = self.labels_up(feature, relu=True)
+        for block in self.middle:
+            x = block(x, labels[: len(block.widths)])
+            labels = labels[len(block.widths) :]
+        for block in self.ups:
+            x = block(F.interpolate(x, scale_factor=2), up_labels[: len(block.widths)])
+            up_labels = up_labels[len(block.widths) :]
+        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
+
+
+@torch.no_grad()
+def optimise_for_cpu(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """``fold_for_inference``, then the decoder and the warping module's mask in fewer multiplications.
+
+    Outputs equal the plain modules' up to float rounding (see ``benchmarks/keypoint_speed.py``).
+    """
+    out = fold_for_inference(modules)
+    out["spade_generator"] = FastSPADEDecoder(out["spade_generator"]).eval()
+    dense = out["warping_module"].dense_motion_network
+    dense.mask = FFTConv3d(dense.mask)
     return out

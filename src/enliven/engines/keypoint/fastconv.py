@@ -1,0 +1,238 @@
+"""Convolutions that do the same arithmetic in fewer multiplications (CPU inference only).
+
+On a CPU the LivePortrait decoder is bound by multiply-adds, not memory, so the only way to run
+it faster is to do fewer of them. Three exact rewrites (equal up to float rounding):
+
+- ``WinogradConv2d``: 3×3 convolutions as Winograd F(4×4, 3×3) — 36 products per 4×4 output tile
+  instead of 144 — for the wide layers where the transforms are cheap next to the products.
+- ``UpsampledConv2d``: a 3×3 convolution of a nearest-upsampled map, computed at the low
+  resolution. After a ×s nearest upsampling every output pixel's 3×3 window covers at most 2×2
+  distinct low-resolution pixels, so each of the s² sub-pixel phases is a 2×2 convolution of the
+  small map (SPADE's label convolutions in the decoder's upsampling blocks are such convolutions).
+- ``FFTConv3d``: the warping module's 7×7×7 mask convolution by tiled FFTs (overlap-save).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _polynomial(roots: list[Fraction]) -> list[Fraction]:
+    """Coefficients (lowest power first) of the product of (x − root)."""
+    coefficients = [Fraction(1)]
+    for root in roots:
+        shifted = [Fraction(0)] + coefficients
+        coefficients = [shifted[i] - root * (coefficients[i] if i < len(coefficients) else 0) for i in range(len(shifted))]
+    return coefficients
+
+
+def winograd_matrices(points, m: int = 4, r: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Aᵀ, G, Bᵀ of Winograd F(m, r) by Toom–Cook from m + r − 2 finite points and ∞ (float64).
+
+    y = Aᵀ[(G g) ⊙ (Bᵀ d)] is the correlation of a tile d of m + r − 1 inputs with a kernel g.
+    """
+    a = [Fraction(p) for p in points]
+    n = m + r - 1
+    if len(a) != n - 1 or len(set(a)) != len(a):
+        raise ValueError(f"F({m}, {r}) needs {n - 1} distinct finite points")
+    at, g, bt = torch.zeros(m, n, dtype=torch.float64), torch.zeros(n, r, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64)
+    for j, aj in enumerate(a):
+        others = a[:j] + a[j + 1 :]
+        scale = 1
+        for al in others:
+            scale *= aj - al
+        at[:, j] = torch.tensor([float(aj**i) for i in range(m)], dtype=torch.float64)
+        g[j] = torch.tensor([float(aj**k / scale) for k in range(r)], dtype=torch.float64)
+        bt[j, : n - 1] = torch.tensor([float(c) for c in _polynomial(others)], dtype=torch.float64)
+    at[m - 1, n - 1] = g[n - 1, r - 1] = 1
+    bt[n - 1] = torch.tensor([float(c) for c in _polynomial(a)], dtype=torch.float64)
+    return at, g, bt
+
+
+# Points 0, −1, 1, ½, −2 and ∞: as accurate in float32 as a direct convolution here (max error ~1e-5 on
+# 512-channel layers), where the textbook 0, ±1, ±2 set is ~3× worse (Barabasz et al., 2020, on point choice).
+_AT, _G, _BT = winograd_matrices((0, -1, 1, Fraction(1, 2), -2))
+
+
+def winograd_pays(in_channels: int, out_channels: int, height: int, width: int) -> bool:
+    """Whether F(4×4, 3×3) beats oneDNN's direct convolution (measured on AVX2, see benchmarks/).
+
+    The transforms cost memory traffic in proportion to in + out channels, the products save
+    work in proportion to in × out: narrow layers and big maps lose.
+    """
+    return in_channels * out_channels / (in_channels + out_channels) >= 110 and height * width <= 128 * 128
+
+
+def _is_plain_3x3(conv: nn.Conv2d) -> bool:
+    return (
+        conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+    )
+
+
+class WinogradConv2d(nn.Module):
+    """A 3×3, stride 1, padding 1 convolution computed as Winograd F(4×4, 3×3)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        w = weight.detach().double()
+        u = torch.einsum("ij,ocjk,lk->iloc", _G, w, _G)  # each output tile's 6×6 transformed kernel
+        self.register_buffer("u", u.reshape(36, w.shape[0], w.shape[1]).float().contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().reshape(1, -1, 1, 1))
+        self.register_buffer("input_transform", torch.kron(_BT, _BT).float())
+        self.register_buffer("output_transform", torch.kron(_AT, _AT).float())
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> WinogradConv2d:
+        if not _is_plain_3x3(conv):
+            raise ValueError("Winograd F(4x4, 3x3) needs a plain 3x3 convolution (stride 1, padding 1)")
+        return cls(conv.weight, conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        th, tw = (h + 3) // 4, (w + 3) // 4
+        padded = x.new_zeros(b, c, 4 * th + 2, 4 * tw + 2)
+        padded[:, :, 1 : h + 1, 1 : w + 1] = x
+        # (6×6 tile position, channel, batch·tile): the transforms are then single small matrix products
+        tiles = padded.unfold(2, 6, 4).unfold(3, 6, 4).permute(4, 5, 1, 0, 2, 3).reshape(36, -1)
+        v = (self.input_transform @ tiles).view(36, c, b * th * tw)
+        m = torch.bmm(self.u, v)  # (36, out, batch·tile)
+        o = m.shape[1]
+        y = (self.output_transform @ m.view(36, -1)).view(4, 4, o, b, th, tw)
+        y = y.permute(3, 2, 4, 0, 5, 1).reshape(b, o, 4 * th, 4 * tw)
+        if 4 * th != h or 4 * tw != w:
+            y = y[:, :, :h, :w]
+        return y if self.bias is None else y + self.bias
+
+
+def fast_conv2d(conv: nn.Conv2d, height: int, width: int) -> nn.Module:
+    """``conv`` itself, or its Winograd form where that is faster for maps of this size."""
+    if _is_plain_3x3(conv) and winograd_pays(conv.in_channels, conv.out_channels, height, width):
+        return WinogradConv2d.from_conv(conv)
+    return conv
+
+
+def _phase_rows(scale: int, phase: int) -> tuple[int, torch.Tensor]:
+    """Where the 3 taps of sub-pixel ``phase`` land in the low-resolution map: (first row offset, 2×3 map)."""
+    offsets = [(phase + k - 1) // scale for k in range(3)]  # each in {-1, 0, 1}
+    first = -1 if min(offsets) < 0 else 0
+    rows = torch.zeros(2, 3, dtype=torch.float64)
+    for k, off in enumerate(offsets):
+        rows[off - first, k] = 1.0
+    return first, rows
+
+
+class UpsampledConv2d(nn.Module):
+    """``[conv(F.interpolate(x, scale_factor=s, mode="nearest")) for s, conv in convs]``, done at x's size.
+
+    Every conv is a plain 3×3 one. Each sub-pixel phase is a 2×2 convolution of the small map whose
+    window starts one row (column) above (left of) the pixel or on it; all of them, for all convs,
+    are one matrix product of the map's 2×2 patches (an im2col of 4 taps), then interleaved.
+    """
+
+    def __init__(self, convs: list[tuple[int, nn.Conv2d]]):
+        super().__init__()
+        self.layout = []  # per conv: (scale, out channels, [(row start, col start, first column)] per phase)
+        columns = []
+        for scale, conv in convs:
+            if not _is_plain_3x3(conv):
+                raise ValueError("UpsampledConv2d needs plain 3x3 convolutions")
+            w = conv.weight.detach().double()
+            bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+            phases = []
+            for a in range(scale):
+                row_start, rows = _phase_rows(scale, a)
+                for b in range(scale):
+                    col_start, cols = _phase_rows(scale, b)
+                    kernel = torch.einsum("rk,ockl,ql->crqo", rows, w, cols)  # (in, 2, 2, out): im2col order
+                    phases.append((row_start, col_start, sum(c.shape[1] for c in columns)))
+                    columns.append(torch.cat([kernel.reshape(-1, w.shape[0]), bias[None]]))
+            self.layout.append((scale, w.shape[0], phases))
+        matrix = torch.cat(columns, dim=1).float()
+        self.register_buffer("weight", matrix[:-1].contiguous())  # (in·4, all phases' outputs)
+        self.register_buffer("bias", matrix[-1].contiguous())
+
+    def forward(self, x: torch.Tensor, relu: bool = False) -> list[torch.Tensor]:
+        """``relu``: apply it to the results (cheaper before the phases are interleaved)."""
+        b, c, h, w = x.shape
+        padded = F.pad(x, (1, 1, 1, 1))
+        patches = padded.unfold(2, 2, 1).unfold(3, 2, 1)  # (b, c, h+1, w+1, 2, 2): windows from rows i-1, i
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b * (h + 1) * (w + 1), c * 4)
+        y = torch.addmm(self.bias, patches, self.weight)
+        if relu:
+            y = y.relu_()
+        y = y.view(b, h + 1, w + 1, -1)
+        outs = []
+        for scale, channels, phases in self.layout:
+            out = y.new_empty(b, h, scale, w, scale, channels)  # channels last: each phase copies whole pixels
+            for i, (row_start, col_start, first) in enumerate(phases):
+                block = y[:, row_start + 1 : row_start + 1 + h, col_start + 1 : col_start + 1 + w, first : first + channels]
+                out[:, :, i // scale, :, i % scale] = block
+            # back to channels first: the convolutions that read these write channels first, and the
+            # element-wise SPADE arithmetic is slow on mixed memory layouts
+            outs.append(out.view(b, h * scale, w * scale, channels).permute(0, 3, 1, 2).contiguous())
+        return outs
+
+
+class FFTConv3d(nn.Module):
+    """A 3D convolution with an odd cubic kernel and 'same' zero padding, by overlap-save FFTs.
+
+    Height and width are cut into tiles of ``tile`` outputs (FFT length tile + k − 1); the depth,
+    short in LivePortrait's volumes, is transformed whole. Each frequency is then one small
+    complex matrix product over channels.
+    """
+
+    def __init__(self, conv: nn.Conv3d, tile: int = 16):
+        super().__init__()
+        k = conv.kernel_size[0]
+        if (
+            conv.kernel_size != (k,) * 3 or k % 2 == 0 or conv.padding != (k // 2,) * 3 or conv.stride != (1, 1, 1)
+            or conv.dilation != (1, 1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"
+        ):
+            raise ValueError("FFTConv3d needs an odd cubic kernel with 'same' zero padding, stride 1")
+        self.k, self.tile = k, tile
+        self.register_buffer("weight", conv.weight.detach().clone())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().reshape(1, -1, 1, 1, 1).clone())
+        self._spectra: dict[int, torch.Tensor] = {}  # per FFT depth: the kernel's spectrum, (freq, in, out)
+
+    def _kernel_spectrum(self, depth_fft: int) -> torch.Tensor:
+        """The kernel's spectrum as a real (freq, 2·in, 2·out) block matrix [[re, im], [−im, re]].
+
+        Complex products written as real ones: one batched real matrix product per frame (the
+        complex batched product loops over frequencies on CPU).
+        """
+        if depth_fft not in self._spectra:
+            n = self.tile + self.k - 1
+            spectrum = torch.fft.rfftn(self.weight.double(), s=(depth_fft, n, n), dim=(2, 3, 4)).conj()
+            o, c = spectrum.shape[:2]
+            spectrum = spectrum.reshape(o, c, -1).permute(2, 1, 0)  # (freq, in, out)
+            re, im = spectrum.real, spectrum.imag
+            block = torch.cat([torch.cat([re, im], dim=2), torch.cat([-im, re], dim=2)], dim=1)
+            self._spectra[depth_fft] = block.float().contiguous()
+        return self._spectra[depth_fft]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, d, h, w = x.shape
+        k, t = self.k, self.tile
+        n, p = t + k - 1, k // 2
+        th, tw = -(-h // t), -(-w // t)
+        depth_fft = d + k - 1  # correlation outputs 0..d-1 then never wrap around
+        padded = F.pad(x, (p, tw * t - w + p, p, th * t - h + p, p, p))
+        tiles = padded.unfold(3, n, t).unfold(4, n, t)  # (b, c, d+k-1, th, tw, n, n), a view
+        spectrum = torch.fft.rfftn(tiles, dim=(2, 5, 6))  # (b, c, D, th, tw, N, N')
+        freq_shape = (spectrum.shape[2],) + spectrum.shape[5:]
+        parts = torch.view_as_real(spectrum).permute(2, 5, 6, 0, 3, 4, 7, 1)  # (D, N, N', b, th, tw, re/im, in)
+        parts = parts.reshape(-1, b * th * tw, 2 * c)  # (freq, tile, [re in, im in])
+        product = torch.bmm(parts, self._kernel_spectrum(depth_fft))  # (freq, tile, [re out, im out])
+        o = product.shape[2] // 2
+        product = product.view(-1, b * th * tw, 2, o).permute(1, 3, 0, 2).contiguous()
+        product = torch.view_as_complex(product).reshape(b * th * tw, o, *freq_shape)
+        y = torch.fft.irfftn(product, s=(depth_fft, n, n), dim=(2, 3, 4))[:, :, :d, :t, :t]
+        y = y.reshape(b, th, tw, o, d, t, t).permute(0, 3, 4, 1, 5, 2, 6).reshape(b, o, d, th * t, tw * t)
+        y = y[:, :, :, :h, :w]
+        return y if self.bias is None else y + self.bias
+
