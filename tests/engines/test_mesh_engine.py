@@ -8,6 +8,7 @@ import pytest
 from enliven import engines
 from enliven.engines.mesh.raster import backward_map
 from enliven.errors import EnlivenError
+from enliven.face import landmarks as lm
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import face_crop
 from enliven.motion import edits
@@ -96,3 +97,27 @@ def test_an_opening_mouth_shows_a_dark_cavity_and_keeps_the_teeth(prepared):
     assert dark.mean() > 0.3  # a good part of the new opening is cavity
     bright = inside.mean(1) > 170  # and the source's teeth are still there
     assert bright.mean() > 0.05
+
+
+def _eye_openings(points, size):
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+        loop = points[list(upper) + list(lower[::-1][1:-1]), :2]
+        cv2.fillPoly(mask, [np.round(loop * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool)  # and their rim pixels
+
+
+@pytest.mark.parametrize("push", [(-0.8, 0.0), (0.8, 0.0), (0.0, -0.5), (0.6, 0.6), (0.1, 0.0)])
+def test_irises_move_only_inside_the_eye_openings(prepared, push):
+    """However far the iris landmarks are pushed (here up to 0.8 eye widths), the iris is drawn inside the
+    eye opening: only pixels in the openings change, and they do change."""
+    engine, state, landmarks = prepared
+    still = engine.render(state, landmarks)
+    target = landmarks.copy()
+    width = np.linalg.norm(landmarks[133, :2] - landmarks[33, :2])
+    target[list(lm.RIGHT_IRIS + lm.LEFT_IRIS), :2] += np.array(push) * width
+    changed = np.any(engine.render(state, target) != still, axis=2)
+    assert changed.sum() > 20
+    assert not changed[~_eye_openings(target, still.shape[0])].any()

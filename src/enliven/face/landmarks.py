@@ -64,16 +64,6 @@ def strip_triangles(upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarra
     return np.array(tris, dtype=np.int32)
 
 
-def fan_triangles(centre: int, upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarray:
-    """Triangles from ``centre`` to each edge of the closed loop upper → lower (reversed), e.g. an eye around
-    its iris centre, so the centre can move inside the opening."""
-    loop = list(upper) + list(lower[::-1][1:-1])
-    return np.array([(centre, loop[i], loop[(i + 1) % len(loop)]) for i in range(len(loop))], dtype=np.int32)
-
-
-EYE_FAN_TRIANGLES = np.concatenate(
-    [fan_triangles(RIGHT_IRIS[0], RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), fan_triangles(LEFT_IRIS[0], LEFT_EYE_UPPER, LEFT_EYE_LOWER)]
-)
 EYE_HOLE_TRIANGLES = np.concatenate(
     [strip_triangles(RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), strip_triangles(LEFT_EYE_UPPER, LEFT_EYE_LOWER)]
 )

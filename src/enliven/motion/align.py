@@ -27,6 +27,10 @@ class Controls:
 
     Eyes are given as they appear in the picture, left to right (for a frontal face that is the subject's
     right eye, then left eye). Open ratios: 0 closed … ~0.3 open … 0.8 wide.
+
+    ``gaze`` moves both irises in the face's own frame, in eye widths (an eye's corner-to-corner distance):
+    x 1 by a quarter of the eye's width to the picture's right (−1 left), y 1 by 0.15 of it down (−1 up). Around
+    ±1 is as far as eyes turn; the mesh engine keeps each iris inside its eye opening whatever is asked.
     """
 
     eyes_open: tuple[float, float] | None = None
@@ -38,7 +42,7 @@ class Controls:
     brows: float = 0.0  # 1 raised, negative lowered
     pout: float = 0.0  # 1 strong pout
     wink: float = 0.0  # 1 shuts the eye on the picture's left
-    gaze: tuple[float, float] = (0.0, 0.0)  # (x, y): 1 looks to the picture's right / down, -1 left / up
+    gaze: tuple[float, float] = (0.0, 0.0)  # (x, y): 1 looks to the picture's right / down, -1 left / up (see above)
 
     def __post_init__(self) -> None:
         if self.eyes_open is not None and (len(self.eyes_open) != 2 or not all(0 <= v <= 0.8 for v in self.eyes_open)):

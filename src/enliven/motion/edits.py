@@ -181,8 +181,8 @@ def wink(shape: np.ndarray, side: int, amount: float = 1.0) -> np.ndarray:
 
 
 def look(shape: np.ndarray, x: float, y: float) -> np.ndarray:
-    """Turn both irises: ``x`` 1 looks to the picture's right (−1 left), ``y`` 1 down (−1 up), at most about
-    a quarter of the eye's width."""
+    """Turn both irises: ``x`` 1 moves them a quarter of the eye's width (its corner-to-corner distance) to the
+    picture's right (−1 left), ``y`` 1 by 0.15 of it down (−1 up)."""
     out = shape.copy()
     width = np.linalg.norm(shape[lm.RIGHT_EYE_CORNERS[0]] - shape[lm.RIGHT_EYE_CORNERS[1]])
     out[list(lm.RIGHT_IRIS + lm.LEFT_IRIS), 0] += 0.25 * width * x

@@ -1,7 +1,9 @@
 """Training-free rendering: warp the source crop so its face mesh lands on the target landmarks.
 
 Inside the face the warp is piecewise affine over the face-mesh triangles; the eye and mouth holes of
-the mesh are filled with strips between the upper and lower contours so nothing tears there. Outside
+the mesh are filled with strips between the upper and lower contours so nothing tears there. The eyes'
+strips show the white of the eye; each iris is drawn over it as a disc of its own, moved with the gaze
+and cut by the lids. A shutting lid is drawn from the skin above the lashes, ending in a thin lash line. Outside
 the face two rings of extra vertices carry the face-oval motion outwards, halved on the inner ring and
 zero on the outer ring, so hair, shoulders and background stay still (our stitching). The paste-back
 mask covers the outer ring, so everything beyond it is the original picture, untouched.
@@ -30,6 +32,8 @@ LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this 
 LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
 LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
 LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
+SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
+IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -43,17 +47,78 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
 
 
-def _inside_eye(points: np.ndarray, side: int, p: np.ndarray) -> np.ndarray:
-    """``p`` pulled towards the eye opening's middle until it lies inside it (the fan around it must not fold)."""
+def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
+    """The eye opening's outline, corner to corner along the upper lid and back along the lower one."""
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
-    loop = points[list(upper) + list(lower[::-1][1:-1]), :2].astype(np.float32)
-    middle = loop.mean(0)
-    for t in (1.0, 0.8, 0.6, 0.4, 0.2, 0.0):
-        q = middle + t * (p - middle)
-        if cv2.pointPolygonTest(loop, (float(q[0]), float(q[1])), True) >= 0.5:
-            return q
-    return middle
+    return points[list(upper) + list(lower[::-1][1:-1]), :2].astype(np.float64)
+
+
+def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which points (x, y) lie inside the closed polygon ``loop`` (even-odd rule). A shut eye's outline, upper
+    lid on lower, has nothing inside (a filled polygon would still paint its edge)."""
+    inside = np.zeros(np.shape(x), bool)
+    for (x0, y0), (x1, y1) in zip(loop, np.roll(loop, -1, 0)):
+        crosses = (y0 > y) != (y1 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inside ^= crosses & (x < x0 + (y - y0) * (x1 - x0) / (y1 - y0))
+    return inside
+
+
+def _iris(points: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """Iris centre and radius (the mean distance of MediaPipe's four iris ring points from the centre)."""
+    iris = list((lm.RIGHT_IRIS, lm.LEFT_IRIS)[side])
+    centre = points[iris[0], :2].astype(np.float64)
+    return centre, float(np.linalg.norm(points[iris[1:], :2] - centre, axis=1).mean())
+
+
+def _disc(image_size: int, centre: np.ndarray, radius: float) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
+    """The pixels around a disc (a window on the crop and its pixel coordinates); None if off the crop."""
+    x0, y0 = np.maximum(np.floor(centre - radius).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(centre + radius).astype(int) + 3, image_size)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    return slice(y0, y1), slice(x0, x1), xs, ys
+
+
+def _iris_mask(loop: np.ndarray, centre: np.ndarray, radius: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """What of an iris shows: its disc inside the eye opening."""
+    return (np.hypot(xs - centre[0], ys - centre[1]) <= radius) & _inside(loop, xs, ys)
+
+
+def _eyeball(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The crop with the white of each eye drawn where its iris shows: a moved iris uncovers eyeball. Each row
+    across the iris is filled in between the whitest of the few pixels of eyeball just left and right of it (the
+    pixels right beside it are the iris's dark rim); near the lids, where there is no eyeball beside it, between
+    the pixels just outside it."""
+    plate = image.copy()
+    for side in (0, 1):
+        centre, radius = _iris(points, side)
+        window = _disc(image.shape[0], centre, radius + SCLERA_REACH)
+        if window is None:
+            continue
+        rows, cols, xs, ys = window
+        loop = _eye_loop(points, side)
+        mask = _iris_mask(loop, centre, radius, xs, ys)
+        eyeball = _inside(loop, xs, ys) & ~mask
+        patch = plate[rows, cols]  # a view: filled in place
+        light = patch.astype(np.float32).sum(-1)
+        for j in np.nonzero(mask.any(1))[0]:
+            hit = np.nonzero(mask[j])[0]
+            ends = []
+            for near, far in ((hit[0] - 1, hit[0] - 1 - SCLERA_REACH), (hit[-1] + 1, hit[-1] + 1 + SCLERA_REACH)):
+                span = np.arange(near, far, -1 if far < near else 1)
+                span = span[(span >= 0) & (span < mask.shape[1])]
+                white = span[eyeball[j, span]]
+                if len(white):
+                    ends.append(int(white[np.argmax(light[j, white])]))
+                else:
+                    ends.append(int(np.clip(near, 0, mask.shape[1] - 1)))
+            a, b = ends
+            t = np.clip((hit - a) / max(b - a, 1), 0.0, 1.0)[:, None]
+            patch[j, hit] = np.round((1 - t) * patch[j, a].astype(np.float32) + t * patch[j, b]).astype(np.uint8)
+    return plate
 
 
 def _lash_tint(image: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
@@ -97,10 +162,9 @@ class MeshEngine:
         # The eye and mouth openings get vertices of their own (same target places as the contours, their
         # own source places), so a closing lid slides over the eyeball and an opening mouth shows what is
         # inside at its own size, instead of either being squeezed or stretched.
-        # Eyes are fans around the iris centre (so the iris can follow the gaze), the mouth a strip.
         self._openings = [
-            np.array(sorted(set(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER + lm.RIGHT_IRIS[:1]))),
-            np.array(sorted(set(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER + lm.LEFT_IRIS[:1]))),
+            np.array(sorted(set(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER))),
+            np.array(sorted(set(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER))),
             np.array(sorted(set(lm.INNER_LIP_UPPER + lm.INNER_LIP_LOWER))),
         ]
         base = lm.NUM_LANDMARKS + 2 * n
@@ -109,10 +173,9 @@ class MeshEngine:
             remap[int(idx)] = base + len(remap)
         self._copies = np.split(np.array(list(remap.values())), np.cumsum([len(o) for o in self._openings])[:-1])
         copy = np.vectorize(remap.get)
-        # An open eye is a fan around its iris (the iris can follow the gaze); a closing one a strip between the
-        # lids, which shuts with no area left over (a fan's middle would stay off the curved, closed lid line).
-        fans, strips = np.split(copy(lm.EYE_FAN_TRIANGLES), 2), np.split(copy(lm.EYE_HOLE_TRIANGLES), 2)
-        self._eye_triangles = [(fans[side], strips[side]) for side in (0, 1)]
+        # The eyes are strips between the lids, showing the white of the eye; the iris is drawn over it as a disc
+        # of its own (``_irises``), so it can move inside the opening with the gaze.
+        self._eye_triangles = np.split(copy(lm.EYE_HOLE_TRIANGLES), 2)
         # A shutting lid's lashes get a strip of their own, between the lid contour (bottom) and a second row
         # (top) just above it: the lashes stay a thin line at the lid's edge instead of stretching with the lid.
         base += len(remap)
@@ -150,6 +213,7 @@ class MeshEngine:
                 "identity": np.meshgrid(full, full),
                 "eye_ratios": geometry.eye_open_ratios(landmarks),
                 "lash_tint": [_lash_tint(crop_image, landmarks, side) for side in (0, 1)],
+                "eyeball": _eyeball(crop_image, landmarks),  # what is warped; the irises are drawn over it
                 # a little wider than the opening, so its own rim never counts as "new" cavity
                 "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
             },
@@ -201,12 +265,8 @@ class MeshEngine:
         return self._mesh_triangles[np.argsort(-depth, kind="stable")]
 
     def _opening_points(self, points: np.ndarray) -> np.ndarray:
-        """The openings' own vertices: their contour points, and each iris centre kept inside its eye."""
-        openings = points[np.concatenate(self._openings), :2].astype(np.float64)
-        for side, iris in enumerate((lm.RIGHT_IRIS[0], lm.LEFT_IRIS[0])):
-            k = sum(len(o) for o in self._openings[:side]) + int(np.searchsorted(self._openings[side], iris))
-            openings[k] = _inside_eye(points, side, points[iris, :2])
-        return openings
+        """The openings' own vertices (at their contour points)."""
+        return points[np.concatenate(self._openings), :2].astype(np.float64)
 
     def source_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray, lids: list) -> np.ndarray:
         """Source positions: fixed, except inside the openings. A closing eye keeps its eyeball in place (it
@@ -216,7 +276,7 @@ class MeshEngine:
         own = np.split(openings, np.cumsum([len(o) for o in self._openings])[:-1])
         for side, lid in enumerate(lids):
             if lid is None:
-                continue  # as open as the source or wider: the fan stretches what there is
+                continue  # as open as the source or wider: the strip stretches what there is
             corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
             out[self._copies[side]] = _apply(_similarity(target[corners, :2], src[corners]), own[side])
             upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side])
@@ -233,13 +293,12 @@ class MeshEngine:
         map_x, map_y = gx.copy(), gy.copy()
         closing, closure = self._closure(state, target)
         lids = self._lids(state, target, closing, closure)
-        eyes = [self._eye_triangles[side][int(closing[side])] for side in (0, 1)]
         lashes = [self._lash_triangles[side] for side in (0, 1) if closing[side]]
         openings = self._opening_points(target)
         vertices = self.target_vertices(state, target, openings, lids)
         sources = self.source_vertices(state, target, openings, lids)
         triangles = np.concatenate(
-            [self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *eyes, *lashes]
+            [self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *self._eye_triangles, *lashes]
         )
         backward_map(vertices, sources, triangles, map_x, map_y, self.stride)
         ix, iy = state.cache["identity"]
@@ -264,9 +323,71 @@ class MeshEngine:
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
         map_x, map_y = self.sampling_map(state, target)
-        out = cv2.remap(state.crop_image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = self._irises(state, target, out)
         out = self._lash_lines(state, target, out)
         return self._mouth_cavity(state, target, out, map_x, map_y)
+
+    def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
+        """Where the iris is drawn: the target's iris centre, but no nearer an eye corner than IRIS_REACH iris
+        radii (an eye turns no further) and not past the lids, unless the source's own iris is (so a target
+        equal to the source draws the source)."""
+        centre = target[(lm.RIGHT_IRIS, lm.LEFT_IRIS)[side][0], :2].astype(np.float64)
+        corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
+        a, axis = target[corners[0], :2], target[corners[1], :2] - target[corners[0], :2]
+        width2 = float(axis @ axis)
+        if width2 < 1.0:
+            return centre
+        across = np.array([-axis[1], axis[0]])
+        src_centre, radius = _iris(state.landmarks, side)
+        src_a = state.landmarks[corners[0], :2]
+        src_axis = state.landmarks[corners[1], :2] - src_a
+        # Eye coordinates: along the corner-to-corner axis (0 … 1) and across it, in eye widths.
+        u, v = (centre - a) @ axis / width2, (centre - a) @ across / width2
+        src_width2 = float(src_axis @ src_axis)
+        own_u = (src_centre - src_a) @ src_axis / src_width2
+        own_v = (src_centre - src_a) @ np.array([-src_axis[1], src_axis[0]]) / src_width2
+        reach = IRIS_REACH * radius / np.sqrt(src_width2)
+        u_clamped = float(np.clip(u, min(reach, own_u), max(1.0 - reach, own_u)))
+        # The lids at that place across the eye (the contours, in the same coordinates).
+        lids = []
+        for contour in ((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side], (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]):
+            pts = target[list(contour), :2] - a
+            pu, pv = pts @ axis / width2, pts @ across / width2
+            order = np.argsort(pu)
+            lids.append(float(np.interp(u_clamped, pu[order], pv[order])))
+        lo, hi = min(*lids, own_v), max(*lids, own_v)
+        v_clamped = float(np.clip(v, lo, hi))
+        if u_clamped == u and v_clamped == v:
+            return centre
+        return a + u_clamped * axis + v_clamped * across
+
+    def _irises(self, state: SourceState, target: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Each iris as a disc of its own, moved (with the eye's scale and turn) to its place in the target and
+        cut by the target's lids; what the source's lids hid of it stays hidden (the white shows there)."""
+        src = state.landmarks
+        for side in (0, 1):
+            src_centre, radius = _iris(src, side)
+            corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
+            turn = _similarity(src[corners, :2], target[corners, :2])[:, :2]  # source → target, about the iris
+            scale = float(np.sqrt(abs(np.linalg.det(turn))))
+            if scale < 1e-3:
+                continue
+            centre = self._iris_centre(state, target, side)
+            window = _disc(out.shape[0], centre, radius * scale)
+            if window is None:
+                continue
+            rows, cols, xs, ys = window
+            # Where each target pixel of the disc comes from in the source.
+            offset = np.stack([xs - centre[0], ys - centre[1]], -1) @ np.linalg.inv(turn).T
+            qx, qy = src_centre[0] + offset[..., 0], src_centre[1] + offset[..., 1]
+            show = _iris_mask(_eye_loop(target, side), centre, radius * scale, xs, ys) & _inside(_eye_loop(src, side), qx, qy)
+            if not show.any():
+                continue
+            iris = cv2.remap(state.crop_image, qx.astype(np.float32), qy.astype(np.float32), cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+            out[rows, cols][show] = iris[show]
+        return out
 
     def _lash_lines(self, state: SourceState, target: np.ndarray, out: np.ndarray) -> np.ndarray:
         """A shutting lid's lashes meet in a thin dark line along its edge. Warping cannot keep that line thin
