@@ -71,3 +71,66 @@ def test_atomic_output_only_appears_when_complete(tmp_path):
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
     with pytest.raises(EnlivenError):
         check_writable(tmp_path / "no" / "such" / "dir.mp4")
+
+
+def _phone_clip(path, coded: np.ndarray, degrees: float, hflip: bool = False, frames: int = 3) -> None:
+    """A clip whose pictures are stored as ``coded`` and shown turned: ``degrees`` counter-clockwise, then
+    mirrored left-right if ``hflip`` (the container's display matrix, as phones write it)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = coded.shape[1], coded.shape[0], "yuv420p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(degrees, hflip=hflip)
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(coded, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+# Where a mark in the stored picture's top-left corner is seen, by how the clip says to show it.
+@pytest.mark.parametrize(
+    ("degrees", "hflip", "corner"),
+    [(90, False, "bottom-left"), (-90, False, "top-right"), (180, False, "bottom-right"), (0, True, "top-right"),
+     (90, True, "bottom-right"), (0, False, "top-left")],
+)
+def test_phone_clips_are_read_upright(tmp_path, degrees, hflip, corner):
+    coded = np.full((48, 64, 3), 40, np.uint8)
+    coded[2:12, 2:12] = (250, 40, 40)
+    path = tmp_path / "phone.mp4"
+    _phone_clip(path, coded, degrees, hflip)
+    reader = VideoReader(path)
+    frames = list(reader)
+    quarter_turn = degrees % 180 == 90
+    assert (reader.height, reader.width) == ((64, 48) if quarter_turn else (48, 64))
+    assert len(frames) == 3 and all(f.shape == (reader.height, reader.width, 3) for f in frames)
+    ys, xs = np.nonzero(frames[0][..., 0] > 150)
+    vertical, horizontal = corner.split("-")
+    assert (ys.mean() < reader.height / 4) == (vertical == "top")
+    assert (ys.mean() > 3 * reader.height / 4) == (vertical == "bottom")
+    assert (xs.mean() < reader.width / 4) == (horizontal == "left")
+    assert (xs.mean() > 3 * reader.width / 4) == (horizontal == "right")
+
+
+def test_a_sideways_stored_portrait_reads_back_as_the_portrait(tmp_path, portrait):
+    upright = portrait[:, 64:448]  # taller than wide, like a phone held upright
+    path = tmp_path / "portrait_phone.mp4"
+    _phone_clip(path, np.ascontiguousarray(np.rot90(upright, -1)), 90)  # stored turned a quarter clockwise
+    reader = VideoReader(path)
+    assert (reader.height, reader.width) == upright.shape[:2]
+    frame = next(iter(reader))
+    assert np.abs(frame.astype(int) - upright).mean() < 3  # yuv420p's chroma loss only
+
+
+def test_an_older_ffmpegs_rotate_tag_is_honoured_too():
+    """FFmpeg builds before the display matrix reached decoded frames gave a clockwise ``rotate`` tag."""
+    from types import SimpleNamespace
+
+    from enliven.io.video import _display_turn, _turned
+
+    picture = np.zeros((4, 6, 3), np.uint8)
+    picture[0, 0] = 255
+    for clockwise, seen_at in (("90", (0, 3)), ("180", (3, 5)), ("270", (5, 0)), ("0", (0, 0))):
+        turn = _display_turn(SimpleNamespace(side_data={}), SimpleNamespace(metadata={"rotate": clockwise}))
+        shown = _turned(picture, turn)
+        assert tuple(np.argwhere(shown[..., 0] == 255)[0]) == seen_at, clockwise

@@ -22,6 +22,47 @@ from enliven.io.files import require_file
 _END = object()
 
 
+Turn = tuple[bool, bool, bool]  # (transpose, flip rows, flip columns), applied in that order
+_UPRIGHT: Turn = (False, False, False)
+
+
+def _display_turn(frame, stream) -> Turn:
+    """How to bring a decoded frame upright for display. Phones store the picture as the sensor saw it and
+    say how to show it in the container's display matrix (a rotation by quarter turns, perhaps a mirror),
+    which FFmpeg attaches to each decoded frame; older FFmpeg builds gave a clockwise ``rotate`` tag instead."""
+    matrix = None
+    side_data = getattr(frame, "side_data", None)
+    if side_data is not None:
+        try:
+            found = side_data.get(av.sidedata.sidedata.Type.DISPLAYMATRIX)
+        except (AttributeError, KeyError, TypeError):
+            found = None
+        if found is not None:
+            matrix = np.frombuffer(bytes(found)[:36], np.int32).reshape(3, 3)
+    if matrix is not None:
+        # FFmpeg's convention: a source pixel (x, y) is shown at x' = a x + c y, y' = b x + d y.
+        (a, b), (c, d) = matrix[0, :2].astype(float), matrix[1, :2].astype(float)
+        if abs(a) >= abs(b):
+            return (False, d < 0, a < 0)
+        return (True, b < 0, c < 0)
+    try:
+        clockwise = int(float(stream.metadata.get("rotate", 0)))
+    except (TypeError, ValueError):
+        clockwise = 0
+    return {90: (True, False, True), 180: (False, True, True), 270: (True, True, False)}.get(clockwise % 360, _UPRIGHT)
+
+
+def _turned(image: np.ndarray, turn: Turn) -> np.ndarray:
+    transpose, flip_rows, flip_cols = turn
+    if transpose:
+        image = image.transpose(1, 0, 2)
+    if flip_rows:
+        image = image[::-1]
+    if flip_cols:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image) if turn != _UPRIGHT else image
+
+
 def _open_input(path: str | os.PathLike):
     path = require_file(path)
     try:
@@ -31,7 +72,8 @@ def _open_input(path: str | os.PathLike):
 
 
 class VideoReader:
-    """Iterate a video's frames as RGB uint8 arrays, decoding ahead in a background thread."""
+    """Iterate a video's frames as RGB uint8 arrays, decoding ahead in a background thread. Frames come out
+    upright as the file says to show them (phone clips carry a rotation), and ``width``/``height`` are theirs."""
 
     def __init__(self, path: str | os.PathLike, prefetch: int = 8):
         self.path = Path(path)
@@ -42,6 +84,15 @@ class VideoReader:
             stream = container.streams.video[0]
             self.width = stream.codec_context.width
             self.height = stream.codec_context.height
+            self.turn = _UPRIGHT  # what brings each decoded frame upright (see _display_turn)
+            try:
+                first = next(container.decode(stream), None)
+            except (av.FFmpegError, ValueError):
+                first = None  # reported when the frames are read
+            if first is not None:
+                self.turn = _display_turn(first, stream)
+            if self.turn[0]:
+                self.width, self.height = self.height, self.width
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
             self.fps = float(rate)
             self.frame_count = stream.frames or (
@@ -66,7 +117,7 @@ class VideoReader:
                     for frame in container.decode(stream):
                         if stop.is_set():
                             return
-                        frames.put(frame.to_ndarray(format="rgb24"))
+                        frames.put(_turned(frame.to_ndarray(format="rgb24"), self.turn))
             except (av.FFmpegError, OSError, ValueError) as exc:
                 failure.append(EnlivenError(f"cannot decode video {self.path}: {exc}"))
             finally:
