@@ -57,12 +57,12 @@ def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
 def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Which points (x, y) lie inside the closed polygon ``loop`` (even-odd rule). A shut eye's outline, upper
     lid on lower, has nothing inside (a filled polygon would still paint its edge)."""
-    inside = np.zeros(np.shape(x), bool)
-    for (x0, y0), (x1, y1) in zip(loop, np.roll(loop, -1, 0)):
-        crosses = (y0 > y) != (y1 > y)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inside ^= crosses & (x < x0 + (y - y0) * (x1 - x0) / (y1 - y0))
-    return inside
+    (x0, y0), (x1, y1) = loop.T, np.roll(loop, -1, 0).T
+    px, py = np.asarray(x)[..., None], np.asarray(y)[..., None]
+    crosses = (y0 > py) != (y1 > py)  # the edge spans the point's row (so its y1 - y0 is not 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = px < x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+    return (crosses & left).sum(-1) % 2 == 1
 
 
 def _iris(points: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -310,6 +310,8 @@ class MeshEngine:
         map_y = iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR)
         # Around the eyes the map jumps (lid over eyeball, lashes over skin): interpolating across a jump would
         # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel.
+        spans = vertices[triangles]
+        lo, hi = spans.min(1), spans.max(1)
         for side in (0, 1):
             rows = list(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER) if side == 0 else list(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER)
             near = np.concatenate([vertices[rows], vertices[self._lash_rows[side][1]]])
@@ -317,7 +319,8 @@ class MeshEngine:
             x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + 4, size)
             if x1 > x0 and y1 > y0:
                 wx, wy = map_x[y0:y1, x0:x1].copy(), map_y[y0:y1, x0:x1].copy()
-                backward_map(vertices - (x0, y0), sources, triangles, wx, wy, 1)
+                touching = np.all(hi >= (x0 - 1, y0 - 1), axis=1) & np.all(lo <= (x1, y1), axis=1)
+                backward_map(vertices - (x0, y0), sources, triangles[touching], wx, wy, 1)
                 map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = wx, wy
         return map_x, map_y
 
