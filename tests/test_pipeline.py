@@ -209,19 +209,6 @@ def test_head_angle_controls_are_measured_back(tmp_path, portrait_path, portrait
     assert change == pytest.approx(asked, abs=4.0)
 
 
-def _lid_gaps(face) -> np.ndarray:
-    """Each eye's gap between its middle lid points (159-145, 386-374) across the corner-to-corner axis, in eye
-    widths, in the picture's plane. Not ``Face.eye_open``: that is the 3-D distance, and on a shut eye MediaPipe
-    still puts these points ~1.4 px apart in depth and ~1 px apart along the lid line, so it bottoms out near
-    0.09 on this portrait (0.08 for an eye painted shut with a flat line)."""
-    points = face.landmarks[:, :2]
-    out = []
-    for upper, lower, a, b in ((159, 145, 33, 133), (386, 374, 362, 263)):
-        axis, gap = points[b] - points[a], points[upper] - points[lower]
-        out.append(abs(axis[0] * gap[1] - axis[1] * gap[0]) / (axis @ axis))
-    return np.array(out)
-
-
 def _lid_cover(face, picture) -> np.ndarray:
     """Median brightness over each iris of ``face`` (the source's), relative to the skin between lid and brow."""
     ys, xs = np.mgrid[: picture.shape[0], : picture.shape[1]]
@@ -236,16 +223,14 @@ def _lid_cover(face, picture) -> np.ndarray:
 
 
 def test_closing_the_eyes_covers_them(tmp_path, portrait_path, portrait, portrait_face):
-    source_gaps = _lid_gaps(portrait_face)
-    assert np.all(source_gaps > 0.3)
+    assert np.all(portrait_face.eye_open > 0.3)
     assert np.all(_lid_cover(portrait_face, portrait) < 0.4)  # the source's irises are dark
     closed = _still(tmp_path, portrait_path, eyes_open=(0.0, 0.0))
-    assert np.all(_lid_gaps(closed) < 0.05)  # MediaPipe sees both eyes shut
-    assert np.all(closed.eye_open < 0.12)  # its 3-D ratio as low as it goes (see _lid_gaps)
+    assert np.all(closed.eye_open < 0.05)  # MediaPipe sees both eyes shut
     # Lid skin over the eye, not a smear of iris.
     assert np.all(_lid_cover(portrait_face, np.asarray(Image.open(tmp_path / "still.png").convert("RGB"))) > 0.75)
     winked = _still(tmp_path, portrait_path, wink=1.0)
-    assert _lid_gaps(winked)[0] < 0.05
+    assert winked.eye_open[0] < 0.05
     assert winked.eye_open[1] == pytest.approx(portrait_face.eye_open[1], abs=0.04)
     wide = _still(tmp_path, portrait_path, eyes_open=(0.5, 0.5))
     assert np.all(wide.eye_open > portrait_face.eye_open)
@@ -257,7 +242,7 @@ def test_a_blink_shuts_the_eyes_and_opens_them_again(tmp_path, portrait_path, po
     frames = read_frames(out)  # 25 fps: the first blink runs from frame 10 to 16, shut at frame 13
     with FaceAnalyzer(static=True) as analyzer:
         faces = {i: analyzer.detect(frames[i])[0] for i in (8, 13, 20)}
-    assert np.all(_lid_gaps(faces[13]) < 0.05)
+    assert np.all(faces[13].eye_open < 0.05)
     for i in (8, 20):  # open as in the source, before and after
         np.testing.assert_allclose(faces[i].eye_open, portrait_face.eye_open, atol=0.03)
 

@@ -85,18 +85,29 @@ def from_canonical(shape: np.ndarray, pose: Pose) -> np.ndarray:
     return pose.scale * np.asarray(shape, np.float64) @ pose.rotation.T + pose.translation
 
 
-def _dist(points: np.ndarray, a: int, b: int) -> np.ndarray:
-    return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
+def signed_opening(points: np.ndarray, lids: tuple[int, int], corners: tuple[int, int]) -> np.ndarray:
+    """How far the ``lids`` (upper, lower) are apart across the line through ``corners``, over the corners' distance.
+
+    In the picture's plane (x, y), as LivePortrait measures its ratios on 2-D landmarks: MediaPipe's depth is an
+    estimate (on a shut eye it keeps the lid points ~1.4 px apart in depth), and on a shut eye or mouth the two
+    middle points also sit ~1 px apart along the lid line; only the gap across it says how open it is. Negative
+    when the lower point is above the upper one. On canonical (frontal) shapes: the ratio seen from the front.
+    """
+    gap = points[..., lids[1], :2] - points[..., lids[0], :2]
+    axis = points[..., corners[1], :2] - points[..., corners[0], :2]
+    across = axis[..., 0] * gap[..., 1] - axis[..., 1] * gap[..., 0]
+    return across / np.sum(axis * axis, axis=-1)
 
 
 def eye_open_ratios(points: np.ndarray) -> np.ndarray:
     """(subject's right, subject's left) eyelid gap over eye width — the eyes on the image's left and right in a
-    frontal photo; ~0.3 open, < 0.1 closed."""
-    right = _dist(points, *lm.RIGHT_EYE_LIDS) / _dist(points, *lm.RIGHT_EYE_CORNERS)
-    left = _dist(points, *lm.LEFT_EYE_LIDS) / _dist(points, *lm.LEFT_EYE_CORNERS)
+    frontal photo; ~0.3 open, < 0.05 closed. Measured in the picture's plane, so a turned or tilted head
+    foreshortens it (as LivePortrait's ratios are); in-plane rotation, scale and shift leave it unchanged."""
+    right = np.abs(signed_opening(points, lm.RIGHT_EYE_LIDS, lm.RIGHT_EYE_CORNERS))
+    left = np.abs(signed_opening(points, lm.LEFT_EYE_LIDS, lm.LEFT_EYE_CORNERS))
     return np.stack([right, left], axis=-1)
 
 
 def lip_open_ratio(points: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over mouth width (outer corners); 0 closed, ~0.3 wide open."""
-    return _dist(points, *lm.INNER_LIP_MIDDLE) / _dist(points, *lm.MOUTH_CORNERS)
+    """Inner-lip gap over mouth width (outer corners); 0 closed, ~0.3 wide open. In the picture's plane, as the eyes'."""
+    return np.abs(signed_opening(points, lm.INNER_LIP_MIDDLE, lm.MOUTH_CORNERS))

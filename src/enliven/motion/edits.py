@@ -112,12 +112,8 @@ def set_lip_open(shape: np.ndarray, ratio: float) -> np.ndarray:
     ratio = float(np.clip(ratio, 0.0, 0.8))
 
     def gap(deg: float) -> float:
-        edited = _jaw_rotation(shape, deg)
-        upper, lower = edited[lm.INNER_LIP_MIDDLE[0]], edited[lm.INNER_LIP_MIDDLE[1]]
         # Signed: negative once the lower lip would pass through the upper one, so f stays monotone.
-        signed = np.linalg.norm(lower - upper) * np.sign(lower[1] - upper[1])
-        width = np.linalg.norm(edited[lm.MOUTH_CORNERS[0]] - edited[lm.MOUTH_CORNERS[1]])
-        return signed / width
+        return float(geometry.signed_opening(_jaw_rotation(shape, deg), lm.INNER_LIP_MIDDLE, lm.MOUTH_CORNERS))
 
     return _jaw_rotation(shape, _solve_monotone(gap, ratio, -12.0, 35.0))
 
