@@ -86,6 +86,12 @@ def onnx_timings(plain, feature, x_s, drivers, threads) -> None:
           f"max |difference| to PyTorch on identical inputs {diff:.1e}")
 
 
+def _mib(modules) -> float:
+    tensors = [t for m in modules.values() for t in list(m.parameters()) + list(m.buffers())]
+    tensors += [t for m in modules.values() for sub in m.modules() for t in getattr(sub, "_spectra", {}).values()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", help="official LivePortrait weights folder (default: random official-size weights)")
@@ -127,6 +133,8 @@ def main() -> None:
     print(f"max |output difference| end to end = {diff:.2e} (images in [0, 1]); "
           f"per module on identical inputs: W {w_diff:.1e}, G {g_diff:.1e}")
     print(f"G against the same decoder in float64: baseline {plain_error:.1e}, optimised {fast_error:.1e}")
+    print(f"weights in memory: baseline {_mib(plain):.0f} MiB, optimised {_mib(fast):.0f} MiB (transformed kernels, "
+          f"mask spectrum included)")
     if args.onnx:
         onnx_timings(plain, feature, x_s, drivers, args.threads)
     if not args.weights:
