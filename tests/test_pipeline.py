@@ -323,3 +323,13 @@ def test_big_turns_are_measured_back(tmp_path, portrait_path, portrait_face, yaw
     turned = _still(tmp_path, portrait_path, yaw=yaw)
     change = turned.pose.angles()[0] - portrait_face.pose.angles()[0]
     assert change == pytest.approx(yaw, abs=6.0)
+
+
+def test_lip_normalisation_starts_from_a_closed_mouth(tmp_path, portrait_path, portrait_face):
+    assert portrait_face.lip_open > 0.1  # the bundled portrait smiles with parted lips
+    out = tmp_path / "closed.png"
+    api.animate(portrait_path, portrait_path, out, normalize_lip=True, progress=False)
+    with FaceAnalyzer(static=True) as analyzer:
+        face = analyzer.detect(np.asarray(Image.open(out).convert("RGB")))[0]
+    assert face.lip_open < 0.05
+    np.testing.assert_allclose(face.eye_open, portrait_face.eye_open, atol=0.03)  # only the mouth changed

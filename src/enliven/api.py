@@ -302,7 +302,9 @@ def animate(
 
 
 def _align(opts: AnimateOptions) -> AlignOptions:
-    return AlignOptions(opts.relative, opts.multiplier, opts.smooth, controls=opts.controls)
+    return AlignOptions(
+        opts.relative, opts.multiplier, normalize_lip=opts.normalize_lip, smooth=opts.smooth, controls=opts.controls
+    )
 
 
 def _animate_video_source(

@@ -38,6 +38,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("manual controls (on top of the motion)")
     c.add_argument("--eyes-open", metavar="L,R", help="eye open ratios as seen left to right in the picture (0 closed … 0.8 wide)")
     c.add_argument("--lip-open", type=float, metavar="R", help="inner-lip gap / mouth width (0 closed … 0.8)")
+    c.add_argument("--normalize-lip", action="store_true", help="start from a closed mouth (lips apart in the source are closed first)")
     for angle in ("yaw", "pitch", "roll"):
         c.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"add this {angle} to the head (degrees)")
     c.add_argument("--smile", type=float, default=0.0, help="1 broad smile, negative frown")
@@ -50,7 +51,6 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), help="animate only this region (default: all)")
     k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None, help="turn off the stitching MLP")
     k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
-    k.add_argument("--normalize-lip", action="store_true", help="start from a closed mouth")
     k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
 
 
@@ -62,8 +62,6 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["stitching"] = False
     if args.pose_friendly:
         engine_options["driving_option"] = "pose-friendly"
-    if args.normalize_lip:
-        engine_options["normalize_lip"] = True
     if args.backend:
         engine_options["backend"] = args.backend
     eyes = None
@@ -87,6 +85,7 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     )
     return dict(
         controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
+        normalize_lip=args.normalize_lip,
         fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.mux_audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )

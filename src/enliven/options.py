@@ -23,6 +23,8 @@ class AnimateOptions:
     """Scale the motion: 0 freezes the source, 1 follows the driver, >1 exaggerates."""
     smooth: bool = True
     """One-euro smoothing of measured (camera) motion against landmark jitter."""
+    normalize_lip: bool = False
+    """Start from a closed mouth: a source whose lips are apart (ratio ≥ 0.03) is closed before the motion."""
     controls: Controls = Controls()
     """Manual edits on top of the motion: eye/lip open ratios, head angles, smile, brows, pout, wink."""
     fps: float | None = None

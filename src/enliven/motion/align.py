@@ -80,10 +80,14 @@ class Controls:
         return geometry.rotation_from_angles(self.yaw, self.pitch, self.roll)
 
 
+LIP_NORMALIZE_THRESHOLD = 0.03  # LivePortrait's: a source mouth open at least this much is closed first
+
+
 @dataclass(frozen=True)
 class AlignOptions:
     relative: bool = True
     multiplier: float = 1.0
+    normalize_lip: bool = False  # start from a closed mouth (LivePortrait's lip normalisation)
     smooth: bool = True
     smooth_cutoff: float = 1.0  # Hz at rest; lower is steadier
     smooth_beta: float = 0.05  # how fast the cutoff opens up with speed (per crop pixel/s)
@@ -122,6 +126,8 @@ class MotionAligner:
         src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
         ref, m = self.reference, self.options.multiplier
         src_shape = src.shape.astype(np.float64)
+        if self.options.normalize_lip and geometry.lip_open_ratio(src_shape) >= LIP_NORMALIZE_THRESHOLD:
+            src_shape = edits.set_lip_open(src_shape, 0.0)
         if self.options.relative:
             shape = src_shape + m * (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
             rotation = _scaled_rotation(frame.pose.rotation @ ref.pose.rotation.T, m) @ src.pose.rotation

@@ -31,11 +31,10 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
-from enliven.motion.align import AlignOptions
+from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
-LIP_NORMALIZE_THRESHOLD = 0.03
 DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 
 
@@ -50,7 +49,6 @@ class KeypointEngine:
         relative: bool = True,
         stitching: bool = True,
         driving_option: str = "expression-friendly",
-        normalize_lip: bool = False,
         device: str = "cpu",
         backend: str = "torch",
         onnx_dir: str | None = None,
@@ -77,7 +75,7 @@ class KeypointEngine:
         align = align or AlignOptions()
         self.relative, self.multiplier, self.controls = align.relative, align.multiplier, align.controls
         self.region, self.stitching = region, stitching
-        self.driving_option, self.normalize_lip = driving_option, normalize_lip
+        self.driving_option, self.normalize_lip = driving_option, align.normalize_lip
         # LivePortrait crops driving videos axis-aligned, 2.2x the face, shifted up by 0.1.
         self.driving_crop = CropSpec(size=self.input_size, scale=2.2, vy=-0.1, rotate=False)
 
@@ -175,7 +173,8 @@ class KeypointEngine:
         x_d = self._from_motion(state, driving) if from_pixels else self._from_landmarks(state, target)
         if self.stitching:
             x_d = kin.stitch(self.backend.mlp("stitching"), cache["x_s"], x_d)
-        if self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
+        # landmark targets come from the aligner, which closed the source's mouth already
+        if from_pixels and self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
             x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.zeros(1, 1))
         if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applied it)
             x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
