@@ -113,8 +113,16 @@ class MotionAligner:
         self.source_landmarks = np.asarray(source_landmarks, np.float64)
         self.source = MotionFrame.from_landmarks(self.source_landmarks)
         self.options = options
+        self._source_shape = self._start_shape(self.source)  # a still source's, worked out once
         self.reference = reference
         self._filter = OneEuroFilter(fps, options.smooth_cutoff, options.smooth_beta) if options.smooth else None
+
+    def _start_shape(self, source: MotionFrame) -> np.ndarray:
+        """The source's canonical shape that the motion starts from (its mouth closed under ``normalize_lip``)."""
+        shape = source.shape.astype(np.float64)
+        if self.options.normalize_lip and geometry.lip_open_ratio(shape) >= LIP_NORMALIZE_THRESHOLD:
+            shape = edits.set_lip_open(shape, 0.0)
+        return shape
 
     def __call__(self, frame: MotionFrame, source_landmarks: np.ndarray | None = None) -> np.ndarray:
         """Target landmarks for ``frame``. ``source_landmarks``: this frame's source face, for a video source;
@@ -125,9 +133,7 @@ class MotionAligner:
         moving_source = source_landmarks is not None
         src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
         ref, m = self.reference, self.options.multiplier
-        src_shape = src.shape.astype(np.float64)
-        if self.options.normalize_lip and geometry.lip_open_ratio(src_shape) >= LIP_NORMALIZE_THRESHOLD:
-            src_shape = edits.set_lip_open(src_shape, 0.0)
+        src_shape = self._start_shape(src) if moving_source else self._source_shape
         if self.options.relative:
             shape = src_shape + m * (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
             rotation = _scaled_rotation(frame.pose.rotation @ ref.pose.rotation.T, m) @ src.pose.rotation

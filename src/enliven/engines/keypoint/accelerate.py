@@ -127,11 +127,9 @@ class FastSPADEDecoder(nn.Module):
             return [norm.mlp_shared[0] for norm in norms]
 
         self.first_width = decoder.fc.out_channels
-        self.middle_labels = [len(label_convs(b)) for b in middle]
         self.hidden = middle[0].norm_0.mlp_shared[0].out_channels
         self.labels_64 = fast_conv2d(_merged_conv([decoder.fc] + [c for b in middle for c in label_convs(b)]), size, size)
         self.labels_up = UpsampledConv2d([(2 * (i + 1), c) for i, b in enumerate(ups) for c in label_convs(b)])
-        self.up_labels = [len(label_convs(b)) for b in ups]
         self.middle = nn.ModuleList(_FastSPADEBlock(b, size) for b in middle)
         self.ups = nn.ModuleList(_FastSPADEBlock(b, size * 2 ** (i + 1)) for i, b in enumerate(ups))
         self.conv_img = decoder.conv_img

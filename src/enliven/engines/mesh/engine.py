@@ -287,11 +287,13 @@ class MeshEngine:
         out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), own[2])
         return out
 
-    def sampling_map(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y)."""
+    def sampling_map(
+        self, state: SourceState, target: np.ndarray, closing: np.ndarray, closure: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y).
+        ``closing``, ``closure``: ``_closure(state, target)``."""
         gx, gy = state.cache["grid"]
         map_x, map_y = gx.copy(), gy.copy()
-        closing, closure = self._closure(state, target)
         lids = self._lids(state, target, closing, closure)
         lashes = [self._lash_triangles[side] for side in (0, 1) if closing[side]]
         openings = self._opening_points(target)
@@ -313,8 +315,7 @@ class MeshEngine:
         spans = vertices[triangles]
         lo, hi = spans.min(1), spans.max(1)
         for side in (0, 1):
-            rows = list(lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER) if side == 0 else list(lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER)
-            near = np.concatenate([vertices[rows], vertices[self._lash_rows[side][1]]])
+            near = np.concatenate([vertices[self._openings[side]], vertices[self._lash_rows[side][1]]])
             x0, y0 = np.maximum(np.floor(near.min(0)).astype(int) - 3, 0)
             x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + 4, size)
             if x1 > x0 and y1 > y0:
@@ -325,10 +326,11 @@ class MeshEngine:
         return map_x, map_y
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
-        map_x, map_y = self.sampling_map(state, target)
+        closing, closure = self._closure(state, target)
+        map_x, map_y = self.sampling_map(state, target, closing, closure)
         out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out = self._irises(state, target, out)
-        out = self._lash_lines(state, target, out)
+        out = self._lash_lines(state, target, out, closing, closure)
         return self._mouth_cavity(state, target, out, map_x, map_y)
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
@@ -392,11 +394,12 @@ class MeshEngine:
             out[rows, cols][show] = iris[show]
         return out
 
-    def _lash_lines(self, state: SourceState, target: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def _lash_lines(
+        self, state: SourceState, target: np.ndarray, out: np.ndarray, closing: np.ndarray, closure: np.ndarray
+    ) -> np.ndarray:
         """A shutting lid's lashes meet in a thin dark line along its edge. Warping cannot keep that line thin
         and dark (the source's lash band, squeezed, blurs into a grey stripe that reads as a slit of an open
         eye), so the edge is darkened towards the source's own lash colour, more as the eye shuts."""
-        closing, closure = self._closure(state, target)
         for side in np.nonzero(closing)[0]:
             edge = target[list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]), :2]
             axis = edge[-1] - edge[0]
