@@ -6,7 +6,9 @@
     as LivePortrait's own loop does;
 (b) optimised: what the engine runs on a CPU, ``accelerate.optimise_for_cpu`` (spectral norm and
     BatchNorm folded; decoder and warping mask in fewer multiplications: Winograd, sub-pixel and
-    FFT convolutions), with the source-side warping work cached, under ``torch.inference_mode``.
+    FFT convolutions), with the source-side warping work cached, under ``torch.inference_mode``,
+    and freed memory kept for reuse (``enliven.engines.cpu_memory``), then (a) again that way too,
+    to show how much of the speed-up comes from the allocator alone.
 Both run in this process on the same inputs; the script prints ms per module, the speed-up and the
 largest output difference, and how far each path's decoder output is from the same decoder run in
 float64. Without --weights, random official-size weights (seeded) stand in: the arithmetic, and so
@@ -22,6 +24,7 @@ import time
 
 import torch
 
+from enliven.engines.cpu_memory import keep_freed_memory
 from enliven.engines.keypoint import kinematics as kin
 from enliven.engines.keypoint import load_official, random_modules
 from enliven.engines.keypoint.accelerate import optimise_for_cpu
@@ -112,7 +115,10 @@ def main() -> None:
         x_s = source.keypoints()
 
     base_ms, base_out = measure(plain, feature, x_s, source, drivers, torch.no_grad)
+    kept = keep_freed_memory()  # what the engine's CPU backend does; it cannot be undone, so it comes second
     fast_ms, fast_out = measure(fast, feature, x_s, source, drivers, torch.inference_mode, cache_source=True)
+    # the same plain networks with freed memory kept: how much of the speed-up is the allocator's
+    base_kept_ms = measure(plain, feature, x_s, source, drivers, torch.no_grad)[0] if kept else None
     diff = max(float((a - b).abs().max()) for a, b in zip(base_out, fast_out))
     with torch.no_grad():  # module by module on identical inputs: isolates each rewrite's own error
         kp_d = x_s * 0.95
@@ -130,6 +136,12 @@ def main() -> None:
         print(f"{k:<18}{base_ms[k]:14.1f}{fast_ms[k]:14.1f}{base_ms[k] / fast_ms[k]:10.2f}x")
     tb, tf = sum(base_ms.values()), sum(fast_ms.values())
     print(f"{'per frame':<18}{tb:14.1f}{tf:14.1f}{tb / tf:10.2f}x")
+    if base_kept_ms is not None:
+        tk = sum(base_kept_ms.values())
+        print(f"of which: freed memory kept for reuse (the plain networks go from {tb:.0f} to {tk:.0f} ms, "
+              f"{tb / tk:.2f}x), fewer multiplications and the source cache ({tk / tf:.2f}x on top)")
+    else:
+        print("freed memory could not be kept for reuse here (not glibc, or ENLIVEN_KEEP_FREED_MEMORY=0)")
     print(f"max |output difference| end to end = {diff:.2e} (images in [0, 1]); "
           f"per module on identical inputs: W {w_diff:.1e}, G {g_diff:.1e}")
     print(f"G against the same decoder in float64: baseline {plain_error:.1e}, optimised {fast_error:.1e}")

@@ -76,7 +76,7 @@ class _FastSPADEBlock(nn.Module):
     is as narrow as the block's output.
     """
 
-    def __init__(self, block: SPADEResnetBlock, size: int):
+    def __init__(self, block: SPADEResnetBlock):
         super().__init__()
         self.learned_shortcut = block.learned_shortcut
         norms = [block.norm_s, block.norm_0, block.norm_1] if self.learned_shortcut else [block.norm_0, block.norm_1]
@@ -84,9 +84,9 @@ class _FastSPADEBlock(nn.Module):
         if self.learned_shortcut:
             pairs[0][1] = _after_1x1(block.norm_s.mlp_beta, block.conv_s)
         self.widths = [[gamma.out_channels, beta.out_channels] for gamma, beta in pairs]
-        self.modulations = nn.ModuleList(fast_conv2d(_merged_conv(pair), size, size) for pair in pairs)  # γ and β
-        self.conv_0 = fast_conv2d(block.conv_0, size, size)
-        self.conv_1 = fast_conv2d(block.conv_1, size, size)
+        self.modulations = nn.ModuleList(fast_conv2d(_merged_conv(pair)) for pair in pairs)  # γ and β
+        self.conv_0 = fast_conv2d(block.conv_0)
+        self.conv_1 = fast_conv2d(block.conv_1)
         self.conv_s = block.conv_s if self.learned_shortcut else None
 
     def _modulate(self, i: int, x: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +117,7 @@ class FastSPADEDecoder(nn.Module):
     convolution; wide 3×3 convolutions use Winograd F(4×4, 3×3).
     """
 
-    def __init__(self, decoder: SPADEDecoder, size: int = 64):
+    def __init__(self, decoder: SPADEDecoder):
         super().__init__()
         middle = [getattr(decoder, f"G_middle_{i}") for i in range(6)]
         ups = [decoder.up_0, decoder.up_1]
@@ -128,10 +128,10 @@ class FastSPADEDecoder(nn.Module):
 
         self.first_width = decoder.fc.out_channels
         self.hidden = middle[0].norm_0.mlp_shared[0].out_channels
-        self.labels_64 = fast_conv2d(_merged_conv([decoder.fc] + [c for b in middle for c in label_convs(b)]), size, size)
+        self.labels_64 = fast_conv2d(_merged_conv([decoder.fc] + [c for b in middle for c in label_convs(b)]))
         self.labels_up = UpsampledConv2d([(2 * (i + 1), c) for i, b in enumerate(ups) for c in label_convs(b)])
-        self.middle = nn.ModuleList(_FastSPADEBlock(b, size) for b in middle)
-        self.ups = nn.ModuleList(_FastSPADEBlock(b, size * 2 ** (i + 1)) for i, b in enumerate(ups))
+        self.middle = nn.ModuleList(_FastSPADEBlock(b) for b in middle)
+        self.ups = nn.ModuleList(_FastSPADEBlock(b) for b in ups)
         self.conv_img = decoder.conv_img
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from enliven.engines.cpu_memory import keep_freed_memory
 from enliven.engines.keypoint.accelerate import fold_for_inference, optimise_for_cpu
 
 
@@ -21,8 +22,11 @@ class TorchBackend:
         on_cpu = next(modules["spade_generator"].parameters()).device.type == "cpu"
         if not fold:
             self.modules = modules
+        elif on_cpu:
+            keep_freed_memory()  # the decoder's ~5.6 GB of per-frame tensors would page-fault every frame
+            self.modules = optimise_for_cpu(modules)
         else:
-            self.modules = optimise_for_cpu(modules) if on_cpu else fold_for_inference(modules)
+            self.modules = fold_for_inference(modules)
 
     def appearance(self, image: torch.Tensor) -> torch.Tensor:
         return self.modules["appearance_feature_extractor"](image)

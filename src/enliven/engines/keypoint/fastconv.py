@@ -58,13 +58,14 @@ def winograd_matrices(points, m: int = 4, r: int = 3) -> tuple[torch.Tensor, tor
 _AT, _G, _BT = winograd_matrices((0, -1, 1, Fraction(1, 2), -2))
 
 
-def winograd_pays(in_channels: int, out_channels: int, height: int, width: int) -> bool:
+def winograd_pays(in_channels: int, out_channels: int) -> bool:
     """Whether F(4×4, 3×3) beats oneDNN's direct convolution (measured on AVX2, see benchmarks/).
 
-    The transforms cost memory traffic in proportion to in + out channels, the products save
-    work in proportion to in × out: narrow layers and big maps lose.
+    The transforms cost memory traffic in proportion to in + out channels, the products save work
+    in proportion to in × out: narrow layers lose. Measured with freed memory kept for reuse
+    (``enliven.engines.cpu_memory``): 128 → 128 channels at 256² gains 1.1×, 256 → 64 loses (0.9×).
     """
-    return in_channels * out_channels / (in_channels + out_channels) >= 110 and height * width <= 128 * 128
+    return in_channels * out_channels / (in_channels + out_channels) >= 60
 
 
 def _is_plain_3x3(conv: nn.Conv2d) -> bool:
@@ -75,16 +76,26 @@ def _is_plain_3x3(conv: nn.Conv2d) -> bool:
 
 
 class WinogradConv2d(nn.Module):
-    """A 3×3, stride 1, padding 1 convolution computed as Winograd F(4×4, 3×3)."""
+    """A 3×3, stride 1, padding 1 convolution computed as Winograd F(4×4, 3×3).
+
+    Laid out so that nothing is gathered or permuted by hand: the input transform is a stride-4
+    6×6 convolution of each channel (36 filters, one per transformed tile position), the 36
+    products write straight into a (out, 36, tile) buffer, and the output transform is one
+    (16 × 36) matrix product followed by a pixel shuffle.
+    """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         w = weight.detach().double()
         u = torch.einsum("ij,ocjk,lk->iloc", _G, w, _G)  # each output tile's 6×6 transformed kernel
         self.register_buffer("u", u.reshape(36, w.shape[0], w.shape[1]).float().contiguous())
-        self.register_buffer("bias", None if bias is None else bias.detach().float().reshape(1, -1, 1, 1))
-        self.register_buffer("input_transform", torch.kron(_BT, _BT).float())
-        self.register_buffer("output_transform", torch.kron(_AT, _AT).float())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().reshape(-1, 1).clone())
+        self.register_buffer("input_filters", torch.kron(_BT, _BT).float().reshape(36, 1, 6, 6))
+        output_transform = torch.kron(_AT, _AT)
+        self.register_buffer("output_transform", output_transform.float())
+        # the transformed position that reaches every output of its tile with weight 1: adding the
+        # bias there adds it to the whole output at 1/36 of the cost of a pass over it
+        self.bias_position = int(torch.nonzero((output_transform == 1).all(dim=0))[0])
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> WinogradConv2d:
@@ -93,25 +104,27 @@ class WinogradConv2d(nn.Module):
         return cls(conv.weight, conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        th, tw = (h + 3) // 4, (w + 3) // 4
-        padded = x.new_zeros(b, c, 4 * th + 2, 4 * tw + 2)
-        padded[:, :, 1 : h + 1, 1 : w + 1] = x
-        # (6×6 tile position, channel, batch·tile): the transforms are then single small matrix products
-        tiles = padded.unfold(2, 6, 4).unfold(3, 6, 4).permute(4, 5, 1, 0, 2, 3).reshape(36, -1)
-        v = (self.input_transform @ tiles).view(36, c, b * th * tw)
-        m = torch.bmm(self.u, v)  # (36, out, batch·tile)
-        o = m.shape[1]
-        y = (self.output_transform @ m.view(36, -1)).view(4, 4, o, b, th, tw)
-        y = y.permute(3, 2, 4, 0, 5, 1).reshape(b, o, 4 * th, 4 * tw)
-        if 4 * th != h or 4 * tw != w:
-            y = y[:, :, :h, :w]
-        return y if self.bias is None else y + self.bias
+        return torch.cat([self._one(item) for item in x]) if x.shape[0] > 1 else self._one(x[0])
+
+    def _one(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = x.shape
+        th, tw = -(-h // 4), -(-w // 4)
+        planes = x.reshape(c, 1, h, w)
+        if h % 4 or w % 4:
+            planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
+        v = F.conv2d(planes, self.input_filters, stride=4, padding=1)  # (in, 36, th, tw)
+        o = self.u.shape[1]
+        m = x.new_empty(o, 36, th * tw)
+        torch.bmm(self.u, v.view(c, 36, -1).transpose(0, 1), out=m.transpose(0, 1))
+        if self.bias is not None:
+            m[:, self.bias_position] += self.bias
+        y = F.pixel_shuffle(torch.matmul(self.output_transform, m).view(1, o * 16, th, tw), 4)
+        return y[:, :, :h, :w] if (h % 4 or w % 4) else y
 
 
-def fast_conv2d(conv: nn.Conv2d, height: int, width: int) -> nn.Module:
-    """``conv`` itself, or its Winograd form where that is faster for maps of this size."""
-    if _is_plain_3x3(conv) and winograd_pays(conv.in_channels, conv.out_channels, height, width):
+def fast_conv2d(conv: nn.Conv2d) -> nn.Module:
+    """``conv`` itself, or its Winograd form where that is faster."""
+    if _is_plain_3x3(conv) and winograd_pays(conv.in_channels, conv.out_channels):
         return WinogradConv2d.from_conv(conv)
     return conv
 
@@ -130,8 +143,8 @@ class UpsampledConv2d(nn.Module):
     """``[conv(F.interpolate(x, scale_factor=s, mode="nearest")) for s, conv in convs]``, done at x's size.
 
     Every conv is a plain 3×3 one. Each sub-pixel phase is a 2×2 convolution of the small map whose
-    window starts one row (column) above (left of) the pixel or on it; all of them, for all convs,
-    are one matrix product of the map's 2×2 patches (an im2col of 4 taps), then interleaved.
+    window starts one row (column) above (left of) the pixel or on it; all distinct ones, for all
+    convs, are one matrix product of the map's 2×2 patches (an im2col of 4 taps), then interleaved.
     """
 
     def __init__(self, convs: list[tuple[int, nn.Conv2d]]):
@@ -143,14 +156,18 @@ class UpsampledConv2d(nn.Module):
                 raise ValueError("UpsampledConv2d needs plain 3x3 convolutions")
             w = conv.weight.detach().double()
             bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
-            phases = []
+            phases, computed = [], {}
             for a in range(scale):
                 row_start, rows = _phase_rows(scale, a)
                 for b in range(scale):
                     col_start, cols = _phase_rows(scale, b)
-                    kernel = torch.einsum("rk,ockl,ql->crqo", rows, w, cols)  # (in, 2, 2, out): im2col order
-                    phases.append((row_start, col_start, sum(c.shape[1] for c in columns)))
-                    columns.append(torch.cat([kernel.reshape(-1, w.shape[0]), bias[None]]))
+                    # from ×3 on, inner phases see the same low-resolution pixels (at ×4, 9 distinct of 16)
+                    key = (row_start, tuple(rows.flatten().tolist()), col_start, tuple(cols.flatten().tolist()))
+                    if key not in computed:
+                        computed[key] = sum(c.shape[1] for c in columns)
+                        kernel = torch.einsum("rk,ockl,ql->crqo", rows, w, cols)  # (in, 2, 2, out): im2col order
+                        columns.append(torch.cat([kernel.reshape(-1, w.shape[0]), bias[None]]))
+                    phases.append((row_start, col_start, computed[key]))
             self.layout.append((scale, w.shape[0], phases))
         matrix = torch.cat(columns, dim=1).float()
         self.register_buffer("weight", matrix[:-1].contiguous())  # (in·4, all phases' outputs)
