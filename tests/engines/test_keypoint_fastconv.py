@@ -8,7 +8,13 @@ import torch.nn.functional as F
 
 from enliven.engines.keypoint import fastconv, random_modules, tiny_config
 from enliven.engines.keypoint.accelerate import fold_for_inference, optimise_for_cpu
-from enliven.engines.keypoint.fastconv import FFTConv3d, UpsampledConv2d, WinogradConv2d, winograd_matrices
+from enliven.engines.keypoint.fastconv import (
+    FFTConv3d,
+    UpsampledConv2d,
+    WinogradConv2d,
+    WinogradConv3d,
+    winograd_matrices,
+)
 
 
 @pytest.mark.parametrize("points", [(0, 1, -1, 2, -2), (0, -1, 1, 0.5, -2)])
@@ -41,6 +47,19 @@ def test_winograd_convolution_equals_the_direct_one():
         WinogradConv2d.from_conv(torch.nn.Conv2d(4, 4, 3, padding=1, stride=2))
 
 
+def test_winograd_3d_convolution_equals_the_direct_one():
+    torch.manual_seed(5)
+    conv = torch.nn.Conv3d(9, 11, 3, padding=1)
+    x = torch.randn(2, 9, 5, 13, 18)  # depth 5; height and width not multiples of the 4×4 tile
+    with torch.no_grad():
+        expected = _reference(conv, x)
+        ours = WinogradConv3d(conv)(x).double()
+    assert expected.abs().max() > 1
+    torch.testing.assert_close(ours, expected, atol=2e-5, rtol=0)
+    with pytest.raises(ValueError, match="plain 3x3x3"):
+        WinogradConv3d(torch.nn.Conv3d(4, 4, 3, padding=0))
+
+
 @pytest.mark.parametrize("scales", [(2,), (4,), (2, 3, 4)])
 def test_upsampled_convolution_is_computed_at_the_small_size(scales):
     torch.manual_seed(2)
@@ -67,10 +86,11 @@ def test_fft_convolution_equals_the_direct_one(kernel, tile):
 
 
 def test_the_cpu_optimised_modules_keep_the_outputs(monkeypatch):
-    monkeypatch.setattr(fastconv, "winograd_pays", lambda *shape: True)  # tiny layers: force every rewrite
+    monkeypatch.setattr(fastconv, "winograd_pays", lambda *shape, **taps: True)  # tiny layers: force every rewrite
     modules = fold_for_inference(random_modules(tiny_config()))
     fast = optimise_for_cpu(modules)
     assert any(isinstance(m, WinogradConv2d) for m in fast["spade_generator"].modules())
+    assert any(isinstance(m, WinogradConv3d) for m in fast["warping_module"].modules())
     torch.manual_seed(4)
     feat = torch.randn(1, 8, 8, 16, 16)
     kp_s, kp_d = torch.rand(1, 21, 3) - 0.5, torch.rand(1, 21, 3) - 0.5

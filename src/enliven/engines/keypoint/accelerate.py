@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enliven.engines.keypoint.fastconv import FFTConv3d, UpsampledConv2d, fast_conv2d
+from enliven.engines.keypoint.fastconv import FFTConv3d, UpsampledConv2d, fast_conv2d, fast_conv3d
 from enliven.engines.keypoint.networks.blocks import SPADEResnetBlock
 from enliven.engines.keypoint.networks.spade import SPADEDecoder
 
@@ -150,7 +150,7 @@ class FastSPADEDecoder(nn.Module):
 
 @torch.no_grad()
 def optimise_for_cpu(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
-    """``fold_for_inference``, then the decoder and the warping module's mask in fewer multiplications.
+    """``fold_for_inference``, then the decoder and the warping module's hourglass and mask in fewer multiplications.
 
     Outputs equal the plain modules' up to float rounding (see ``benchmarks/keypoint_speed.py``).
     """
@@ -158,4 +158,8 @@ def optimise_for_cpu(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
     out["spade_generator"] = FastSPADEDecoder(out["spade_generator"]).eval()
     dense = out["warping_module"].dense_motion_network
     dense.mask = FFTConv3d(dense.mask)
+    for block in dense.hourglass.modules():  # the hourglass's 3×3×3 convolutions
+        for name, child in block.named_children():
+            if isinstance(child, nn.Conv3d):
+                setattr(block, name, fast_conv3d(child))
     return out

@@ -4,7 +4,8 @@ On a CPU the LivePortrait decoder is bound by multiply-adds, not memory, so the 
 it faster is to do fewer of them. Three exact rewrites (equal up to float rounding):
 
 - ``WinogradConv2d``: 3×3 convolutions as Winograd F(4×4, 3×3) — 36 products per 4×4 output tile
-  instead of 144 — for the wide layers where the transforms are cheap next to the products.
+  instead of 144 — for the wide layers where the transforms are cheap next to the products;
+  ``WinogradConv3d`` does the same for 3×3×3 ones, over height and width, slice by slice.
 - ``UpsampledConv2d``: a 3×3 convolution of a nearest-upsampled map, computed at the low
   resolution. After a ×s nearest upsampling every output pixel's 3×3 window covers at most 2×2
   distinct low-resolution pixels, so each of the s² sub-pixel phases is a 2×2 convolution of the
@@ -58,20 +59,30 @@ def winograd_matrices(points, m: int = 4, r: int = 3) -> tuple[torch.Tensor, tor
 _AT, _G, _BT = winograd_matrices((0, -1, 1, Fraction(1, 2), -2))
 
 
-def winograd_pays(in_channels: int, out_channels: int) -> bool:
+def winograd_pays(in_channels: int, out_channels: int, depth_taps: int = 1) -> bool:
     """Whether F(4×4, 3×3) beats oneDNN's direct convolution (measured on AVX2, see benchmarks/).
 
     The transforms cost memory traffic in proportion to in + out channels, the products save work
     in proportion to in × out: narrow layers lose. Measured with freed memory kept for reuse
-    (``enliven.engines.cpu_memory``): 128 → 128 channels at 256² gains 1.1×, 256 → 64 loses (0.9×).
+    (``enliven.engines.cpu_memory``): in 2-D, 128 → 128 channels at 256² gains 1.1× and 256 → 64
+    loses (0.9×); a 3×3×3 convolution reuses each transformed slice for its three depth taps, so
+    narrower layers pay: 110 → 64 at 16×64² gains 1.5×, 128 → 32 only 1.08×.
     """
-    return in_channels * out_channels / (in_channels + out_channels) >= 60
+    harmonic = in_channels * out_channels / (in_channels + out_channels)
+    return harmonic >= (60 if depth_taps == 1 else 35)
 
 
 def _is_plain_3x3(conv: nn.Conv2d) -> bool:
     return (
         conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
         and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+    )
+
+
+def _is_plain_3x3x3(conv: nn.Conv3d) -> bool:
+    return (
+        conv.kernel_size == (3, 3, 3) and conv.stride == (1, 1, 1) and conv.padding == (1, 1, 1)
+        and conv.dilation == (1, 1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
     )
 
 
@@ -122,10 +133,59 @@ class WinogradConv2d(nn.Module):
         return y[:, :, :h, :w] if (h % 4 or w % 4) else y
 
 
+class WinogradConv3d(nn.Module):
+    """A 3×3×3, stride 1, padding 1 convolution: Winograd F(4×4, 3×3) over height and width, the
+    three depth taps summed in the transformed domain (each input slice is transformed once)."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        if not _is_plain_3x3x3(conv):
+            raise ValueError("WinogradConv3d needs a plain 3x3x3 convolution (stride 1, padding 1)")
+        w = conv.weight.detach().double()
+        u = torch.einsum("ij,ocdjk,lk->diloc", _G, w, _G)  # (depth tap, 6, 6, out, in)
+        self.register_buffer("u", u.reshape(3, 36, w.shape[0], w.shape[1]).float().contiguous())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().float().reshape(-1, 1).clone())
+        self.register_buffer("input_filters", torch.kron(_BT, _BT).float().reshape(36, 1, 6, 6))
+        self.register_buffer("output_transform", torch.kron(_AT, _AT).float())
+        self.bias_position = int(torch.nonzero((torch.kron(_AT, _AT) == 1).all(dim=0))[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._one(item) for item in x]) if x.shape[0] > 1 else self._one(x[0])
+
+    def _one(self, x: torch.Tensor) -> torch.Tensor:
+        c, d, h, w = x.shape
+        th, tw = -(-h // 4), -(-w // 4)
+        t = th * tw
+        planes = x.reshape(c * d, 1, h, w)
+        if h % 4 or w % 4:
+            planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
+        transformed = F.conv2d(planes, self.input_filters, stride=4, padding=1).view(c, d, 36, t)
+        # (36, in, depth + 2 zero slices, tile): each depth tap's operand is then a plain strided matrix
+        v = x.new_zeros(36, c, d + 2, t)
+        v[:, :, 1 : d + 1] = transformed.permute(2, 0, 1, 3)
+        v = v.view(36, c, -1)
+        o = self.u.shape[2]
+        m = torch.bmm(self.u[0], v[:, :, : d * t])
+        for k in (1, 2):
+            m.baddbmm_(self.u[k], v[:, :, k * t : (k + d) * t])
+        if self.bias is not None:
+            m[self.bias_position] += self.bias
+        y = torch.matmul(self.output_transform, m.view(36, -1)).view(4, 4, o, d, th, tw)
+        y = y.permute(2, 3, 4, 0, 5, 1).reshape(1, o, d, 4 * th, 4 * tw)
+        return y[..., :h, :w] if (h % 4 or w % 4) else y
+
+
 def fast_conv2d(conv: nn.Conv2d) -> nn.Module:
     """``conv`` itself, or its Winograd form where that is faster."""
     if _is_plain_3x3(conv) and winograd_pays(conv.in_channels, conv.out_channels):
         return WinogradConv2d.from_conv(conv)
+    return conv
+
+
+def fast_conv3d(conv: nn.Conv3d) -> nn.Module:
+    """``conv`` itself, or its Winograd form where that is faster."""
+    if _is_plain_3x3x3(conv) and winograd_pays(conv.in_channels, conv.out_channels, depth_taps=3):
+        return WinogradConv3d(conv)
     return conv
 
 
