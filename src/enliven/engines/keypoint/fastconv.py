@@ -89,10 +89,9 @@ def _is_plain_3x3x3(conv: nn.Conv3d) -> bool:
 class WinogradConv2d(nn.Module):
     """A 3×3, stride 1, padding 1 convolution computed as Winograd F(4×4, 3×3).
 
-    Laid out so that nothing is gathered or permuted by hand: the input transform is a stride-4
-    6×6 convolution of each channel (36 filters, one per transformed tile position), the 36
-    products write straight into a (out, 36, tile) buffer, and the output transform is one
-    (16 × 36) matrix product followed by a pixel shuffle.
+    The input transform is a stride-4 6×6 convolution of each channel (36 filters, one per
+    transformed tile position), which the 36 products read in place; the output transform is one
+    (16 × 36) matrix product, copied into place.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -124,13 +123,14 @@ class WinogradConv2d(nn.Module):
         if h % 4 or w % 4:
             planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
         v = F.conv2d(planes, self.input_filters, stride=4, padding=1)  # (in, 36, th, tw)
-        o = self.u.shape[1]
-        m = x.new_empty(o, 36, th * tw)
-        torch.bmm(self.u, v.view(c, 36, -1).transpose(0, 1), out=m.transpose(0, 1))
+        m = torch.bmm(self.u, v.view(c, 36, -1).transpose(0, 1))  # (36, out, tile)
         if self.bias is not None:
-            m[:, self.bias_position] += self.bias
-        y = F.pixel_shuffle(torch.matmul(self.output_transform, m).view(1, o * 16, th, tw), 4)
-        return y[:, :, :h, :w] if (h % 4 or w % 4) else y
+            m[self.bias_position] += self.bias
+        o = m.shape[1]
+        y = torch.mm(self.output_transform, m.view(36, -1)).view(4, 4, o, th, tw)
+        out = x.new_empty(1, o, 4 * th, 4 * tw)
+        out.view(o, th, 4, tw, 4).copy_(y.permute(2, 3, 0, 4, 1))  # into place: faster than a pixel shuffle
+        return out[:, :, :h, :w] if (h % 4 or w % 4) else out
 
 
 class WinogradConv3d(nn.Module):
@@ -170,9 +170,10 @@ class WinogradConv3d(nn.Module):
             m.baddbmm_(self.u[k], v[:, :, k * t : (k + d) * t])
         if self.bias is not None:
             m[self.bias_position] += self.bias
-        y = torch.matmul(self.output_transform, m.view(36, -1)).view(4, 4, o, d, th, tw)
-        y = y.permute(2, 3, 4, 0, 5, 1).reshape(1, o, d, 4 * th, 4 * tw)
-        return y[..., :h, :w] if (h % 4 or w % 4) else y
+        y = torch.mm(self.output_transform, m.view(36, -1)).view(4, 4, o, d, th, tw)
+        out = x.new_empty(1, o, d, 4 * th, 4 * tw)
+        out.view(o, d, th, 4, tw, 4).copy_(y.permute(2, 3, 4, 0, 5, 1))
+        return out[..., :h, :w] if (h % 4 or w % 4) else out
 
 
 def fast_conv2d(conv: nn.Conv2d) -> nn.Module:
