@@ -71,9 +71,13 @@ def _after_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> nn.Conv2d:
 class _FastSPADEBlock(nn.Module):
     """A ``SPADEResnetBlock`` whose label activations are computed outside (see ``FastSPADEDecoder``).
 
-    The shortcut's 1×1 convolution is linear, so it is applied to the shortcut SPADE's β before
-    β is computed: conv_s(n·(1 + γ) + β) = conv_s(n·(1 + γ)) + (conv_s ∘ mlp_β)(label), a β that
-    is as narrow as the block's output.
+    - Each SPADE's γ and β come from one convolution, and the 1 of n·(1 + γ) is in γ's bias.
+    - The shortcut's 1×1 convolution is linear, so it is applied to the shortcut SPADE's β before
+      β is computed: conv_s(n·(1 + γ) + β) = conv_s(n·(1 + γ)) + (conv_s ∘ mlp_β)(label), a β that
+      is as narrow as the block's output.
+    - The shortcut's and the first SPADE's instance norms are of the same input: computed once,
+      and, in upsampling blocks, at the input's size (a nearest ×2 upsampling keeps every
+      channel's mean and variance), which is all the block needs of its upsampled input.
     """
 
     def __init__(self, block: SPADEResnetBlock):
@@ -84,27 +88,36 @@ class _FastSPADEBlock(nn.Module):
         if self.learned_shortcut:
             pairs[0][1] = _after_1x1(block.norm_s.mlp_beta, block.conv_s)
         self.widths = [[gamma.out_channels, beta.out_channels] for gamma, beta in pairs]
-        self.modulations = nn.ModuleList(fast_conv2d(_merged_conv(pair)) for pair in pairs)  # γ and β
+        merged = [_merged_conv(pair) for pair in pairs]
+        for conv, (gamma_width, _) in zip(merged, self.widths):
+            conv.bias.data[:gamma_width] += 1
+        self.modulations = nn.ModuleList(fast_conv2d(conv) for conv in merged)  # 1 + γ, and β
         self.conv_0 = fast_conv2d(block.conv_0)
         self.conv_1 = fast_conv2d(block.conv_1)
         self.conv_s = block.conv_s if self.learned_shortcut else None
 
-    def _modulate(self, i: int, x: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gamma, beta = self.modulations[i](label).split(self.widths[i], dim=1)
-        return F.instance_norm(x) * (gamma + 1), beta
+    def _scale_shift(self, i: int, label: torch.Tensor) -> list[torch.Tensor]:
+        """1 + γ and β of SPADE ``i``: fresh tensors, which the caller overwrites in place."""
+        return self.modulations[i](label).split(self.widths[i], dim=1)
 
-    def forward(self, x: torch.Tensor, labels: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: list[torch.Tensor], upsample: bool = False) -> torch.Tensor:
+        """``upsample``: ``x`` is at half the labels' size, the block's input is its nearest ×2 upsampling."""
+        normed = F.instance_norm(x)
+        if upsample:
+            normed = F.interpolate(normed, scale_factor=2)
         first = 1 if self.learned_shortcut else 0
         if self.learned_shortcut:
-            scaled, beta = self._modulate(0, x, labels[0])
-            x_s = self.conv_s(scaled) + beta
+            scale, shift = self._scale_shift(0, labels[0])
+            shortcut = self.conv_s(scale.mul_(normed)).add_(shift)
+        elif upsample:
+            raise ValueError("an upsampling block needs a learned shortcut")
         else:
-            x_s = x
-        scaled, beta = self._modulate(first, x, labels[first])
-        dx = self.conv_0(F.leaky_relu(scaled + beta, 2e-1))
-        scaled, beta = self._modulate(first + 1, dx, labels[first + 1])
-        dx = self.conv_1(F.leaky_relu(scaled + beta, 2e-1))
-        return x_s + dx
+            shortcut = x
+        scale, shift = self._scale_shift(first, labels[first])
+        dx = self.conv_0(F.leaky_relu_(scale.mul_(normed).add_(shift), 2e-1))
+        scale, shift = self._scale_shift(first + 1, labels[first + 1])
+        dx = self.conv_1(F.leaky_relu_(scale.mul_(F.instance_norm(dx)).add_(shift), 2e-1))
+        return dx.add_(shortcut)
 
 
 class FastSPADEDecoder(nn.Module):
@@ -113,8 +126,8 @@ class FastSPADEDecoder(nn.Module):
     Every SPADE's label convolution reads the same label map (the decoder's input): the first
     convolution and the twelve label convolutions of the middle blocks run as one Winograd
     convolution; those of the upsampling blocks, which read the label map upsampled ×2 and ×4,
-    run at the label map's size (``UpsampledConv2d``). Each SPADE's γ and β come from one
-    convolution; wide 3×3 convolutions use Winograd F(4×4, 3×3).
+    run at the label map's size (``UpsampledConv2d``). Wide 3×3 convolutions use Winograd
+    F(4×4, 3×3). See ``_FastSPADEBlock`` for the rest.
     """
 
     def __init__(self, decoder: SPADEDecoder):
@@ -143,7 +156,7 @@ class FastSPADEDecoder(nn.Module):
             x = block(x, labels[: len(block.widths)])
             labels = labels[len(block.widths) :]
         for block in self.ups:
-            x = block(F.interpolate(x, scale_factor=2), up_labels[: len(block.widths)])
+            x = block(x, up_labels[: len(block.widths)], upsample=True)
             up_labels = up_labels[len(block.widths) :]
         return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
 
