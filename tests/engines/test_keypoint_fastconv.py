@@ -10,6 +10,7 @@ from enliven.engines.keypoint import fastconv, random_modules, tiny_config
 from enliven.engines.keypoint.accelerate import fold_for_inference, optimise_for_cpu
 from enliven.engines.keypoint.fastconv import (
     FFTConv3d,
+    FoldConv2d,
     UpsampledConv2d,
     WinogradConv2d,
     WinogradConv3d,
@@ -85,12 +86,23 @@ def test_fft_convolution_equals_the_direct_one(kernel, tile):
         FFTConv3d(torch.nn.Conv3d(4, 4, 3, padding=0))
 
 
+def test_fold_convolution_equals_the_direct_one():
+    torch.manual_seed(6)
+    conv = torch.nn.Conv2d(30, 2, (7, 5), padding=(3, 2))  # a non-square kernel catches swapped taps
+    x = torch.randn(2, 30, 11, 14)
+    with torch.no_grad():
+        torch.testing.assert_close(FoldConv2d(conv)(x).double(), _reference(conv, x), atol=2e-5, rtol=0)
+    with pytest.raises(ValueError, match="odd kernel"):
+        FoldConv2d(torch.nn.Conv2d(4, 1, 4, padding=2))
+
+
 def test_the_cpu_optimised_modules_keep_the_outputs(monkeypatch):
     monkeypatch.setattr(fastconv, "winograd_pays", lambda *shape, **taps: True)  # tiny layers: force every rewrite
     modules = fold_for_inference(random_modules(tiny_config()))
     fast = optimise_for_cpu(modules)
     assert any(isinstance(m, WinogradConv2d) for m in fast["spade_generator"].modules())
     assert any(isinstance(m, WinogradConv3d) for m in fast["warping_module"].modules())
+    assert isinstance(fast["warping_module"].dense_motion_network.occlusion, FoldConv2d)
     torch.manual_seed(4)
     feat = torch.randn(1, 8, 8, 16, 16)
     kp_s, kp_d = torch.rand(1, 21, 3) - 0.5, torch.rand(1, 21, 3) - 0.5

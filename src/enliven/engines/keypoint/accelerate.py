@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enliven.engines.keypoint.fastconv import FFTConv3d, UpsampledConv2d, fast_conv2d, fast_conv3d
+from enliven.engines.keypoint.fastconv import FFTConv3d, FoldConv2d, UpsampledConv2d, fast_conv2d, fast_conv3d
 from enliven.engines.keypoint.networks.blocks import SPADEResnetBlock
 from enliven.engines.keypoint.networks.spade import SPADEDecoder
 
@@ -171,6 +171,8 @@ def optimise_for_cpu(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
     out["spade_generator"] = FastSPADEDecoder(out["spade_generator"]).eval()
     dense = out["warping_module"].dense_motion_network
     dense.mask = FFTConv3d(dense.mask)
+    if dense.occlusion is not None:
+        dense.occlusion = FoldConv2d(dense.occlusion)
     for block in dense.hourglass.modules():  # the hourglass's 3×3×3 convolutions
         for name, child in block.named_children():
             if isinstance(child, nn.Conv3d):

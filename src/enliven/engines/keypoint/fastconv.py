@@ -11,6 +11,8 @@ it faster is to do fewer of them. Three exact rewrites (equal up to float roundi
   distinct low-resolution pixels, so each of the s² sub-pixel phases is a 2×2 convolution of the
   small map (SPADE's label convolutions in the decoder's upsampling blocks are such convolutions).
 - ``FFTConv3d``: the warping module's 7×7×7 mask convolution by tiled FFTs (overlap-save).
+- ``FoldConv2d``: not fewer multiplications but a faster order for them, where the output has a
+  single channel (the occlusion map).
 """
 
 from __future__ import annotations
@@ -254,6 +256,35 @@ class UpsampledConv2d(nn.Module):
             # element-wise SPADE arithmetic is slow on mixed memory layouts
             outs.append(out.view(b, h * scale, w * scale, channels).permute(0, 3, 1, 2).contiguous())
         return outs
+
+
+class FoldConv2d(nn.Module):
+    """A stride-1 'same' convolution with very few output channels (the occlusion map's 7×7, 2272 → 1).
+
+    oneDNN runs such a layer far below peak. Here it is one matrix product, every output channel's
+    kernel taps against all input channels, whose shifted results col2im (``F.fold``) sums.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        kh, kw = conv.kernel_size
+        if (
+            kh % 2 == 0 or kw % 2 == 0 or conv.padding != (kh // 2, kw // 2) or conv.stride != (1, 1)
+            or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"
+        ):
+            raise ValueError("FoldConv2d needs an odd kernel with 'same' zero padding, stride 1")
+        self.kernel_size, self.padding = conv.kernel_size, conv.padding
+        # fold adds column (o, tap) at the output tap − padding away from where it was computed, so
+        # the taps are listed in reverse to make a correlation
+        taps = conv.weight.detach().flip(2, 3).permute(0, 2, 3, 1)  # (out, kh, kw, in)
+        self.register_buffer("taps", taps.reshape(-1, conv.in_channels).contiguous())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        columns = torch.matmul(self.taps, x.reshape(b, c, h * w))  # (b, out·kh·kw, h·w)
+        y = F.fold(columns, (h, w), self.kernel_size, padding=self.padding)
+        return y if self.bias is None else y + self.bias
 
 
 class FFTConv3d(nn.Module):
