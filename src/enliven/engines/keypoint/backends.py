@@ -23,8 +23,10 @@ class TorchBackend:
         if not fold:
             self.modules = modules
         elif on_cpu:
-            keep_freed_memory()  # the decoder's ~5.6 GB of per-frame tensors would page-fault every frame
             self.modules = optimise_for_cpu(modules)
+            # after the rewrite, whose float64 temporaries then go back to the system; from here on the
+            # decoder's ~5.6 GB of per-frame tensors reuse their pages instead of faulting them in anew
+            keep_freed_memory()
         else:
             self.modules = fold_for_inference(modules)
 
