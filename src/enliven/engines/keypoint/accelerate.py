@@ -2,7 +2,8 @@
 
 - Spectral normalisation is a fixed rescaling at inference: divide each weight once, drop the hook.
 - BatchNorm after a convolution is an affine map per channel: fold it into the convolution.
-- Tensors go channels-last where oneDNN's kernels prefer it.
+- On a CPU (``optimise_for_cpu``), the decoder and the warping module's hourglass, mask and occlusion
+  convolutions in fewer multiplications (``fastconv``).
 
 The source-side caches (F(s), the source keypoints, the compressed source feature and its Gaussians)
 live in the engine; see ``KeypointEngine.prepare``.

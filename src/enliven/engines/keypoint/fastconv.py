@@ -1,7 +1,8 @@
 """Convolutions that do the same arithmetic in fewer multiplications (CPU inference only).
 
-On a CPU the LivePortrait decoder is bound by multiply-adds, not memory, so the only way to run
-it faster is to do fewer of them. Three exact rewrites (equal up to float rounding):
+On a CPU the LivePortrait decoder is bound by multiply-adds (once its temporaries stop page-faulting,
+see ``enliven.engines.cpu_memory``), so the way to run it faster is to do fewer of them. Exact
+rewrites (equal up to float rounding):
 
 - ``WinogradConv2d``: 3×3 convolutions as Winograd F(4×4, 3×3) — 36 products per 4×4 output tile
   instead of 144 — for the wide layers where the transforms are cheap next to the products;
