@@ -60,6 +60,34 @@ def winograd_matrices(points, m: int = 4, r: int = 3) -> tuple[torch.Tensor, tor
 # Points 0, −1, 1, ½, −2 and ∞: as accurate in float32 as a direct convolution here (max error ~1e-5 on
 # 512-channel layers), where the textbook 0, ±1, ±2 set is ~3× worse (Barabasz et al., 2020, on point choice).
 _AT, _G, _BT = winograd_matrices((0, -1, 1, Fraction(1, 2), -2))
+# The input transform as 36 stride-4 6×6 filters (one per transformed tile position), the output transform
+# as one (16 × 36) matrix, and the transformed position that reaches every output of its tile with
+# weight 1: adding a bias there adds it to the whole output at 1/36 of the cost of a pass over it.
+_INPUT_FILTERS = torch.kron(_BT, _BT).float().reshape(36, 1, 6, 6)
+_OUTPUT_TRANSFORM = torch.kron(_AT, _AT)
+_BIAS_POSITION = int(torch.nonzero((_OUTPUT_TRANSFORM == 1).all(dim=0))[0])
+_OUTPUT_TRANSFORM = _OUTPUT_TRANSFORM.float()
+
+
+def _transformed_tiles(planes: torch.Tensor) -> torch.Tensor:
+    """(planes, h, w) → (planes, 36, tiles): every 6×6 input tile (stride 4) in the Winograd domain."""
+    p, h, w = planes.shape
+    th, tw = -(-h // 4), -(-w // 4)
+    planes = planes.reshape(p, 1, h, w)
+    if h % 4 or w % 4:
+        planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
+    return F.conv2d(planes, _INPUT_FILTERS, stride=4, padding=1).view(p, 36, th * tw)
+
+
+def _untransformed(m: torch.Tensor, bias: torch.Tensor | None, h: int, w: int) -> torch.Tensor:
+    """(36, planes, tiles) products → (planes, h, w) outputs, ``bias`` (planes, 1) added."""
+    if bias is not None:
+        m[_BIAS_POSITION] += bias
+    p, th, tw = m.shape[1], -(-h // 4), -(-w // 4)
+    y = torch.mm(_OUTPUT_TRANSFORM, m.reshape(36, -1)).view(4, 4, p, th, tw)
+    out = m.new_empty(p, 4 * th, 4 * tw)
+    out.view(p, th, 4, tw, 4).copy_(y.permute(2, 3, 0, 4, 1))  # into place: faster than a pixel shuffle
+    return out[:, :h, :w] if (h % 4 or w % 4) else out
 
 
 def winograd_pays(in_channels: int, out_channels: int, depth_taps: int = 1) -> bool:
@@ -89,12 +117,16 @@ def _is_plain_3x3x3(conv: nn.Conv3d) -> bool:
     )
 
 
+def _per_item(one, x: torch.Tensor) -> torch.Tensor:
+    """``one`` applied to each item of the batch (a batch of one is not copied)."""
+    return one(x[0]).unsqueeze(0) if x.shape[0] == 1 else torch.stack([one(item) for item in x])
+
+
 class WinogradConv2d(nn.Module):
     """A 3×3, stride 1, padding 1 convolution computed as Winograd F(4×4, 3×3).
 
-    The input transform is a stride-4 6×6 convolution of each channel (36 filters, one per
-    transformed tile position), which the 36 products read in place; the output transform is one
-    (16 × 36) matrix product, copied into place.
+    The input transform is a stride-4 6×6 convolution of each channel, which the 36 products read
+    in place; the output transform is one (16 × 36) matrix product, copied into place.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -103,12 +135,6 @@ class WinogradConv2d(nn.Module):
         u = torch.einsum("ij,ocjk,lk->iloc", _G, w, _G)  # each output tile's 6×6 transformed kernel
         self.register_buffer("u", u.reshape(36, w.shape[0], w.shape[1]).float().contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().float().reshape(-1, 1).clone())
-        self.register_buffer("input_filters", torch.kron(_BT, _BT).float().reshape(36, 1, 6, 6))
-        output_transform = torch.kron(_AT, _AT)
-        self.register_buffer("output_transform", output_transform.float())
-        # the transformed position that reaches every output of its tile with weight 1: adding the
-        # bias there adds it to the whole output at 1/36 of the cost of a pass over it
-        self.bias_position = int(torch.nonzero((output_transform == 1).all(dim=0))[0])
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> WinogradConv2d:
@@ -117,23 +143,12 @@ class WinogradConv2d(nn.Module):
         return cls(conv.weight, conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._one(item) for item in x]) if x.shape[0] > 1 else self._one(x[0])
+        return _per_item(self._one, x)
 
     def _one(self, x: torch.Tensor) -> torch.Tensor:
-        c, h, w = x.shape
-        th, tw = -(-h // 4), -(-w // 4)
-        planes = x.reshape(c, 1, h, w)
-        if h % 4 or w % 4:
-            planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
-        v = F.conv2d(planes, self.input_filters, stride=4, padding=1)  # (in, 36, th, tw)
-        m = torch.bmm(self.u, v.view(c, 36, -1).transpose(0, 1))  # (36, out, tile)
-        if self.bias is not None:
-            m[self.bias_position] += self.bias
-        o = m.shape[1]
-        y = torch.mm(self.output_transform, m.view(36, -1)).view(4, 4, o, th, tw)
-        out = x.new_empty(1, o, 4 * th, 4 * tw)
-        out.view(o, th, 4, tw, 4).copy_(y.permute(2, 3, 0, 4, 1))  # into place: faster than a pixel shuffle
-        return out[:, :, :h, :w] if (h % 4 or w % 4) else out
+        _, h, w = x.shape
+        m = torch.bmm(self.u, _transformed_tiles(x).transpose(0, 1))  # (36, out, tile)
+        return _untransformed(m, self.bias, h, w)
 
 
 class WinogradConv3d(nn.Module):
@@ -148,35 +163,24 @@ class WinogradConv3d(nn.Module):
         u = torch.einsum("ij,ocdjk,lk->diloc", _G, w, _G)  # (depth tap, 6, 6, out, in)
         self.register_buffer("u", u.reshape(3, 36, w.shape[0], w.shape[1]).float().contiguous())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().float().reshape(-1, 1).clone())
-        self.register_buffer("input_filters", torch.kron(_BT, _BT).float().reshape(36, 1, 6, 6))
-        self.register_buffer("output_transform", torch.kron(_AT, _AT).float())
-        self.bias_position = int(torch.nonzero((torch.kron(_AT, _AT) == 1).all(dim=0))[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._one(item) for item in x]) if x.shape[0] > 1 else self._one(x[0])
+        return _per_item(self._one, x)
 
     def _one(self, x: torch.Tensor) -> torch.Tensor:
         c, d, h, w = x.shape
-        th, tw = -(-h // 4), -(-w // 4)
-        t = th * tw
-        planes = x.reshape(c * d, 1, h, w)
-        if h % 4 or w % 4:
-            planes = F.pad(planes, (0, 4 * tw - w, 0, 4 * th - h))
-        transformed = F.conv2d(planes, self.input_filters, stride=4, padding=1).view(c, d, 36, t)
+        transformed = _transformed_tiles(x.reshape(c * d, h, w))
+        t = transformed.shape[2]
         # (36, in, depth + 2 zero slices, tile): each depth tap's operand is then a plain strided matrix
         v = x.new_zeros(36, c, d + 2, t)
-        v[:, :, 1 : d + 1] = transformed.permute(2, 0, 1, 3)
+        v[:, :, 1 : d + 1] = transformed.view(c, d, 36, t).permute(2, 0, 1, 3)
         v = v.view(36, c, -1)
-        o = self.u.shape[2]
         m = torch.bmm(self.u[0], v[:, :, : d * t])
         for k in (1, 2):
             m.baddbmm_(self.u[k], v[:, :, k * t : (k + d) * t])
-        if self.bias is not None:
-            m[self.bias_position] += self.bias
-        y = torch.mm(self.output_transform, m.view(36, -1)).view(4, 4, o, d, th, tw)
-        out = x.new_empty(1, o, d, 4 * th, 4 * tw)
-        out.view(o, d, th, 4, tw, 4).copy_(y.permute(2, 3, 4, 0, 5, 1))
-        return out[..., :h, :w] if (h % 4 or w % 4) else out
+        o = m.shape[1]
+        bias = None if self.bias is None else self.bias.repeat_interleave(d, dim=0)  # one per (out, depth) plane
+        return _untransformed(m.view(36, o * d, t), bias, h, w).view(o, d, h, w)
 
 
 def fast_conv2d(conv: nn.Conv2d) -> nn.Module:
