@@ -69,6 +69,11 @@ def _after_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> nn.Conv2d:
     return out
 
 
+def _norms(block: SPADEResnetBlock) -> list[nn.Module]:
+    """The block's SPADEs, in the order it applies them: shortcut (if learned), then 0, then 1."""
+    return [block.norm_s, block.norm_0, block.norm_1] if block.learned_shortcut else [block.norm_0, block.norm_1]
+
+
 class _FastSPADEBlock(nn.Module):
     """A ``SPADEResnetBlock`` whose label activations are computed outside (see ``FastSPADEDecoder``).
 
@@ -84,8 +89,7 @@ class _FastSPADEBlock(nn.Module):
     def __init__(self, block: SPADEResnetBlock):
         super().__init__()
         self.learned_shortcut = block.learned_shortcut
-        norms = [block.norm_s, block.norm_0, block.norm_1] if self.learned_shortcut else [block.norm_0, block.norm_1]
-        pairs = [[norm.mlp_gamma, norm.mlp_beta] for norm in norms]
+        pairs = [[norm.mlp_gamma, norm.mlp_beta] for norm in _norms(block)]
         if self.learned_shortcut:
             pairs[0][1] = _after_1x1(block.norm_s.mlp_beta, block.conv_s)
         self.widths = [[gamma.out_channels, beta.out_channels] for gamma, beta in pairs]
@@ -137,8 +141,7 @@ class FastSPADEDecoder(nn.Module):
         ups = [decoder.up_0, decoder.up_1]
 
         def label_convs(block):
-            norms = [block.norm_s, block.norm_0, block.norm_1] if block.learned_shortcut else [block.norm_0, block.norm_1]
-            return [norm.mlp_shared[0] for norm in norms]
+            return [norm.mlp_shared[0] for norm in _norms(block)]
 
         self.first_width = decoder.fc.out_channels
         self.hidden = middle[0].norm_0.mlp_shared[0].out_channels
@@ -164,7 +167,8 @@ class FastSPADEDecoder(nn.Module):
 
 @torch.no_grad()
 def optimise_for_cpu(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
-    """``fold_for_inference``, then the decoder and the warping module's hourglass and mask in fewer multiplications.
+    """``fold_for_inference``, then the decoder and the warping module's hourglass, mask and occlusion
+    convolutions rewritten for speed (``fastconv``).
 
     Outputs equal the plain modules' up to float rounding (see ``benchmarks/keypoint_speed.py``).
     """

@@ -17,7 +17,7 @@ from enliven.engines.keypoint.accelerate import fold_for_inference, optimise_for
 
 class TorchBackend:
     def __init__(self, modules: dict[str, nn.Module], fold: bool = True):
-        # Folding spectral norm and BatchNorm is exact; on a CPU the decoder and the warping mask also
+        # Folding spectral norm and BatchNorm is exact; on a CPU the decoder and the warping module also
         # run in fewer multiplications (GPUs have their own fast convolutions).
         on_cpu = next(modules["spade_generator"].parameters()).device.type == "cpu"
         if not fold:
