@@ -5,14 +5,14 @@
 (a) baseline: the official networks run eagerly per frame (M on the driving crop, stitching, W, G),
     as LivePortrait's own loop does;
 (b) optimised: what the engine runs on a CPU, ``accelerate.optimise_for_cpu`` (spectral norm and
-    BatchNorm folded; decoder and warping mask in fewer multiplications: Winograd, sub-pixel and
-    FFT convolutions), with the source-side warping work cached, under ``torch.inference_mode``,
+    BatchNorm folded; decoder and warping module in fewer multiplications: Winograd, sub-pixel, FFT
+    and col2im convolutions), with the source-side warping work cached, under ``torch.inference_mode``,
     and freed memory kept for reuse (``enliven.engines.cpu_memory``), then (a) again that way too,
     to show how much of the speed-up comes from the allocator alone.
 Both run in this process on the same inputs; the script prints the median frame's ms per module,
 the speed-up and the largest output difference, and how far each path is from the same networks run
-in float64 (exact arithmetic), end to end and for the decoder alone. Without --weights, random official-size weights (seeded) stand in: the arithmetic, and so
-the time, is the same.
+in float64 (exact arithmetic), end to end and for the decoder alone. Without --weights, random
+official-size weights (seeded) stand in: the arithmetic, and so the time, is the same.
 """
 
 from __future__ import annotations
@@ -150,14 +150,9 @@ def main() -> None:
         x_s = source.keypoints()
 
     base_ms, base_out = measure(plain, feature, x_s, source, drivers, torch.no_grad)
-    # before freed memory is kept: float64 convolutions' multi-GB im2col buffers would stay in the heap
+    # Accuracy work first, before freed memory is kept: float64 convolutions' multi-GB im2col buffers
+    # would otherwise stay in the heap.
     exact = exact_outputs(plain, source_image, drivers)
-    kept = keep_freed_memory()  # what the engine's CPU backend does; it cannot be undone, so it comes second
-    fast_ms, fast_out = measure(fast, feature, x_s, source, drivers, torch.inference_mode, cache_source=True)
-    # the same plain networks with freed memory kept: how much of the speed-up is the allocator's
-    base_kept_ms = measure(plain, feature, x_s, source, drivers, torch.no_grad)[0] if kept else None
-    diff = max(float((a - b).abs().max()) for a, b in zip(base_out, fast_out))
-    base_exact, fast_exact = (float((out[0].double() - exact).abs().max()) for out in (base_out, fast_out))
     with torch.no_grad():  # module by module on identical inputs: isolates each rewrite's own error
         kp_d = x_s * 0.95
         w_plain, w_fast = plain["warping_module"](feature, kp_d, x_s), fast["warping_module"](feature, kp_d, x_s)
@@ -166,6 +161,12 @@ def main() -> None:
         g_diff = float((g_plain - g_fast).abs().max())
         g_exact = copy.deepcopy(plain["spade_generator"]).double()(w_plain["out"].double())
         plain_error, fast_error = (float((g.double() - g_exact).abs().max()) for g in (g_plain, g_fast))
+    kept = keep_freed_memory()  # what the engine's CPU backend does; it cannot be undone, so it comes second
+    fast_ms, fast_out = measure(fast, feature, x_s, source, drivers, torch.inference_mode, cache_source=True)
+    # the same plain networks with freed memory kept: how much of the speed-up is the allocator's
+    base_kept_ms = measure(plain, feature, x_s, source, drivers, torch.no_grad)[0] if kept else None
+    diff = max(float((a - b).abs().max()) for a, b in zip(base_out, fast_out))
+    base_exact, fast_exact = (float((out[0].double() - exact).abs().max()) for out in (base_out, fast_out))
 
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, {args.threads} threads; "
           f"{'official' if args.weights else 'random official-size'} weights; {args.frames} driving frames")
