@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -30,12 +30,13 @@ from enliven.io.video import VideoReader, VideoWriter
 from enliven.motion import edits
 from enliven.motion.align import AlignOptions, MotionAligner
 from enliven.motion.audio import AUDIO_SUFFIXES, audio_motion, speak
-from enliven.motion.frame import MotionFrame, MotionSequence
+from enliven.motion.frame import MotionFrame, MotionSequence, TrackingSummary
 from enliven.motion.landmark_image import draw_motion_frame
 from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
 from enliven.motion.presets import preset_motion
 from enliven.motion.smooth import smooth_motion
 from enliven.motion.sources import video_motion
+from enliven.motion.tracking import TrackOptions
 from enliven.motion.template import load_template, save_template
 from enliven.options import AnimateOptions
 
@@ -50,15 +51,28 @@ class AnimateResult:
     frames: int
     fps: float
     seconds: float
-    lost_frames: int  # driving frames where no face was found (previous motion reused)
+    lost_frames: int  # driving frames where the followed face was not seen (motion held, then eased to rest)
     engine: str
     faces: int = 1  # faces animated in the source
+    tracking: TrackingSummary | None = None  # a driving video's shots and who was followed
 
     def summary(self) -> str:
         speed = self.frames / self.seconds if self.seconds > 0 else float("inf")
-        lost = f", driver's face lost in {self.lost_frames} frame(s) (previous motion reused)" if self.lost_frames else ""
         faces = f", {self.faces} faces" if self.faces > 1 else ""
-        return f"wrote {self.output}: {self.frames} frame(s) at {self.fps:g} fps{faces}, {speed:.1f} frames/s{lost}"
+        text = f"wrote {self.output}: {self.frames} frame(s) at {self.fps:g} fps{faces}, {speed:.1f} frames/s"
+        if self.tracking is not None:
+            shots = self.tracking.shots
+            text += f"; driver: {self.tracking.followed}, {shots} shot{'s' if shots != 1 else ''}"
+        if self.lost_frames:
+            text += f"; driver's face lost in {self.lost_frames} frame(s) (motion held, then eased to rest)"
+        return text
+
+    def to_dict(self) -> dict:
+        """Plain values, for ``--json``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["output"] = str(self.output)
+        out["tracking"] = None if self.tracking is None else asdict(self.tracking)
+        return out
 
 
 def bundled_portrait() -> Path:
@@ -128,12 +142,16 @@ def open_driving(
     base_shape: np.ndarray | None = None,
     driving_crop: CropSpec | None = None,
     allow_pickle: bool = False,
+    tracking: TrackOptions = TrackOptions(),
+    progress: bool = False,
 ) -> MotionSequence:
     """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
     ``allow_pickle``), an image or a video.
 
     ``base_shape``: the source's canonical face (presets and driving images are built on it);
-    ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels).
+    ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels); ``tracking``: whose
+    motion a video gives and from which reference frames (``motion.tracking``); ``progress``: a bar while a
+    video is read.
     """
     text = str(driving)
     if text.startswith(PRESET_PREFIX):
@@ -151,7 +169,7 @@ def open_driving(
         if base_shape is None:
             raise EnlivenError("a driving image needs a source face to carry its expression to")
         return _image_motion(path, base_shape, driving_crop)
-    return video_motion(path, driving_crop)
+    return video_motion(path, driving_crop, tracking, progress)
 
 
 def _retime(frames: Iterable, src_fps: float, dst_fps: float) -> Iterator:
@@ -224,7 +242,9 @@ def prepare_animation(
         faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
     # Presets, driving images and audio are built on each face's own shape; a video's motion is shared.
     per_face = _built_on_the_face(driving)
-    shared = None if per_face else open_driving(driving, None, engine.driving_crop, opts.allow_pickle)
+    shared = None
+    if not per_face:
+        shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress)
     if shared is not None and not shared.has_landmarks and engine.driving_crop is None:
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
@@ -232,7 +252,7 @@ def prepare_animation(
         face.aligner = MotionAligner(
             face.landmarks,
             face.motion.fps,
-            replace(align, smooth=opts.smooth and face.motion.measured),
+            replace(align, smooth=opts.smooth and face.motion.measured, pose_limits=engine.pose_limits),
             reference=face.motion.reference,
         )
     return Animation(image, faces, engine, faces[0].motion, per_face)
@@ -298,12 +318,14 @@ def animate(
             for picture in _ticking(job.frames(fps), bar):
                 writer.write(picture)
                 count += 1
-    return AnimateResult(output, count, fps, time.perf_counter() - started, job.motion.lost, name, faces)
+    seconds = time.perf_counter() - started
+    return AnimateResult(output, count, fps, seconds, job.motion.lost, name, faces, job.motion.tracking)
 
 
 def _align(opts: AnimateOptions) -> AlignOptions:
     return AlignOptions(
-        opts.relative, opts.multiplier, normalize_lip=opts.normalize_lip, smooth=opts.smooth, controls=opts.controls
+        opts.relative, opts.multiplier, normalize_lip=opts.normalize_lip, smooth=opts.smooth, controls=opts.controls,
+        follow_camera=opts.follow_camera,
     )
 
 
@@ -327,12 +349,12 @@ def _animate_video_source(
         if not first_faces:
             raise NoFaceError(f"no face found in the first frame of {source}")
         first_shape = MotionFrame.from_landmarks(first_faces[0].landmarks).shape.astype(np.float64)
-        motion = open_driving(driving, first_shape, engine.driving_crop, opts.allow_pickle)
+        motion = open_driving(driving, first_shape, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress)
         if not motion.has_landmarks and engine.driving_crop is None:
             raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
         # The source moves, so smooth the driver's motion itself rather than the target landmarks.
         frames = smooth_motion(motion, motion.fps) if opts.smooth and motion.measured else iter(motion)
-        align = replace(_align(opts), smooth=False)
+        align = replace(_align(opts), smooth=False, pose_limits=engine.pose_limits)
         aligner = MotionAligner(first_faces[0].landmarks, reader.fps, align, reference=motion.reference)
         lengths = [n for n in (reader.frame_count, motion.length) if n]
         total = min(lengths) if lengths else None
@@ -353,7 +375,8 @@ def _animate_video_source(
                         rendered = engine.render(state, aligner(frame, source_landmarks=landmarks), frame)
                         writer.write(Paster(crop, state.paste_mask, image.shape[:2]).paste(image, rendered))
                     count += 1
-    return AnimateResult(output, count, reader.fps, time.perf_counter() - started, motion.lost + kept, engine.name)
+    seconds = time.perf_counter() - started
+    return AnimateResult(output, count, reader.fps, seconds, motion.lost + kept, engine.name, tracking=motion.tracking)
 
 
 def extract_motion(
@@ -362,8 +385,10 @@ def extract_motion(
     progress: bool = True,
     engine: str | None = None,
     weights: str | None = None,
+    tracking: TrackOptions = TrackOptions(),
 ) -> tuple[int, int]:
     """Save a driving video's motion as a template ``.npz``; returns (frames, frames with the face lost).
+    ``tracking``: whose motion, measured from which reference frames (kept in the template, shot by shot).
 
     With ``engine="keypoint"`` the template also carries LivePortrait's motion (its motion extractor on
     the driver's crops), so the keypoint engine replays it without the video.
@@ -372,7 +397,7 @@ def extract_motion(
     if output.suffix.lower() != ".npz":
         raise EnlivenError(f"motion templates are .npz files, not {output.name}")
     extractor = engines.create(engine, weights=weights) if engine and engine != "mesh" else None
-    motion = video_motion(video, extractor.driving_crop if extractor else None)
+    motion = video_motion(video, extractor.driving_crop if extractor else None, tracking, progress)
     frames: Iterable[MotionFrame] = motion
     if extractor is not None:
         frames = (replace(f, crop=None, keypoints=extractor.extract(f.crop)) for f in motion)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from enliven import __version__
 from enliven.errors import EnlivenError
 from enliven.motion.align import Controls
+from enliven.motion.tracking import TrackOptions
 
 EXAMPLES = """\
 examples:
@@ -31,6 +33,16 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fps", type=float, default=None, help="output frame rate (default: the driving video's)")
     g.add_argument("--face-index", type=int, default=0, metavar="N", help="which face to animate, 0 = the largest (default)")
     g.add_argument("--all-faces", action="store_true", help="animate every face in the source picture")
+    d = p.add_argument_group("driving video (real footage: cuts, several people, zoom, lost faces)")
+    d.add_argument("--driver-face", default="auto", metavar="auto|largest|N",
+                   help="whose motion to follow: auto = the person on screen longest (default), largest = the largest "
+                   "face in each frame, N = the N-th largest face in the first frame with faces")
+    d.add_argument("--reference", default="neutral", metavar="neutral|first|N",
+                   help="each shot's motion is measured from its least expressive frame (neutral, default), its first "
+                   "frame, or frame N of the clip")
+    d.add_argument("--follow-camera", action="store_true",
+                   help="follow the driver's camera zoom and shift in full (default: within 0.9-1.1 zoom and ±10%% of "
+                   "the face's width)")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="mux_audio", action="store_false", help="do not copy the driving audio into the output")
     g.add_argument("--allow-pickle", action="store_true", help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
@@ -86,6 +98,7 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
         normalize_lip=args.normalize_lip,
+        driver_face=args.driver_face, reference=args.reference, follow_camera=args.follow_camera,
         fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.mux_audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )
@@ -139,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="drive with this text, spoken by espeak-ng")
     p.add_argument("--voice", default="en", help="espeak-ng voice for --text (default: en)")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (or .png/.jpg for a driving image)")
+    p.add_argument("--json", action="store_true", help="print what was done as JSON on stdout (frames, shots, who was "
+                   "followed, frames held)")
     _add_animation_options(p)
 
     motion = sub.add_parser("motion", help="extract, inspect and reuse motion templates")
@@ -148,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="template file (.npz)")
     p.add_argument("--engine", default="mesh", help="also store this engine's own motion (keypoint: LivePortrait's)")
     p.add_argument("--weights", metavar="DIR", help="weights for --engine keypoint")
+    p.add_argument("--driver-face", default="auto", metavar="auto|largest|N", help="whose motion to keep (as animate)")
+    p.add_argument("--reference", default="neutral", metavar="neutral|first|N",
+                   help="each shot's reference frame (as animate)")
     p = msub.add_parser("import-pkl", help="convert a LivePortrait .pkl template to .npz (needs --allow-pickle)")
     p.add_argument("pkl", help="LivePortrait template (.pkl)")
     p.add_argument("-o", "--output", required=True, help="template file (.npz)")
@@ -199,9 +217,12 @@ def run(argv: list[str] | None = None) -> int:
         else:
             result = api.animate(args.source, args.driving or args.audio, args.output, **_animation_kwargs(args))
         say(result.summary())
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2))
     elif args.command == "motion" and args.motion_command == "extract":
         frames, lost = api.extract_motion(
-            args.video, args.output, progress=not args.quiet, engine=args.engine, weights=args.weights
+            args.video, args.output, progress=not args.quiet, engine=args.engine, weights=args.weights,
+            tracking=TrackOptions(args.driver_face, args.reference),
         )
         say(f"wrote {args.output}: {frames} frame(s)" + (f", face lost in {lost}" if lost else ""))
     elif args.command == "motion" and args.motion_command == "import-pkl":

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
 from enliven.motion.align import Controls
+from enliven.motion.tracking import TrackOptions
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class AnimateOptions:
     """Which face of the source to animate, 0 = the largest."""
     all_faces: bool = False
     """Animate every face found in the source (each with its own crop and paste-back), not just one."""
+    driver_face: str | int = "auto"
+    """Whose motion a driving video gives: ``auto`` (the person on screen longest), ``largest`` (the largest face
+    in each frame) or N (the N-th largest face, 0 = largest, in the first frame with faces)."""
+    reference: str | int = "neutral"
+    """Which frame of each shot the driver's motion is measured from: ``neutral`` (its least expressive frame),
+    ``first``, or frame N of the clip (for its shot; the others use ``neutral``)."""
+    follow_camera: bool = False
+    """Follow the driver's camera zoom and shift in full; by default a still portrait follows them only within
+    0.9–1.1 zoom and ±10 % of the face's width."""
     crop_size: int = 512
     """Side of the square face crop the engine renders, in pixels."""
     crop_scale: float = 2.3
@@ -63,6 +73,12 @@ class AnimateOptions:
             raise EnlivenError(f"face index must be >= 0, got {self.face_index}")
         if not 0 <= self.crf <= 51:
             raise EnlivenError(f"crf must be between 0 and 51, got {self.crf}")
+        self.tracking  # noqa: B018 - checks driver_face and reference now, before any work
+
+    @property
+    def tracking(self) -> TrackOptions:
+        """How a driving video is read (whose motion, from which reference frames)."""
+        return TrackOptions(self.driver_face, self.reference)
 
     @property
     def crop(self) -> CropSpec:

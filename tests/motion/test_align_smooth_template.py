@@ -39,7 +39,7 @@ def test_relative_identity_when_the_driver_is_still(faces):
 def test_relative_transfer_applies_pose_changes(faces):
     canon, _ = faces
     source = geometry.from_canonical(canon, geometry.Pose(np.eye(3), 150.0, np.array([256.0, 250.0, 0.0])))
-    aligner = MotionAligner(source, 25, AlignOptions(smooth=False))
+    aligner = MotionAligner(source, 25, AlignOptions(smooth=False, follow_camera=True))
     aligner(_frame(canon))
     pose = geometry.fit_pose(aligner(_frame(canon, yaw=15, scale=120, t=(230.0, 200.0, 0.0))))
     assert pose.angles()[0] == pytest.approx(15, abs=0.5)  # R_d,i R_d,0^T R_s with R_s = I

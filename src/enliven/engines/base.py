@@ -35,6 +35,9 @@ class Engine(Protocol):
     name: str
     driving_crop: CropSpec | None
     """If set, driving video frames arrive with the driver's face crop (``MotionFrame.crop``) cut this way."""
+    pose_limits: tuple[float, float, float]
+    """The head angles (yaw, pitch, roll in degrees, either way from frontal) the engine renders cleanly; driving
+    motion is eased into them (``motion.align.limit_pose``)."""
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         """Do all per-source work once. ``session``: the run's state to carry on (video sources prepare every

@@ -2,21 +2,31 @@
 
 Relative (default): the driver's change since its reference frame is applied to the source —
 expression in canonical space (so the driver's face shape never leaks in), rotation as
-``R_d,i · R_d,0ᵀ · R_s``, scale as a ratio and translation in face-size units. Absolute: the driver's
-canonical expression and head rotation replace the source's; the source keeps its size and place.
-``multiplier`` scales the motion (expression offsets, rotation angle, zoom and shift); manual ``Controls``
-are applied after it; measured motion is smoothed with a one-euro filter.
+``R_d,i · R_d,0ᵀ · R_s``, scale as a ratio and translation in face-size units. The reference is the frame's
+shot's own (``MotionFrame.anchor``, see ``motion.tracking``), else the sequence's, else the first frame.
+Absolute: the driver's canonical expression and head rotation replace the source's; the source keeps its size
+and place. ``multiplier`` scales the motion (expression offsets, rotation angle, zoom and shift).
+
+Then what a still portrait can take: the driver's camera zoom and shift are followed only within what looks
+natural (eased into ``ZOOM_LIMIT`` and ``SHIFT_LIMIT``; ``follow_camera`` follows them in full) and the head's
+angles are eased into the range the engine renders cleanly (``pose_limits``). Lost faces and cuts go through
+``motion.continuity`` (hold, ease to rest, blend back in: the output never jumps). Manual ``Controls`` are applied
+after all of it; measured motion is smoothed with a one-euro filter.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from enliven.errors import EnlivenError
 from enliven.face import geometry
+from enliven.face import landmarks as lm
 from enliven.motion import edits
+from enliven.motion.continuity import Continuity, ContinuityOptions, soft_clip
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
@@ -81,6 +91,15 @@ class Controls:
 
 
 LIP_NORMALIZE_THRESHOLD = 0.03  # LivePortrait's: a source mouth open at least this much is closed first
+ZOOM_LIMIT = 0.1  # a still portrait follows the driver's zoom into about 0.9–1.1 (log of the scale ratio) ...
+SHIFT_LIMIT = 0.1  # ... and its shift into ±10 % of the face's width
+
+
+@functools.cache
+def _face_width() -> float:
+    """The canonical face's width (across the oval), in canonical units (outer eye-corner distances)."""
+    oval = geometry.face_model().canonical[list(lm.FACE_OVAL), 0]
+    return float(oval.max() - oval.min())
 
 
 @dataclass(frozen=True)
@@ -92,15 +111,20 @@ class AlignOptions:
     smooth_cutoff: float = 1.0  # Hz at rest; lower is steadier
     smooth_beta: float = 0.05  # how fast the cutoff opens up with speed (per crop pixel/s)
     controls: Controls = Controls()
+    follow_camera: bool = False  # follow the driver's zoom and shift in full (a still source)
+    pose_limits: tuple[float, float, float] | None = None  # yaw, pitch, roll (degrees) the engine renders cleanly
+    continuity: ContinuityOptions = ContinuityOptions()
 
 
-def _scaled_rotation(rotation: np.ndarray, factor: float) -> np.ndarray:
-    """The rotation by ``factor`` times the angle about the same axis (1: unchanged, 0: identity)."""
-    if factor == 1.0:
+def limit_pose(rotation: np.ndarray, source_rotation: np.ndarray, limits: tuple[float, float, float]) -> np.ndarray:
+    """``rotation`` with each angle eased into ±limit; angles the source itself has are never changed (a source
+    turned past a limit keeps its turn and may move a little further)."""
+    own = np.abs(geometry.rotation_to_angles(source_rotation))
+    angles = geometry.rotation_to_angles(rotation)
+    limited = [soft_clip(a, limit, max(0.5 * limit, o)) for a, limit, o in zip(angles, limits, own)]
+    if np.allclose(limited, angles):
         return rotation
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_rotvec(Rotation.from_matrix(rotation).as_rotvec() * factor).as_matrix()
+    return geometry.rotation_from_angles(*limited)
 
 
 class MotionAligner:
@@ -109,13 +133,21 @@ class MotionAligner:
     def __init__(
         self, source_landmarks: np.ndarray, fps: float, options: AlignOptions, reference: MotionFrame | None = None
     ):
-        """``reference``: the driver's neutral frame; None takes the first frame given."""
+        """``reference``: the driver's neutral frame; None takes the first frame given (a frame's own shot
+        reference, ``MotionFrame.anchor``, comes first)."""
         self.source_landmarks = np.asarray(source_landmarks, np.float64)
         self.source = MotionFrame.from_landmarks(self.source_landmarks)
         self.options = options
         self._source_shape = self._start_shape(self.source)  # a still source's, worked out once
         self.reference = reference
         self._filter = OneEuroFilter(fps, options.smooth_cutoff, options.smooth_beta) if options.smooth else None
+        self._shape_size = self.source_landmarks.size
+        self._continuity = Continuity(self._shape_size + 7, fps, options.continuity)
+
+    @property
+    def held_frames(self) -> int:
+        """Frames rendered without live motion (the driver's face lost: held, then eased to rest)."""
+        return self._continuity.held_frames
 
     def _start_shape(self, source: MotionFrame) -> np.ndarray:
         """The source's canonical shape that the motion starts from (its mouth closed under ``normalize_lip``)."""
@@ -124,27 +156,49 @@ class MotionAligner:
             shape = edits.set_lip_open(shape, 0.0)
         return shape
 
+    def _motion(self, frame: MotionFrame, src: MotionFrame, src_shape: np.ndarray, still: bool) -> np.ndarray:
+        """The frame's motion as offsets from the source at rest: canonical shape offsets, rotation vector, log
+        zoom and shift (canonical units), after the multiplier and the limits of what looks natural."""
+        m, options = self.options.multiplier, self.options
+        ref = frame.anchor or self.reference
+        zoom, shift = 0.0, np.zeros(3)
+        if options.relative:
+            shape = m * (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
+            turn = frame.pose.rotation @ ref.pose.rotation.T
+            if still:  # a still source follows the driver's zoom and shift too, within limits
+                zoom = m * np.log(frame.scale / ref.scale)
+                shift = m * (frame.pose.translation - ref.pose.translation) / ref.scale
+                if not options.follow_camera:
+                    zoom = soft_clip(zoom, ZOOM_LIMIT)
+                    shift = soft_clip(shift, SHIFT_LIMIT * _face_width())
+        else:
+            shape = m * (frame.shape.astype(np.float64) - src_shape)
+            turn = frame.pose.rotation @ src.pose.rotation.T
+        rotvec = m * Rotation.from_matrix(turn).as_rotvec()
+        if options.pose_limits is not None:
+            rotation = limit_pose(Rotation.from_rotvec(rotvec).as_matrix() @ src.pose.rotation, src.pose.rotation,
+                                  options.pose_limits)
+            rotvec = Rotation.from_matrix(rotation @ src.pose.rotation.T).as_rotvec()
+        return np.concatenate([shape.ravel(), rotvec, [zoom], shift])
+
     def __call__(self, frame: MotionFrame, source_landmarks: np.ndarray | None = None) -> np.ndarray:
         """Target landmarks for ``frame``. ``source_landmarks``: this frame's source face, for a video source;
         it then keeps its own size and place (LivePortrait's video editing) and only expression and head
         rotation change."""
-        if self.reference is None:
+        if self.reference is None and frame.anchor is None and frame.valid:
             self.reference = frame
         moving_source = source_landmarks is not None
         src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
-        ref, m = self.reference, self.options.multiplier
         src_shape = self._start_shape(src) if moving_source else self._source_shape
-        if self.options.relative:
-            shape = src_shape + m * (frame.shape.astype(np.float64) - ref.shape.astype(np.float64))
-            rotation = _scaled_rotation(frame.pose.rotation @ ref.pose.rotation.T, m) @ src.pose.rotation
-            scale, translation = src.scale, src.pose.translation
-            if not moving_source:  # a still source follows the driver's zoom and shift too
-                scale = src.scale * (frame.scale / ref.scale) ** m
-                translation = translation + m * (frame.pose.translation - ref.pose.translation) * src.scale / ref.scale
-        else:
-            shape = src_shape + m * (frame.shape.astype(np.float64) - src_shape)
-            rotation = _scaled_rotation(frame.pose.rotation @ src.pose.rotation.T, m) @ src.pose.rotation
-            scale, translation = src.scale, src.pose.translation
+        live = None
+        if frame.valid and (frame.anchor is not None or self.reference is not None):
+            live = self._motion(frame, src, src_shape, still=not moving_source)
+        motion = self._continuity(live, frame.shot)
+        n = self._shape_size
+        shape = src_shape + motion[:n].reshape(src_shape.shape)
+        rotation = Rotation.from_rotvec(motion[n : n + 3]).as_matrix() @ src.pose.rotation
+        scale = src.scale * float(np.exp(motion[n + 3]))
+        translation = src.pose.translation + motion[n + 4 :] * src.scale
         controls = self.options.controls
         if controls.active:  # after the multiplier: a requested ratio or angle is met as asked
             shape, rotation = controls.edit(shape), controls.rotation() @ rotation

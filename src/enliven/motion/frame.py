@@ -23,7 +23,8 @@ class MotionFrame:
     only for engines that read motion from pixels (see ``Engine.driving_crop``); it is never saved.
     ``keypoints`` is LivePortrait's motion for this frame (``kp``, ``exp``, ``rotation``, ``scale``, ``t``,
     ``angles``), when a template carries it (extracted with the keypoint engine, or imported from a
-    LivePortrait ``.pkl``).
+    LivePortrait ``.pkl``). ``shot`` numbers the driving clip's shots (cuts, see ``motion.tracking``) and
+    ``anchor`` is the frame this shot's motion is measured from (None: the sequence's reference).
     """
 
     shape: np.ndarray
@@ -33,6 +34,8 @@ class MotionFrame:
     valid: bool = True
     crop: np.ndarray | None = None
     keypoints: dict[str, np.ndarray] | None = None
+    shot: int = 0
+    anchor: MotionFrame | None = None
 
     @classmethod
     def from_landmarks(cls, points: np.ndarray) -> MotionFrame:
@@ -56,6 +59,15 @@ class MotionFrame:
         return replace(self, valid=False)
 
 
+@dataclass(frozen=True)
+class TrackingSummary:
+    """What the tracking stage decided about a driving video (see ``motion.tracking``)."""
+
+    shots: int
+    people: int
+    followed: str  # who was followed, in words
+
+
 @dataclass
 class MotionSequence:
     """Frames of motion at ``fps``, streamed once.
@@ -74,6 +86,7 @@ class MotionSequence:
     audio: Path | None = None
     origin: str = ""
     has_landmarks: bool = True  # False for LivePortrait templates: keypoint motion only
+    tracking: TrackingSummary | None = None  # driving videos: shots and the followed person
     lost: int = field(default=0, init=False)
 
     def __iter__(self) -> Iterator[MotionFrame]:

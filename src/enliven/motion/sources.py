@@ -1,4 +1,4 @@
-"""Where motion comes from: driving videos and images, analysed with the face mesh."""
+"""Where motion comes from: driving videos, analysed with the face mesh and tracked (see ``motion.tracking``)."""
 
 from __future__ import annotations
 
@@ -7,48 +7,57 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from enliven.errors import NoFaceError
-from enliven.face.analyzer import FaceAnalyzer
-from enliven.face.crop import Crop, CropSpec
+from enliven.face.crop import CropSpec
 from enliven.io.video import VideoReader
 from enliven.motion.frame import MotionFrame, MotionSequence
+from enliven.motion.tracking import TrackOptions, analyse
 
 
-def video_motion(path: str | os.PathLike, driving_crop: CropSpec | None = None) -> MotionSequence:
-    """Stream a driving video's motion (largest face, tracked frame to frame).
+def video_motion(
+    path: str | os.PathLike,
+    driving_crop: CropSpec | None = None,
+    options: TrackOptions = TrackOptions(),
+    progress: bool = False,
+) -> MotionSequence:
+    """A driving video's motion, of one person, shot by shot.
 
-    A frame where the face is lost repeats the last good motion, marked ``valid=False``; frames before
-    the first detection repeat the first good one. With ``driving_crop`` every frame also carries the
-    driver's face crop; the crop box is fixed at the first detection, so head motion stays visible in
-    it (LivePortrait uses one box for the whole clip too; we cannot look ahead while streaming).
+    The whole clip is read once first (faces, shots, who to follow, each shot's reference frame; a progress bar
+    "reading the driver" when ``progress``); the motion then streams frame by frame, each frame carrying its shot
+    and that shot's reference (``MotionFrame.shot``/``anchor``). Frames where the followed person is not seen
+    repeat the last good motion, marked ``valid=False`` (frames before the first sighting repeat the first one).
+    With ``driving_crop`` every frame also carries the driver's face crop, cut with one box per shot (at the
+    shot's reference frame), so head motion stays visible in it (LivePortrait's one box per clip, made per shot).
     """
-    reader = VideoReader(path)
+    track = analyse(path, options, progress)
+    anchors = [None if r < 0 else MotionFrame.from_landmarks(track.landmarks(r)) for r in track.references]
+    boxes = [None if r < 0 or driving_crop is None else driving_crop.crop(track.landmarks(r)) for r in track.references]
+    first_seen = int((track.followed >= 0).argmax())
 
     def frames() -> Iterator[MotionFrame]:
-        pending = 0
+        pictures = iter(VideoReader(path)) if driving_crop is not None else None
         last: MotionFrame | None = None
-        box: Crop | None = None
-        with FaceAnalyzer(static=False) as analyzer:
-            for image in reader:
-                faces = analyzer.detect(image)
-                if not faces:
-                    if last is None:
-                        pending += 1
-                    else:
-                        yield last.lost()
+        try:
+            for t in range(track.frames):
+                image = next(pictures, None) if pictures is not None else None
+                shot = int(track.shot_of[t])
+                if track.followed[t] < 0:  # not seen: the last motion, or the first one before any sighting
+                    held = last or MotionFrame.from_landmarks(track.landmarks(first_seen))
+                    yield replace(held, valid=False, shot=shot, crop=None)
                     continue
-                last = MotionFrame.from_landmarks(faces[0].landmarks)
-                if driving_crop is not None:
-                    box = box or driving_crop.crop(faces[0].landmarks)
-                    last = replace(last, crop=box.cut(image))
-                for _ in range(pending):
-                    yield last.lost()
-                pending = 0
+                last = replace(MotionFrame.from_landmarks(track.landmarks(t)), shot=shot, anchor=anchors[shot])
+                if boxes[shot] is not None and image is not None:
+                    last = replace(last, crop=boxes[shot].cut(image))
                 yield last
-        if last is None:
-            raise NoFaceError(f"no face found in any frame of {reader.path}")
+        finally:
+            if pictures is not None:
+                pictures.close()
+            track.store.close()
 
     return MotionSequence(
-        frames(), fps=reader.fps, length=reader.frame_count or None, audio=Path(path) if reader.has_audio else None,
+        frames(),
+        fps=track.fps,
+        length=track.frames,
+        audio=Path(path) if track.has_audio else None,
         origin=str(path),
+        tracking=track.summary(),
     )

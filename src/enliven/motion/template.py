@@ -13,7 +13,7 @@ from enliven.io.files import atomic_output, require_file
 from enliven.motion.frame import MotionFrame, MotionSequence
 
 FORMAT = "enliven-motion"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: shots and each shot's reference frame (anchor); 1 is still read
 KEYPOINT_FIELDS = ("kp", "exp", "rotation", "scale", "t", "angles")
 
 
@@ -39,12 +39,43 @@ def save_template(path: str | os.PathLike, sequence: MotionSequence, frames: Ite
         "reference_translation": reference.translation,
         "has_landmarks": np.bool_(sequence.has_landmarks),
     }
+    arrays.update(_anchor_arrays(frames))
     if all(f.keypoints is not None for f in frames):  # LivePortrait motion rides along (arrays "kp_*")
         for key in KEYPOINT_FIELDS:
             arrays[f"kp_{key}"] = np.stack([np.asarray(f.keypoints[key], np.float32) for f in frames])
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     return len(frames)
+
+
+def _anchor_arrays(frames: list[MotionFrame]) -> dict[str, np.ndarray]:
+    """Each frame's shot, and each shot's reference frame (``MotionFrame.anchor``; a shot without one has
+    ``anchor_valid`` False and zeros)."""
+    shots = np.array([f.shot for f in frames], np.int32)
+    count = int(shots.max()) + 1
+    anchors: list[MotionFrame | None] = [None] * count
+    for f in frames:
+        anchors[f.shot] = anchors[f.shot] or f.anchor
+    blank = MotionFrame(np.zeros_like(frames[0].shape), np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
+    filled = [a or blank for a in anchors]
+    return {
+        "shot": shots,
+        "anchor_valid": np.array([a is not None for a in anchors]),
+        "anchor_shape": np.stack([a.shape for a in filled]),
+        "anchor_rotation": np.stack([a.rotation for a in filled]),
+        "anchor_scale": np.array([a.scale for a in filled], np.float32),
+        "anchor_translation": np.stack([a.translation for a in filled]),
+    }
+
+
+def _anchors(data: dict[str, np.ndarray]) -> list[MotionFrame | None]:
+    if "anchor_valid" not in data:  # schema 1: one reference for the whole template
+        return [None]
+    return [
+        MotionFrame(data["anchor_shape"][s], data["anchor_rotation"][s], float(data["anchor_scale"][s]),
+                    data["anchor_translation"][s]) if valid else None
+        for s, valid in enumerate(data["anchor_valid"])
+    ]
 
 
 def load_template(path: str | os.PathLike) -> MotionSequence:
@@ -60,6 +91,10 @@ def load_template(path: str | os.PathLike) -> MotionSequence:
         raise EnlivenError(f"motion template {path} has schema {version}; this enliven reads up to {SCHEMA_VERSION}")
     n = len(data["shape"])
     has_keypoints = all(f"kp_{key}" in data for key in KEYPOINT_FIELDS)
+    anchors = _anchors(data)
+    shots = data["shot"] if "shot" in data else np.zeros(n, np.int32)
+    if len(shots) != n or shots.min(initial=0) < 0 or shots.max(initial=0) >= len(anchors):
+        raise EnlivenError(f"motion template {path} is damaged: its shots do not match its frames")
     frames = [
         MotionFrame(
             data["shape"][i],
@@ -68,6 +103,8 @@ def load_template(path: str | os.PathLike) -> MotionSequence:
             data["translation"][i],
             bool(data["valid"][i]),
             keypoints={key: data[f"kp_{key}"][i] for key in KEYPOINT_FIELDS} if has_keypoints else None,
+            shot=int(shots[i]),
+            anchor=anchors[int(shots[i])],
         )
         for i in range(n)
     ]

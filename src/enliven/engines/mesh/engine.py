@@ -150,6 +150,8 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
 class MeshEngine:
     name = "mesh"
     driving_crop = None  # landmarks are all it needs
+    # Head angles (yaw, pitch, roll; degrees) it renders cleanly: a 2-D warp of one view shows no hidden side.
+    pose_limits = (25.0, 20.0, 30.0)
 
     def __init__(self, stride: int = 2, align: object = None):
         # `align` (motion options) is given to every engine; the mesh engine gets aligned landmarks already.

@@ -1,0 +1,432 @@
+"""Who drives, and in which shot: the tracking stage between a driving video's faces and alignment.
+
+Real footage has cuts, several people, zoom, black frames and faces that leave the picture. A first pass over
+the clip finds every face in every frame (MediaPipe in video mode, up to ``MAX_DRIVER_FACES``) and measures how
+much the picture changes from frame to frame. From those, with no pixels kept:
+
+- **Shots.** A cut is a frame whose picture changes a lot *and* whose faces do not continue from the frame
+  before (a landmark jump, or faces appearing or vanishing). A big picture change with every face carrying on
+  smoothly (a flash, a fast pan) is not a cut; neither is a slow fade.
+- **People.** Within a shot, faces are linked frame to frame by position and size into tracklets. Tracklets are
+  grouped into people across shots by an identity signature: the pose-normalised shape of the skull's rigid
+  points (what the landmarks give) together with a tiny aligned colour thumbnail of the face (skin, hair,
+  lighting — what tells two people apart when MediaPipe's shapes come out alike). Two tracklets on screen at
+  the same time are never the same person.
+- **The driver.** ``auto`` follows the person on screen for the most frames of the clip (the protagonist;
+  ties go to whoever appears first); ``largest`` takes the largest face of each frame (no identity, the old
+  behaviour); ``N`` the person whose face is the N-th largest (0 = largest) in the first frame with faces.
+- **References.** Each shot's motion is measured from a reference frame of its own (``first``, ``neutral`` —
+  the least expressive frame: mouth closed, eyes as open as usual, face shape nearest the shot's median,
+  near frontal — or frame ``N``), so another camera angle or zoom is never read as expression or motion.
+- **Lost.** Frames where the followed person is not seen, is too small to measure (under ``MIN_FACE_PX``
+  wide) or is mostly outside the picture are marked lost; alignment holds and then eases the motion.
+
+A second pass streams the followed person's motion frame by frame, each frame carrying its shot and that
+shot's reference (``MotionFrame.shot``, ``MotionFrame.anchor``); engines that read pixels get a crop that
+follows the tracked face, one box per shot. Landmarks wait between the passes in a temporary file, so memory
+does not grow with the clip.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from enliven.errors import EnlivenError, NoFaceError
+from enliven.face import geometry
+from enliven.face import landmarks as lm
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.face.crop import face_crop
+from enliven.face.landmarks import NUM_LANDMARKS
+from enliven.io.video import VideoReader
+from enliven.motion.frame import MotionFrame, TrackingSummary
+
+MAX_DRIVER_FACES = 4  # faces looked for in each driving frame
+MIN_FACE_PX = 20.0  # a face narrower than this is too small to read expression from
+MIN_INSIDE = 0.85  # a face with fewer of its landmarks inside the picture is leaving it: lost
+
+THUMB_SIZE = 32  # side of the grey thumbnail whose change tells cuts
+CUT_CHANGE = 0.08  # mean absolute thumbnail change (0–1) from which a frame may be a cut
+CONTINUE_SHIFT = 0.25  # a face continues into the next frame if it moved less than this many face widths ...
+CONTINUE_SIZE = 1.2  # ... and changed width by less than this factor
+
+LINK_SHIFT = 0.5  # within a shot, a face joins a tracklet it is this many face widths from ...
+LINK_SIZE = 1.5  # ... and this factor in width from ...
+LINK_GAP_S = 1.0  # ... when the tracklet was last seen at most this long ago
+
+SIGNATURE_THUMB = 16  # side of the aligned colour thumbnail in the identity signature
+SHAPE_SPREAD = 0.016  # typical distance between two people's mean rigid shapes (canonical units) ...
+LOOK_SPREAD = 0.05  # ... and between their face thumbnails (0–1 colour values); measured on two real faces
+SAME_PERSON = 1.0  # tracklets closer than this in those units (root mean square of both) are one person
+
+DRIVER_CHOICES = ("auto", "largest")
+REFERENCE_CHOICES = ("first", "neutral")
+
+
+def parse_choice(value: str | int, choices: tuple[str, ...], what: str) -> str | int:
+    """``value`` as one of ``choices`` or a non-negative integer, else one clear error."""
+    text = str(value).strip().lower()
+    if text in choices:
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise EnlivenError(f"{what} must be {', '.join(choices)} or a number >= 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """How a driving video is read: whose motion (``driver_face``) and measured from which frame (``reference``)."""
+
+    driver_face: str | int = "auto"
+    reference: str | int = "neutral"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "driver_face", parse_choice(self.driver_face, DRIVER_CHOICES, "driver face"))
+        object.__setattr__(self, "reference", parse_choice(self.reference, REFERENCE_CHOICES, "reference"))
+
+
+# --- what the first pass keeps of each face --------------------------------------------------------------------
+
+
+@dataclass
+class Detection:
+    """One face in one frame, as the first pass keeps it (landmarks themselves wait on disk, at ``slot``)."""
+
+    frame: int
+    slot: int
+    centre: np.ndarray  # (2,) pixels
+    width: float  # face width, pixels
+    inside: float  # fraction of the landmarks inside the picture
+    shape: np.ndarray  # rigid points' canonical (x, y): the landmark half of the identity signature
+    look: np.ndarray  # aligned colour thumbnail, 0–1: the appearance half
+    lip: float
+    eyes: float  # mean eye open ratio
+    turn: float  # |yaw| + |pitch|, degrees
+
+    @property
+    def usable(self) -> bool:
+        return self.width >= MIN_FACE_PX and self.inside >= MIN_INSIDE
+
+
+def describe_face(frame: int, slot: int, landmarks: np.ndarray, image: np.ndarray) -> Detection:
+    """What tracking needs to know of a face found in ``image``."""
+    pts = np.asarray(landmarks, np.float64)
+    h, w = image.shape[:2]
+    x0, y0 = pts[:, :2].min(0)
+    x1, y1 = pts[:, :2].max(0)
+    inside = np.mean((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h))
+    motion = MotionFrame.from_landmarks(pts)
+    thumb = face_crop(pts, size=SIGNATURE_THUMB, scale=1.2, vy=0.0).cut(image)
+    yaw, pitch, _ = motion.pose.angles()
+    return Detection(
+        frame=frame,
+        slot=slot,
+        centre=np.array([(x0 + x1) / 2, (y0 + y1) / 2]),
+        width=float(x1 - x0),
+        inside=float(inside),
+        shape=motion.shape[list(lm.RIGID), :2].astype(np.float32).ravel(),
+        look=(cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0).ravel(),
+        lip=float(geometry.lip_open_ratio(pts)),
+        eyes=float(np.mean(geometry.eye_open_ratios(pts))),
+        turn=abs(yaw) + abs(pitch),
+    )
+
+
+def picture_thumb(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+class LandmarkStore:
+    """Landmarks of every face of the first pass, in a temporary file (deleted on close), read back by slot."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="enliven-faces-")
+        self._count = 0
+        self._view: np.memmap | None = None
+
+    def add(self, landmarks: np.ndarray) -> int:
+        self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
+        self._count += 1
+        return self._count - 1
+
+    def __getitem__(self, slot: int) -> np.ndarray:
+        if self._view is None:
+            self._file.flush()
+            self._view = np.memmap(self._file, np.float32, "r", shape=(max(self._count, 1), NUM_LANDMARKS, 3))
+        return np.array(self._view[slot])
+
+    def close(self) -> None:
+        self._view = None
+        self._file.close()
+
+
+# --- pure decisions over what the first pass found (unit-tested without video) -------------------------------------
+
+
+def _continues(before: list[Detection], after: list[Detection]) -> bool:
+    """Every face of ``before`` has a face in ``after`` that moved and grew only a little (and there are faces)."""
+    if not before or not after:
+        return False
+    for a in before:
+        if not any(
+            np.linalg.norm(b.centre - a.centre) < CONTINUE_SHIFT * a.width
+            and 1 / CONTINUE_SIZE < b.width / max(a.width, 1e-6) < CONTINUE_SIZE
+            for b in after
+        ):
+            return False
+    return True
+
+
+def find_cuts(change: np.ndarray, faces: list[list[Detection]]) -> list[int]:
+    """Frames that start a new shot (frame 0 always does): a big picture change where the faces jump."""
+    cuts = [0]
+    for t in range(1, len(faces)):
+        if change[t] >= CUT_CHANGE and not _continues(faces[t - 1], faces[t]):
+            cuts.append(t)
+    return cuts
+
+
+@dataclass
+class Tracklet:
+    shot: int
+    detections: list[Detection] = field(default_factory=list)
+    person: int = -1
+
+    @property
+    def frames(self) -> set[int]:
+        return {d.frame for d in self.detections}
+
+    def signature(self) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [d for d in self.detections if d.usable] or self.detections
+        return np.mean([d.shape for d in chosen], 0), np.mean([d.look for d in chosen], 0)
+
+
+def link_tracklets(faces: list[list[Detection]], cuts: list[int], fps: float) -> list[Tracklet]:
+    """Faces linked frame to frame by position and size, never across a cut."""
+    bounds = cuts + [len(faces)]
+    tracklets: list[Tracklet] = []
+    gap = max(1, int(round(LINK_GAP_S * fps)))
+    for shot, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        active: list[Tracklet] = []
+        for t in range(start, end):
+            pairs = []
+            for i, d in enumerate(faces[t]):
+                for j, tr in enumerate(active):
+                    last = tr.detections[-1]
+                    if t - last.frame > gap:
+                        continue
+                    shift = np.linalg.norm(d.centre - last.centre) / max(last.width, 1e-6)
+                    ratio = d.width / max(last.width, 1e-6)
+                    if shift < LINK_SHIFT and 1 / LINK_SIZE < ratio < LINK_SIZE:
+                        pairs.append((shift, i, j))
+            taken_d, taken_t = set(), set()
+            for _, i, j in sorted(pairs):
+                if i in taken_d or j in taken_t:
+                    continue
+                active[j].detections.append(faces[t][i])
+                taken_d.add(i)
+                taken_t.add(j)
+            for i, d in enumerate(faces[t]):
+                if i not in taken_d:
+                    active.append(Tracklet(shot, [d]))
+                    tracklets.append(active[-1])
+    return tracklets
+
+
+def identity_distance(a: Tracklet, b: Tracklet) -> float:
+    """How unlike two tracklets' people are, in units where 1 separates two different people."""
+    (shape_a, look_a), (shape_b, look_b) = a.signature(), b.signature()
+    shape = np.sqrt(np.mean((shape_a - shape_b) ** 2)) / SHAPE_SPREAD
+    look = np.sqrt(np.mean((look_a - look_b) ** 2)) / LOOK_SPREAD
+    return float(np.sqrt((shape**2 + look**2) / 2))
+
+
+def group_people(tracklets: list[Tracklet]) -> int:
+    """Give each tracklet a person number (longest tracklets first); returns how many people."""
+    people: list[list[Tracklet]] = []
+    for tr in sorted(tracklets, key=lambda t: -len(t.detections)):
+        best, best_distance = None, SAME_PERSON
+        for p, members in enumerate(people):
+            if any(tr.frames & m.frames for m in members):  # on screen together: two people
+                continue
+            distance = min(identity_distance(tr, m) for m in members)
+            if distance < best_distance:
+                best, best_distance = p, distance
+        if best is None:
+            people.append([tr])
+            tr.person = len(people) - 1
+        else:
+            people[best].append(tr)
+            tr.person = best
+    return len(people)
+
+
+def choose_driver(tracklets: list[Tracklet], faces: list[list[Detection]], driver_face: str | int) -> int:
+    """The followed person's number for ``auto`` or ``N`` (see the module docstring)."""
+    if driver_face == "auto":
+        frames: dict[int, int] = {}
+        first: dict[int, int] = {}
+        for tr in tracklets:
+            frames[tr.person] = frames.get(tr.person, 0) + len(tr.detections)
+            first[tr.person] = min(first.get(tr.person, 1 << 30), tr.detections[0].frame)
+        return max(frames, key=lambda p: (frames[p], -first[p]))
+    start = next(t for t, found in enumerate(faces) if found)
+    ranked = sorted(faces[start], key=lambda d: -d.width)
+    if driver_face >= len(ranked):
+        raise EnlivenError(f"driver face {driver_face} asked for, but the first frame with faces has {len(ranked)}")
+    slot = ranked[driver_face].slot
+    return next(tr.person for tr in tracklets if any(d.slot == slot for d in tr.detections))
+
+
+def expressiveness(shot: list[Detection], shapes: np.ndarray) -> np.ndarray:
+    """How far each frame of a shot is from a neutral face: the mouth open, the eyes away from their usual
+    opening, the expression points away from the shot's median shape, and the head turned from frontal.
+    ``shapes``: the frames' canonical expression points (N, K, 3). Each term is scaled so that a clearly
+    visible change (a parted mouth, a blink, a raised brow, a 15° turn) weighs about 1."""
+    lips = np.array([d.lip for d in shot])
+    eyes = np.array([d.eyes for d in shot])
+    turn = np.array([d.turn for d in shot])
+    median = np.median(shapes, axis=0)
+    shape_change = np.linalg.norm(shapes - median, axis=-1).mean(-1)
+    return lips / 0.1 + np.abs(eyes - np.median(eyes)) / 0.1 + shape_change / 0.03 + turn / 15.0
+
+
+EXPRESSION_POINTS = sorted(
+    set(lm.INNER_LIP_UPPER + lm.INNER_LIP_LOWER + lm.OUTER_LIP_UPPER + lm.OUTER_LIP_LOWER + lm.RIGHT_BROW
+        + lm.LEFT_BROW + lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER + lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER)
+)
+
+
+# --- the driving clip, analysed ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DriverTrack:
+    """The first pass's result: per frame the followed face's landmark slot (or -1 when lost) and shot, and per
+    shot its reference frame (-1 when the followed person is not in it)."""
+
+    fps: float
+    followed: np.ndarray  # (T,) slot or -1
+    shot_of: np.ndarray  # (T,) shot index
+    references: list[int]  # per shot: reference frame or -1
+    people: int
+    person: int
+    store: LandmarkStore
+    on_screen: float  # fraction of frames where the followed person is seen
+    has_audio: bool
+
+    @property
+    def frames(self) -> int:
+        return len(self.followed)
+
+    @property
+    def shots(self) -> int:
+        return len(self.references)
+
+    def summary(self) -> TrackingSummary:
+        if self.person < 0:
+            followed = "the largest face in each frame"
+        else:
+            followed = f"person {self.person + 1} of {self.people}, seen in {self.on_screen:.0%} of frames"
+        return TrackingSummary(self.shots, self.people, followed)
+
+    def landmarks(self, frame: int) -> np.ndarray:
+        """The followed face's landmarks in ``frame`` (which must have it)."""
+        return self.store[int(self.followed[frame])]
+
+
+def follow(
+    faces: list[list[Detection]],
+    change: np.ndarray,
+    fps: float,
+    options: TrackOptions,
+    shapes_of: Callable[[list[int]], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, list[int], int, int]:
+    """Shots, the followed face per frame and each shot's reference. ``shapes_of(slots)``: canonical expression
+    points of those faces (N, K, 3), for the neutral reference. Returns (followed slots, shot per frame,
+    references, people, person)."""
+    n = len(faces)
+    cuts = find_cuts(change, faces)
+    shot_of = np.zeros(n, np.int32)
+    for s, start in enumerate(cuts):
+        shot_of[start:] = s
+    followed = np.full(n, -1, np.int64)
+    if options.driver_face == "largest":
+        people, person = 0, -1
+        for t, found in enumerate(faces):
+            usable = [d for d in found if d.usable]
+            if usable:
+                followed[t] = max(usable, key=lambda d: d.width).slot
+        chosen = {d.slot: d for found in faces for d in found}
+    else:
+        tracklets = link_tracklets(faces, cuts, fps)
+        people = group_people(tracklets)
+        person = choose_driver(tracklets, faces, options.driver_face)
+        chosen = {}
+        for tr in tracklets:
+            if tr.person == person:
+                for d in tr.detections:
+                    if d.usable:
+                        followed[d.frame] = d.slot
+                        chosen[d.slot] = d
+    references = []
+    for s, start in enumerate(cuts):
+        end = cuts[s + 1] if s + 1 < len(cuts) else n
+        seen = [chosen[followed[t]] for t in range(start, end) if followed[t] >= 0]
+        references.append(_reference(seen, options.reference, shapes_of))
+    return followed, shot_of, references, people, person
+
+
+def _reference(seen: list[Detection], rule: str | int, shapes_of: Callable[[list[int]], np.ndarray]) -> int:
+    if not seen:
+        return -1
+    if rule == "first":
+        return seen[0].frame
+    if isinstance(rule, int):
+        for d in seen:
+            if d.frame == rule:
+                return rule
+    scores = expressiveness(seen, shapes_of([d.slot for d in seen]))
+    return seen[int(np.argmin(scores))].frame
+
+
+def analyse(path: str | os.PathLike, options: TrackOptions, progress: bool = False) -> DriverTrack:
+    """First pass: every face of every frame of the driving video, then who is followed in which shot."""
+    reader = VideoReader(path)
+    store = LandmarkStore()
+    faces: list[list[Detection]] = []
+    change: list[float] = []
+    previous = None
+    bar = tqdm(total=reader.frame_count or None, desc="reading the driver", unit="frame", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    try:
+        with FaceAnalyzer(static=False, max_faces=MAX_DRIVER_FACES) as analyzer, bar:
+            for t, image in enumerate(reader):
+                thumb = picture_thumb(image)
+                change.append(0.0 if previous is None else float(np.abs(thumb - previous).mean()))
+                previous = thumb
+                faces.append([describe_face(t, store.add(f.landmarks), f.landmarks, image) for f in analyzer.detect(image)])
+                bar.update()
+        if not any(faces):
+            raise NoFaceError(f"no face found in any frame of {reader.path}")
+
+        def shapes_of(slots: list[int]) -> np.ndarray:
+            return np.stack([MotionFrame.from_landmarks(store[s]).shape[EXPRESSION_POINTS] for s in slots])
+
+        followed, shot_of, references, people, person = follow(faces, np.array(change), reader.fps, options, shapes_of)
+    except BaseException:
+        store.close()
+        raise
+    on_screen = float(np.mean(followed >= 0)) if len(followed) else 0.0
+    return DriverTrack(reader.fps, followed, shot_of, references, people, person, store, on_screen, reader.has_audio)
