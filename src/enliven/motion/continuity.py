@@ -91,8 +91,8 @@ class Continuity:
             return live  # the clip starts here: there is no earlier output to continue from
         if self._offset is None:
             return live
-        self._since += 1
         weight = 1.0 - smoothstep(self._since / max(self.options.blend * self.fps, 1e-6))
+        self._since += 1
         if weight <= 0.0:
             self._offset = None
             return live

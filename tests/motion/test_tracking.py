@@ -1,0 +1,174 @@
+"""The tracking stage: cuts, one followed person, reference frames — on synthetic detections and on real clips."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from enliven import api
+from enliven.errors import EnlivenError
+from enliven.face.analyzer import FaceAnalyzer
+from enliven.io.images import read_image
+from enliven.motion import tracking as tr
+from enliven.motion.sources import video_motion
+from enliven.motion.tracking import Detection, TrackOptions
+from tests.conftest import read_frames
+
+RNG = np.random.default_rng(7)
+PERSON_SHAPE = {p: RNG.normal(0, 0.05, 76) for p in "AB"}  # two people's rigid shapes ...
+PERSON_LOOK = {p: RNG.uniform(0, 1, 768) for p in "AB"}  # ... and face thumbnails, far apart
+
+
+def _face(t, slot, person, x, width=100.0, lip=0.02, turn=0.0):
+    return Detection(
+        frame=t, slot=slot, centre=np.array([x, 200.0]), width=width, inside=1.0,
+        shape=PERSON_SHAPE[person] + RNG.normal(0, 0.002, 76), look=PERSON_LOOK[person] + RNG.normal(0, 0.01, 768),
+        lip=lip, eyes=0.3, turn=turn,
+    )
+
+
+def _clip(script):
+    """``script``: per frame a list of (person, x) faces, or a picture change marker "|" before a frame's faces."""
+    faces, change, slot = [], [], 0
+    for t, item in enumerate(script):
+        cut, people = item
+        found = []
+        for person, x in people:
+            found.append(_face(t, slot, person, x))
+            slot += 1
+        faces.append(found)
+        change.append(0.3 if cut else 0.01)
+    return faces, np.array(change)
+
+
+def _no_shapes(slots):
+    return np.zeros((len(slots), len(tr.EXPRESSION_POINTS), 3))
+
+
+def test_a_cut_needs_both_a_picture_change_and_a_landmark_jump():
+    faces, change = _clip([(False, [("A", 100)])] * 3 + [(True, [("A", 100)])] + [(False, [("A", 400)])] * 3
+                          + [(True, [("A", 100)])])
+    # frame 3: the picture changes but the face carries on (a flash); frame 4: the face jumps but the picture
+    # barely changes (a fast move); frame 7: both — the only cut.
+    assert tr.find_cuts(change, faces) == [0, 7]
+
+
+def test_the_person_on_screen_longest_is_followed_and_another_person_after_a_cut_is_ignored():
+    script = [(False, [("A", 100)])] * 10 + [(True, [("B", 300)])] + [(False, [("B", 300)])] * 5
+    script += [(True, [("A", 200)])] + [(False, [("A", 200)])] * 8
+    faces, change = _clip(script)
+    followed, shot_of, refs, people, person = tr.follow(faces, change, 25.0, TrackOptions(), _no_shapes)
+    assert list(np.unique(shot_of)) == [0, 1, 2] and people == 2
+    seen = followed >= 0
+    assert seen[:10].all() and not seen[10:16].any() and seen[16:].all()  # B's close-up is not followed
+    assert refs[1] == -1 and refs[0] in range(10) and refs[2] in range(16, 25)
+
+
+def test_the_same_person_leaving_and_coming_back_elsewhere_is_picked_up_again():
+    script = [(False, [("A", 100), ("B", 500)])] * 12 + [(False, [("B", 500)])] * 8 + [(False, [("A", 300), ("B", 500)])] * 6
+    faces, change = _clip(script)
+    followed, *_ = tr.follow(faces, change, 25.0, TrackOptions(driver_face=1), _no_shapes)
+    slots_of_b = {d.slot for found in faces for d in found if d.centre[0] == 500}
+    assert all(s in slots_of_b for s in followed[followed >= 0])  # face 1 of the first frame is B (same width: order)
+    followed, *_ = tr.follow(faces, change, 25.0, TrackOptions(driver_face="auto"), _no_shapes)
+    a = [s for s in followed if s >= 0]
+    assert len(a) == 26  # B is on screen longest; A's return at another place does not steal the lead
+    followed_a, *_ = tr.follow(faces, change, 25.0, TrackOptions(driver_face=0), _no_shapes)
+    assert (followed_a[:12] >= 0).all() and (followed_a[12:20] < 0).all() and (followed_a[20:] >= 0).all()
+
+
+def test_the_neutral_reference_is_the_least_expressive_frame():
+    faces = [[_face(t, t, "A", 100, lip=0.3 if t != 6 else 0.0, turn=20.0 if t == 2 else 0.0)] for t in range(10)]
+    faces[2][0].lip = 0.0  # closed mouth but turned 20°: less neutral than frame 6
+    change = np.full(10, 0.01)
+    _, _, refs, _, _ = tr.follow(faces, change, 25.0, TrackOptions(reference="neutral"), _no_shapes)
+    assert refs == [6]
+    _, _, refs, _, _ = tr.follow(faces, change, 25.0, TrackOptions(reference="first"), _no_shapes)
+    assert refs == [0]
+    _, _, refs, _, _ = tr.follow(faces, change, 25.0, TrackOptions(reference=3), _no_shapes)
+    assert refs == [3]
+
+
+def test_faces_too_small_or_leaving_the_picture_are_lost():
+    faces, change = _clip([(False, [("A", 100)])] * 6)
+    faces[2][0].width = 10.0
+    faces[4][0].inside = 0.5
+    followed, *_ = tr.follow(faces, change, 25.0, TrackOptions(), _no_shapes)
+    assert list(followed >= 0) == [True, True, False, True, False, True]
+
+
+def test_bad_choices_are_one_clear_error():
+    with pytest.raises(EnlivenError, match="driver face"):
+        TrackOptions(driver_face="biggest")
+    with pytest.raises(EnlivenError, match="reference"):
+        TrackOptions(reference=-2)
+
+
+# --- on real faces ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hopper_talking(tmp_path_factory):
+    """Grace Hopper (US Navy photo, public domain, shipped with matplotlib) talking, rendered by enliven itself."""
+    photo = tmp_path_factory.mktemp("hopper") / "hopper.png"
+    image = read_image(f"{matplotlib.get_data_path()}/sample_data/grace_hopper.jpg")[44:556, :]  # 512 x 512
+    from PIL import Image
+
+    Image.fromarray(image).save(photo)
+    clip = photo.with_name("talk.mp4")
+    api.animate(photo, "preset:talk", clip, progress=False)
+    return clip
+
+
+def _write(path, frames, fps=25):
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for image in frames:
+            for p in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+
+
+def test_real_clip_cut_to_another_person_and_back(tmp_path, hopper_talking, driving_video):
+    hopper = read_frames(hopper_talking)
+    collins = read_frames(driving_video)
+    clip = hopper[:30] + collins[:25] + [np.zeros_like(hopper[0])] * 6 + hopper[30:60]
+    path = tmp_path / "cuts.mp4"
+    _write(path, clip)
+    motion = video_motion(path)
+    frames = list(motion)
+    assert motion.tracking.shots == 4 and motion.tracking.people == 2
+    assert [f.shot for f in frames][::10] == [0, 0, 0, 1, 1, 1, 2, 3, 3, 3, 3][: len(frames[::10])]
+    valid = np.array([f.valid for f in frames])
+    assert valid[:30].all() and not valid[30:61].any() and valid[61:].all()  # Collins and black frames: not followed
+    # Hopper's frames carry Hopper's motion: her identity shape, not Collins's
+    with FaceAnalyzer(static=True) as still:
+        own = still.detect(hopper[40])[0].landmarks
+    from enliven.motion.frame import MotionFrame
+
+    expected = MotionFrame.from_landmarks(own).shape
+    assert np.abs(frames[70].shape - expected).mean() < 0.02
+    assert frames[70].anchor is not None and frames[5].anchor is not None and frames[70].anchor is not frames[5].anchor
+
+
+def test_real_clip_output_does_not_jump_at_the_cut(tmp_path, hopper_talking, portrait_path):
+    hopper = read_frames(hopper_talking)
+    zoomed = [np.asarray(__import__("cv2").resize(f[128:384, 128:384], (512, 512))) for f in hopper[30:60]]
+    path = tmp_path / "zoom_cut.mp4"
+    _write(path, hopper[:30] + zoomed)  # a cut to a 2x close-up of the same person
+    out = tmp_path / "out.mp4"
+    result = api.animate(portrait_path, path, out, progress=False)
+    assert result.tracking.shots == 2
+    with FaceAnalyzer(static=False) as faces:
+        points = [faces.detect(f)[0].landmarks[:, :2] for f in read_frames(out)]
+    steps = [float(np.linalg.norm(b - a, axis=1).mean()) for a, b in zip(points, points[1:])]
+    at_cut = steps[29]
+    within = max(steps[:28] + steps[31:])
+    assert at_cut <= max(within, 0.5)  # no jump: the close-up is neither a zoom nor an expression
+    size = [np.ptp(p[:, 0]) for p in points]
+    assert max(size) / min(size) < 1.1  # the 2x camera zoom did not blow the portrait's face up
