@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+from enliven.bench import runner
+from enliven.bench.report import write_report
+from enliven.bench.runner import Series
 from enliven.cli import main
 
 
@@ -42,6 +45,49 @@ def test_cross_reenactment_report(tmp_path, driving_video, portrait_path):
     case = data["cases"]["astronaut.png × demo.mp4"]["mesh"]
     assert data["kind"] == "cross" and case["frames"] == 125
     assert case["expression_error"] < 0.05 and case["identity"] > 0.95
+    # Whole and in place, on frames 0, 10, … 120: the portrait re-animated by its own nods stays put and itself,
+    # within issue 15's targets (found on every frame, shift ≤ 0.15 / 0.25 face widths, ID dist ≤ 0.35 / 0.45).
+    assert len(data["per_frame"]["astronaut.png × demo.mp4"]["mesh"]["face_found"]) == 13
+    assert case["face_found"] == 1.0 and "face_missing" not in case
+    assert case["face_shift_p90"] <= 0.15 and case["face_shift_max"] <= 0.25
+    assert 0.9 < case["face_zoom_min"] <= case["face_zoom_max"] < 1.1
+    assert case["id_distance"] <= 0.35 and case["id_distance_max"] <= 0.45
+    md = (out / "report.md").read_text()
+    assert "shift p90 ↓" in md and "Targets (issue 15)" in md
+
+
+def test_cross_report_takes_the_worst_case_of_extremes_across_cases(tmp_path):
+    def case(shift_max: float, zoom_min: float, found: list[float]) -> Series:
+        s = Series(values={"face_shift_max": [shift_max], "face_zoom_min": [zoom_min], "face_found": found})
+        s.counts = {"frames": 10, "face_missing": found.count(0.0)}
+        return s
+
+    run = {"kind": "cross", "engines": ["mesh"], "results": {
+        "a × x": {"mesh": case(0.10, 0.95, [1.0, 1.0])},
+        "b × x": {"mesh": case(0.30, 0.80, [1.0, 0.0])},
+    }}
+    write_report(run, tmp_path)
+    overall = json.loads((tmp_path / "report.json").read_text())["overall"]["mesh"]
+    assert overall["face_shift_max"] == 0.30 and overall["face_zoom_min"] == 0.80  # the worse case, not the mean
+    assert overall["face_found"] == 0.75 and overall["face_missing"] == 1 and overall["frames"] == 20
+
+
+def test_cross_without_dlib_measures_says_so(tmp_path, monkeypatch, portrait_path, driving_video):
+    sources, driving = tmp_path / "sources", tmp_path / "driving"
+    sources.mkdir()
+    driving.mkdir()
+    shutil.copy(portrait_path, sources / "astronaut.png")
+    shutil.copy(driving_video, driving / "demo.mp4")
+    seen = {}
+
+    def fake_cross(source, drive, engine, **kwargs):  # no render: only the wiring is under test here
+        seen.update(kwargs)
+        return Series()
+
+    monkeypatch.setattr(runner, "cross_reenactment", fake_cross)
+    run = runner.run_cross(sources, driving, ["mesh"], identity_every=0, progress=False)
+    assert seen["dlib_faces"] is None and seen["embed"] is None
+    assert sorted(line.split(":")[0] for line in run["skipped"]) == ["identity", "placement"]
 
 
 def test_bad_folders_are_clear(tmp_path, capsys):

@@ -116,8 +116,8 @@ class PlacementMeter:
     def __post_init__(self) -> None:
         found = self.faces.boxes(self.source)
         if not found:
-            raise EnlivenError("dlib's frontal detector finds no face in the source picture: nothing to measure against")
-        # The best-scoring box is the portrait's face (a badge or a print can score above zero too, never as high).
+            raise EnlivenError("dlib's frontal detector finds no face in the source picture: nothing to compare with")
+        # The best-scoring box is the portrait's face: a badge can score above zero too (the bundled portrait's does).
         self.reference = self.faces.describe(self.source, found[0][0])
 
     def measure(self, index: int, frame: np.ndarray) -> Placement:

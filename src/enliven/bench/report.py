@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enliven.bench.placement import NEAR, TARGETS
 from enliven.bench.runner import OPTIONAL, Series
 from enliven.io.files import atomic_output
 
@@ -25,9 +26,21 @@ COLUMNS = {
         ("identity", "ID sim", "↑"), ("expression_error", "expr err", "↓"),
         ("yaw_error", "yaw° err", "↓"), ("pitch_error", "pitch° err", "↓"), ("roll_error", "roll° err", "↓"),
         ("jitter_ratio", "jitter ×", "↓"), ("frames_per_second", "fps", "↑"),
+        # Whole and in place (dlib only, see bench.placement), on the sampled frames.
+        ("face_found", "found", "↑"), ("face_shift_p90", "shift p90", "↓"), ("face_shift_max", "shift max", "↓"),
+        ("face_zoom_min", "zoom min", "→1"), ("face_zoom_max", "zoom max", "→1"),
+        ("id_distance", "ID dist", "↓"), ("id_distance_max", "ID dist max", "↓"),
     ],
 }
 COUNTS = ("frames", "output_face_lost", "truth_face_lost", "driving_face_lost")
+SUMMED = ("face_missing", "placement_source_unseen")  # counts of sampled frames / sources, not of frames
+# Across cases an extreme or a percentile is summarised by the worst case, not averaged away.
+WORST_BY_SUFFIX = {"_max": max, "_p90": max, "_min": min}
+# How the placement targets read in report.md, in the order of placement.TARGETS.
+TARGET_LABELS = {
+    "found_rate": "found", "shift_p90": "shift p90", "shift_max": "shift max",
+    "identity_mean": "ID dist", "identity_max": "ID dist max",
+}
 
 
 def _plain(value):
@@ -43,11 +56,17 @@ def _plain(value):
 def _overall(results: dict[str, dict[str, Series]], engine: str) -> dict[str, float | int]:
     summaries = [per_engine[engine].summary() for per_engine in results.values()]
     keys = {k for s in summaries for k in s}
-    out: dict[str, float | int] = {}
-    for key in sorted(keys):
-        values = [s[key] for s in summaries if key in s]
-        out[key] = int(sum(values)) if key in COUNTS else _mean(values)
-    return out
+    return {key: _combine(key, [s[key] for s in summaries if key in s]) for key in sorted(keys)}
+
+
+def _combine(key: str, values: list) -> float | int:
+    if key in COUNTS or key in SUMMED:
+        return int(sum(values))
+    for suffix, worst in WORST_BY_SUFFIX.items():
+        if key.endswith(suffix):
+            finite = [v for v in values if v is not None and math.isfinite(v)]
+            return worst(finite) if finite else math.nan
+    return _mean(values)
 
 
 def _mean(values: list[float]) -> float:
@@ -112,8 +131,10 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
         md += ["", f"## {case}", ""]
         md += _table(kind, {e: s.summary() for e, s in per_engine.items()})
     md += ["", "## Not measured", ""] + [f"- {line}" for line in skipped]
-    md += ["", "Arrows: ↑ higher is better, ↓ lower is better. ∞: identical pictures. "
+    md += ["", "Arrows: ↑ higher is better, ↓ lower is better, →1 closest to 1 is best. ∞: identical pictures. "
            "Faces lost: frames where no face was found (counted, left out of the landmark metrics)."]
+    if kind == "cross":
+        md += ["", _placement_note()]
     md_path = out / "report.md"
     with atomic_output(md_path) as tmp:
         tmp.write_text("\n".join(md) + "\n")
@@ -122,13 +143,22 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
+def _placement_note() -> str:
+    targets = ", ".join(f"{TARGET_LABELS[k]} {sense.replace('>=', '≥').replace('<=', '≤')} {limit:g}"
+                        for k, (sense, limit) in TARGETS.items())
+    return ("Whole and in place (dlib's frontal detector, 5-point model and 128-d descriptor on the sampled frames): "
+            f"found = a face within {NEAR:g} face widths of the source's; shift in the source's face widths; zoom = "
+            "face size over the source's; ID dist = euclidean distance of the 128-d descriptors to the source's "
+            f"(~0.6 separates two people). All cases: worst case for extremes. Targets (issue 15): {targets}.")
+
+
 def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = ["psnr", "lmd"] if kind == "self" else ["expression_error", "identity"]
+    curves = ["psnr", "lmd"] if kind == "self" else ["expression_error", "identity", "face_shift"]
     written = []
     for i, (case, per_engine) in enumerate(results.items()):
         fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2))
@@ -137,7 +167,7 @@ def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Pat
                 values = [v if math.isfinite(v) else np.nan for v in series.values.get(key, [])]
                 ax.plot(values, label=engine, linewidth=1)
             ax.set_title(key)
-            ax.set_xlabel("frame" if key != "identity" else "sampled frame")
+            ax.set_xlabel("sampled frame" if key in ("identity", "face_shift") else "frame")
             ax.legend(fontsize=7)
         fig.suptitle(case, fontsize=9)
         fig.tight_layout()

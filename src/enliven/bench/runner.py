@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from enliven.api import prepare_animation
 from enliven.bench import metrics as M
+from enliven.bench.placement import DlibFaces, Placement, PlacementMeter
 from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.analyzer import FaceAnalyzer
@@ -29,6 +30,14 @@ from enliven.motion.frame import MotionFrame
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 FACE_CROP = dict(size=256, scale=1.6, vy=-0.05)  # a tight crop: the face, little background
+# Placement figures that are not means (a percentile, extremes), kept per case under these names.
+PLACEMENT_EXTREMES = {
+    "face_shift_p90": "shift_p90",
+    "face_shift_max": "shift_max",
+    "face_zoom_min": "zoom_min",
+    "face_zoom_max": "zoom_max",
+    "id_distance_max": "identity_max",
+}
 
 # Metrics that need weights we cannot ship or download here: reported as skipped, never faked.
 OPTIONAL = {
@@ -68,16 +77,20 @@ class Series:
         return out
 
 
+def dlib_backend(every: int) -> tuple[DlibFaces | None, str | None]:
+    """(dlib's detector, shape model and embedding, None) or (None, why the dlib measures are not taken)."""
+    if every <= 0:
+        return None, "turned off (--identity-every 0)"
+    try:
+        return DlibFaces(), None
+    except EnlivenError as exc:
+        return None, str(exc)
+
+
 def identity_backend(every: int) -> tuple[Callable | None, str | None]:
     """(embedding function, None) or (None, why identity is not measured)."""
-    if every <= 0:
-        return None, "identity: skipped, turned off (--identity-every 0)"
-    from enliven.bench.identity import IdentityEmbedder
-
-    try:
-        return IdentityEmbedder().embed, None
-    except EnlivenError as exc:
-        return None, f"identity: skipped, {exc}"
+    faces, why = dlib_backend(every)
+    return (faces.embed, None) if faces else (None, f"identity: skipped, {why}")
 
 
 def _reference_identity(embed: Callable | None, image: np.ndarray) -> np.ndarray | None:
@@ -156,12 +169,15 @@ def cross_reenactment(
     embed: Callable | None = None,
     identity_every: int = 5,
     progress: bool = True,
+    dlib_faces: DlibFaces | None = None,
     **options,
 ) -> Series:
-    """Score one engine animating ``source`` with ``driving``: identity, expression and pose transfer, jitter."""
+    """Score one engine animating ``source`` with ``driving``: identity, expression and pose transfer, jitter,
+    and (given ``dlib_faces``) whether the face stays whole and in place, on every ``identity_every``-th frame."""
     image = read_image(source)
     job = prepare_animation(image, driving, str(source), engine=engine, **options)
     series = Series()
+    placement = _placement_meter(image, dlib_faces, series)
     jitter_out, jitter_drv = M.JitterMeter(), M.JitterMeter()
     first_out: MotionFrame | None = None
     first_drv: MotionFrame | None = None
@@ -172,6 +188,8 @@ def cross_reenactment(
         job, driving, f"{source.name}×{driving.name} [{engine}]", progress, (jitter_out, jitter_drv)
     ):
         n += 1
+        if placement is not None and i % identity_every == 0:  # on every sampled frame, whatever MediaPipe sees
+            _add_placement(series, placement.measure(i, out))
         if not found_out:
             series.count("output_face_lost")
         if not found_drv:
@@ -193,7 +211,38 @@ def cross_reenactment(
     series.values["frames_per_second"] = [max(n, 1) / (time.perf_counter() - started)]
     series.values["jitter_ratio"] = [jitter_out.value / jitter_drv.value if jitter_drv.value else math.nan]
     series.counts["frames"] = n
+    if placement is not None:
+        _placement_summary(series, placement.summary())
     return series
+
+
+def _placement_meter(image: np.ndarray, faces: DlibFaces | None, series: Series) -> PlacementMeter | None:
+    """A meter for ``image``, or None (counted as ``placement_source_unseen``) when dlib sees no face in it:
+    one profile portrait must not stop a whole benchmark."""
+    if faces is None:
+        return None
+    try:
+        return PlacementMeter(image, faces=faces)
+    except EnlivenError:
+        series.count("placement_source_unseen")
+        return None
+
+
+def _add_placement(series: Series, sample: Placement) -> None:
+    """Per sampled frame: found 1/0 (its mean is the found rate); shift, zoom and identity distance (NaN if not
+    found, so their means are over the found frames)."""
+    series.add("face_found", float(sample.found))
+    series.add("face_shift", sample.shift)
+    series.add("face_zoom", sample.zoom)
+    series.add("id_distance", sample.identity)
+    if not sample.found:
+        series.count("face_missing")
+
+
+def _placement_summary(series: Series, summary: dict) -> None:
+    """The figures that are not means as one-value series, like ``jitter_ratio``."""
+    for key, name in PLACEMENT_EXTREMES.items():
+        series.values[key] = [summary[name]]
 
 
 def run_self(videos_dir, engines: list[str], identity_every: int = 5, progress: bool = True, **options) -> dict:
@@ -209,11 +258,13 @@ def run_cross(
 ) -> dict:
     sources = list_files(sources_dir, IMAGE_SUFFIXES)
     drivers = list_files(driving_dir, VIDEO_SUFFIXES)
-    embed, skipped = identity_backend(identity_every)
-    common = dict(embed=embed, identity_every=identity_every, progress=progress, **options)
+    faces, why = dlib_backend(identity_every)
+    skipped = [f"{what}: skipped, {why}" for what in ("identity", "placement")] if faces is None else []
+    embed = faces.embed if faces else None
+    common = dict(embed=embed, identity_every=identity_every, progress=progress, dlib_faces=faces, **options)
     results = {
         f"{s.name} × {d.name}": {e: cross_reenactment(s, d, e, **common) for e in engines}
         for s in sources
         for d in drivers
     }
-    return {"kind": "cross", "engines": engines, "results": results, "skipped": [skipped] if skipped else []}
+    return {"kind": "cross", "engines": engines, "results": results, "skipped": skipped}
