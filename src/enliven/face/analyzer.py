@@ -70,14 +70,27 @@ class Face:
         return float(geometry.lip_open_ratio(self.landmarks))
 
 
-def _run_quietly_once(graph, image: np.ndarray, started: list[bool]):
-    """``graph.process(image)``, hiding the native start-up chatter of a graph's first run."""
-    if started[0]:
-        return graph.process(image)
-    with _native_stderr_silenced():
-        result = graph.process(image)
-    started[0] = True
-    return result
+class _Graph:
+    """A MediaPipe graph whose first run's native start-up chatter is hidden."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self._started = False
+
+    def process(self, image: np.ndarray):
+        if self._started:
+            return self.graph.process(image)
+        with _native_stderr_silenced():
+            result = self.graph.process(image)
+        self._started = True
+        return result
+
+    def reset(self) -> None:
+        """Forget what a video-mode graph was tracking."""
+        self.graph.reset()
+
+    def close(self) -> None:
+        self.graph.close()
 
 
 def _landmarks(found, width: int, height: int) -> np.ndarray | None:
@@ -93,6 +106,38 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return w * h / smaller if smaller > 0 else 0.0
 
 
+def _detection_tiles(height: int, width: int) -> list[tuple[int, int, int]]:
+    """Square windows ``(x, y, side)`` that cover the picture, as many as its shape needs.
+
+    The full-range detector squeezes its input into 192x192, letterboxing the long side, so in a tall 720x1080
+    frame a 43 px face shrinks to 7 px and is missed; in a 720x720 window it keeps 11 px and is found. Windows
+    of the short side's size, overlapping by at least ``1 - TILE_STEP`` of it, so a small face lies whole in one.
+    """
+    side, long = min(height, width), max(height, width)
+    count = 1 if long == side else int(np.ceil((long - side) / (FaceAnalyzer.TILE_STEP * side))) + 1
+    starts = np.linspace(0, long - side, count).round().astype(int)
+    return [(int(s), 0, side) if width > height else (0, int(s), side) for s in starts]
+
+
+def _crop_around(box: tuple[float, float, float, float], scale: float, size: int):
+    """An axis-aligned ``size``-pixel crop centred on ``box``, its side ``scale`` times the box's longer side."""
+    from enliven.face.crop import Crop
+
+    side = max(scale * max(box[2] - box[0], box[3] - box[1]), 1.0)
+    k = size / side
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    o2c = np.array([[k, 0, size / 2 - k * cx], [0, k, size / 2 - k * cy]])
+    return Crop(o2c, np.array([[1 / k, 0, cx - side / 2], [0, 1 / k, cy - side / 2]]), size)
+
+
+@dataclass
+class _Track:
+    """A small face followed from frame to frame: its own video-mode mesh and its last landmarks."""
+
+    mesh: _Graph
+    face: Face
+
+
 class FaceAnalyzer:
     """Find faces and their landmarks.
 
@@ -100,74 +145,158 @@ class FaceAnalyzer:
     frame to frame (video), which is faster and steadier. Faces come back largest first.
 
     The face mesh finds faces with MediaPipe's short-range detector, which misses faces that are small
-    in a wide picture (group photos, side-by-sides). For photos with ``max_faces > 1`` we also run the
-    full-range detector (shipped in the wheel too) and fit the mesh on a crop around each face it finds
-    that the first pass missed.
+    in a wide or tall picture (group photos, side-by-sides, full-body shots). We also run the full-range
+    detector (shipped in the wheel too), in square windows over the picture, and fit the mesh on an
+    upscaled crop around each face it finds that the first pass missed:
+
+    - photos (``static=True``), with ``max_faces > 1``: whenever the mesh finds fewer faces than asked;
+    - video (``static=False``): only on frames where nothing at all is seen. A face found that way is then
+      followed: each frame's crop is centred on the face's landmarks in the frame before, and a video-mode
+      mesh of its own fits it there (tracking, no detector), until that mesh loses the face or the main mesh
+      finds the same face itself (a face is returned once). Frames where the main mesh finds faces cost
+      nothing more; a small face beside a face the main mesh sees is not looked for.
     """
 
-    CROP_SIZE = 256  # side of the crop the mesh sees around a face found by the full-range detector
-    CROP_SCALE = 2.2  # crop side as a multiple of the detector's box
+    CROP_SIZE = 256  # side of the crop the mesh sees around a face the full-range detector found
+    CROP_SCALE = 2.2  # crop side as a multiple of the face's box (the detector's, or the landmarks' when tracking)
+    TILE_STEP = 0.8  # detection windows start this many window sides apart (at most)
+    DETECT_SIZE = 192  # the full-range model's input side: windows are averaged down to it (less aliasing)
+    SAME_FACE = 0.3  # boxes overlapping by more than this much of the smaller one are one face
 
     def __init__(self, static: bool = True, max_faces: int = 1, min_confidence: float = 0.5):
         with _native_stderr_silenced():
             from mediapipe.python.solutions import face_detection, face_mesh
 
-            self._mesh = face_mesh.FaceMesh(
+            self._mesh = _Graph(face_mesh.FaceMesh(
                 static_image_mode=static,
                 max_num_faces=max_faces,
                 refine_landmarks=True,
                 min_detection_confidence=min_confidence,
                 min_tracking_confidence=min_confidence,
-            )
-            self._extra = None
-            if static and max_faces > 1:
-                self._extra = (
-                    face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence),
-                    face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                       min_detection_confidence=min_confidence),
+            ))
+            self._detector = None
+            self._crop_mesh = None
+            if not static or max_faces > 1:
+                self._detector = _Graph(
+                    face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
                 )
+            if static and max_faces > 1:
+                self._crop_mesh = _Graph(face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                    min_detection_confidence=min_confidence,
+                ))
+        self._new_track_mesh = functools.partial(
+            face_mesh.FaceMesh, static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
+        )
+        self.static = static
         self.max_faces = max_faces
-        self._started = [False, False, False]
+        self._tracks: list[_Track] = []
+        self._spare: list[_Graph] = []  # track meshes of ended tracks, reset, for the next small face
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
-        result = _run_quietly_once(self._mesh, image, self._started[0:1])
+        result = self._mesh.process(image)
         faces = [Face(p) for f in result.multi_face_landmarks or () if (p := _landmarks(f, w, h)) is not None]
-        if self._extra is not None and len(faces) < self.max_faces:
-            faces += self._small_faces(image, faces)
+        if self.static:
+            if self._crop_mesh is not None and len(faces) < self.max_faces:
+                faces += self._small_faces(image, faces)
+        else:
+            faces += self._follow(image, faces)
+            if not faces:  # nothing seen (a small face, a lost one, or a black frame): look with the detector
+                faces += self._start_tracks(image)
         return sorted(faces, key=lambda f: f.area, reverse=True)[: self.max_faces]
 
-    def _small_faces(self, image: np.ndarray, known: list[Face]) -> list[Face]:
-        from enliven.face.crop import Crop
+    def _full_range_boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Boxes of the faces the full-range detector finds, most confident first, each face once."""
+        import cv2
 
-        detector, mesh = self._extra
         h, w = image.shape[:2]
-        started = self._started[1:2]
-        found = []
-        for det in _run_quietly_once(detector, image, started).detections or ():
-            b = det.location_data.relative_bounding_box
-            box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
-            if any(_overlap(box, f.box) > 0.3 for f in known + found):
+        scored = []
+        for x, y, side in _detection_tiles(h, w):
+            window = cv2.resize(image[y : y + side, x : x + side], (self.DETECT_SIZE, self.DETECT_SIZE),
+                                interpolation=cv2.INTER_AREA)
+            for det in self._detector.process(window).detections or ():
+                b = det.location_data.relative_bounding_box
+                box = (x + b.xmin * side, y + b.ymin * side, x + (b.xmin + b.width) * side,
+                       y + (b.ymin + b.height) * side)
+                scored.append((det.score[0], box))
+        boxes: list[tuple[float, float, float, float]] = []
+        for _, box in sorted(scored, key=lambda s: -s[0]):  # a face in two overlapping windows is one face
+            if all(_overlap(box, b) <= self.SAME_FACE for b in boxes):
+                boxes.append(box)
+        return boxes
+
+    def _fit(self, mesh: _Graph, image: np.ndarray, box: tuple[float, float, float, float]) -> Face | None:
+        """The mesh fitted on an upscaled crop around ``box``, in the picture's pixels (None if it finds none)."""
+        crop = _crop_around(box, self.CROP_SCALE, self.CROP_SIZE)
+        result = mesh.process(crop.cut(image))
+        for f in result.multi_face_landmarks or ():
+            pts = _landmarks(f, self.CROP_SIZE, self.CROP_SIZE)
+            if pts is not None:
+                return Face(crop.to_original(pts).astype(np.float32))
+        return None
+
+    def _small_faces(self, image: np.ndarray, known: list[Face]) -> list[Face]:
+        found: list[Face] = []
+        for box in self._full_range_boxes(image):
+            if any(_overlap(box, f.box) > self.SAME_FACE for f in known + found):
                 continue
-            side = self.CROP_SCALE * max(box[2] - box[0], box[3] - box[1])
-            k = self.CROP_SIZE / side
-            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-            o2c = np.array([[k, 0, self.CROP_SIZE / 2 - k * centre[0]], [0, k, self.CROP_SIZE / 2 - k * centre[1]]])
-            crop = Crop(o2c, np.array([[1 / k, 0, centre[0] - side / 2], [0, 1 / k, centre[1] - side / 2]]), self.CROP_SIZE)
-            result = _run_quietly_once(mesh, crop.cut(image), self._started[2:3])
-            for f in result.multi_face_landmarks or ():
-                pts = _landmarks(f, self.CROP_SIZE, self.CROP_SIZE)
-                if pts is not None:
-                    found.append(Face(crop.to_original(pts).astype(np.float32)))
+            face = self._fit(self._crop_mesh, image, box)
+            if face is not None:
+                found.append(face)
         return found
 
+    def _follow(self, image: np.ndarray, known: list[Face]) -> list[Face]:
+        """Each followed face in this frame, fitted on a crop around where it was in the last one."""
+        h, w = image.shape[:2]
+        followed: list[Face] = []
+        for track in list(self._tracks):
+            face = self._fit(track.mesh, image, track.face.box)
+            x0, y0, x1, y1 = face.box if face is not None else (0, 0, 0, 0)
+            gone = face is None or x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h or x1 - x0 < 2
+            if gone or any(_overlap(face.box, f.box) > self.SAME_FACE for f in known + followed):
+                self._end(track)  # lost, or the main mesh (or another track) has this face now
+            else:
+                track.face = face
+                followed.append(face)
+        return followed
+
+    def _start_tracks(self, image: np.ndarray) -> list[Face]:
+        """Faces the full-range detector finds, each fitted on a crop and followed from now on."""
+        found: list[Face] = []
+        for box in self._full_range_boxes(image):
+            if len(self._tracks) >= self.max_faces:
+                break
+            if any(_overlap(box, f.box) > self.SAME_FACE for f in found):
+                continue
+            if self._spare:
+                mesh = self._spare.pop()
+            else:
+                with _native_stderr_silenced():
+                    mesh = _Graph(self._new_track_mesh())
+            face = self._fit(mesh, image, box)
+            if face is None:
+                mesh.reset()
+                self._spare.append(mesh)
+                continue
+            self._tracks.append(_Track(mesh, face))
+            found.append(face)
+        return found
+
+    def _end(self, track: _Track) -> None:
+        self._tracks.remove(track)
+        track.mesh.reset()
+        self._spare.append(track.mesh)
+
     def close(self) -> None:
-        self._mesh.close()
-        if self._extra is not None:
-            for graph in self._extra:
+        graphs = [self._mesh, self._detector, self._crop_mesh] + [t.mesh for t in self._tracks] + self._spare
+        for graph in graphs:
+            if graph is not None:
                 graph.close()
+        self._tracks, self._spare = [], []
 
     def __enter__(self) -> FaceAnalyzer:
         return self
