@@ -96,15 +96,19 @@ def test_a_small_face_is_found_and_followed_in_video_mode(small_frames, max_face
 
 
 def test_a_tracked_face_needs_no_detector_run_per_frame(small_frames):
-    """The full-range detector runs to find the face, then the crop follows the landmarks; a black frame
-    loses the face and the detector looks again there and on the next frame."""
+    """The full-range detector runs to find the face, then the crop follows the landmarks. A black frame loses
+    the face (the detector is spared there: a blank picture holds no face) and the detector looks again on the
+    next frame, which has the face."""
     black = np.zeros_like(small_frames[0])
     with FaceAnalyzer(static=False, max_faces=4) as analyzer:
         ran = _detector_ran(analyzer)
         assert [ran(image) for image in small_frames[:10]] == [(1, True)] + [(1, False)] * 9
-        assert ran(black) == (0, True)
+        assert ran(black) == (0, False)
         assert ran(small_frames[10]) == (1, True)
         assert ran(small_frames[11]) == (1, False)
+        background = np.full_like(black, 128)
+        background[500:520, 300:400] = 200  # not blank, and no face: the detector looks, every frame
+        assert [ran(background) for _ in range(3)] == [(0, True)] * 3
 
 
 def test_a_big_face_costs_nothing_extra(portrait):

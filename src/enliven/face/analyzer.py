@@ -161,6 +161,7 @@ class FaceAnalyzer:
     CROP_SCALE = 2.2  # crop side as a multiple of the face's box (the detector's, or the landmarks' when tracking)
     TILE_STEP = 0.8  # detection windows start this many window sides apart (at most)
     DETECT_SIZE = 192  # the full-range model's input side: windows are averaged down to it (less aliasing)
+    FLAT = 2.0  # windows whose pixels vary less than this (standard deviation, 0-255) are blank
     SAME_FACE = 0.3  # boxes overlapping by more than this much of the smaller one are one face
 
     def __init__(self, static: bool = True, max_faces: int = 1, min_confidence: float = 0.5):
@@ -216,8 +217,13 @@ class FaceAnalyzer:
         h, w = image.shape[:2]
         scored = []
         for x, y, side in _detection_tiles(h, w):
-            window = cv2.resize(image[y : y + side, x : x + side], (self.DETECT_SIZE, self.DETECT_SIZE),
-                                interpolation=cv2.INTER_AREA)
+            window = image[y : y + side, x : x + side]
+            # A black or blank window holds no face: no detector run (the check, on a 96x96 sample, costs ~0.05 ms).
+            if cv2.meanStdDev(cv2.resize(window, (96, 96), interpolation=cv2.INTER_NEAREST))[1].max() < self.FLAT:
+                continue
+            while window.shape[0] >= 3 * self.DETECT_SIZE:  # halve first: INTER_AREA at odd ratios is slow
+                window = cv2.pyrDown(window)
+            window = cv2.resize(window, (self.DETECT_SIZE, self.DETECT_SIZE), interpolation=cv2.INTER_AREA)
             for det in self._detector.process(window).detections or ():
                 b = det.location_data.relative_bounding_box
                 box = (x + b.xmin * side, y + b.ymin * side, x + (b.xmin + b.width) * side,
