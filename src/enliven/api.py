@@ -400,10 +400,23 @@ def extract_motion(
     motion = video_motion(video, extractor.driving_crop if extractor else None, tracking, progress)
     frames: Iterable[MotionFrame] = motion
     if extractor is not None:
-        frames = (replace(f, crop=None, keypoints=extractor.extract(f.crop)) for f in motion)
+        frames = _with_keypoints(motion, extractor)
     with _progress(motion.length, "extracting motion", progress) as bar:
         count = save_template(output, motion, _ticking(frames, bar))
     return count, motion.lost
+
+
+def _with_keypoints(motion: MotionSequence, extractor) -> Iterator[MotionFrame]:
+    """Frames with the engine's own motion of their crops (and of their shot's reference), crops dropped."""
+    anchors: dict[int, MotionFrame] = {}
+    for frame in motion:
+        anchor = frame.anchor
+        if anchor is not None and anchor.crop is not None:
+            if id(anchor) not in anchors:
+                anchors[id(anchor)] = replace(anchor, crop=None, keypoints=extractor.extract(anchor.crop))
+            anchor = anchors[id(anchor)]
+        keypoints = extractor.extract(frame.crop) if frame.crop is not None else None
+        yield replace(frame, crop=None, keypoints=keypoints, anchor=anchor)
 
 
 def import_liveportrait_template(pkl: str | os.PathLike, output: str | os.PathLike, allow_pickle: bool = False) -> int:

@@ -82,12 +82,6 @@ def test_relative_rotation_composes_like_liveportrait():
     np.testing.assert_allclose(moved.rotation[0].numpy(), r(driver) @ r(ref).T @ r(source), atol=1e-6)
 
 
-def test_hull_scale_of_a_scaled_copy():
-    x = _motion(4).keypoints()
-    assert k.hull_scale(x, 2 * x) == pytest.approx(1 / np.sqrt(8), rel=1e-6)
-    assert k.hull_scale(x, x + 0.3) == pytest.approx(1.0, rel=1e-6)
-
-
 def test_stitching_only_shifts_keypoints():
     net = StitchingRetargetingNetwork(126, [128, 128, 64], 65)
     x_s, x_d = _motion(5).keypoints(), _motion(6).keypoints()

@@ -35,11 +35,16 @@ def video_motion(
 
     def frames() -> Iterator[MotionFrame]:
         pictures = iter(VideoReader(path)) if driving_crop is not None else None
+        ahead = _FrameSeeker(path) if driving_crop is not None else None
         last: MotionFrame | None = None
         try:
             for t in range(track.frames):
                 image = next(pictures, None) if pictures is not None else None
                 shot = int(track.shot_of[t])
+                if ahead is not None and anchors[shot] is not None and anchors[shot].crop is None:
+                    reference = ahead.frame(track.references[shot])
+                    if reference is not None:
+                        anchors[shot] = replace(anchors[shot], crop=boxes[shot].cut(reference))
                 if track.followed[t] < 0:  # not seen: the last motion, or the first one before any sighting
                     held = last or MotionFrame.from_landmarks(track.landmarks(first_seen))
                     yield replace(held, valid=False, shot=shot, crop=None)
@@ -51,6 +56,8 @@ def video_motion(
         finally:
             if pictures is not None:
                 pictures.close()
+            if ahead is not None:
+                ahead.close()
             track.store.close()
 
     return MotionSequence(
@@ -61,3 +68,23 @@ def video_motion(
         origin=str(path),
         tracking=track.summary(),
     )
+
+
+class _FrameSeeker:
+    """Frames of a video by increasing index, decoded once in order."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._frames = iter(VideoReader(path))
+        self._index = -1
+        self._image = None
+
+    def frame(self, index: int):
+        while self._index < index:
+            self._image = next(self._frames, None)
+            self._index += 1
+            if self._image is None:
+                return None
+        return self._image if self._index == index else None
+
+    def close(self) -> None:
+        self._frames.close()

@@ -58,7 +58,7 @@ def _anchor_arrays(frames: list[MotionFrame]) -> dict[str, np.ndarray]:
         anchors[f.shot] = anchors[f.shot] or f.anchor
     blank = MotionFrame(np.zeros_like(frames[0].shape), np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
     filled = [a or blank for a in anchors]
-    return {
+    arrays = {
         "shot": shots,
         "anchor_valid": np.array([a is not None for a in anchors]),
         "anchor_shape": np.stack([a.shape for a in filled]),
@@ -66,14 +66,25 @@ def _anchor_arrays(frames: list[MotionFrame]) -> dict[str, np.ndarray]:
         "anchor_scale": np.array([a.scale for a in filled], np.float32),
         "anchor_translation": np.stack([a.translation for a in filled]),
     }
+    given = [a for a in anchors if a is not None]
+    if given and all(a.keypoints is not None for a in given):  # LivePortrait's motion of each reference frame
+        blank_kp = {key: np.zeros_like(np.asarray(v, np.float32)) for key, v in given[0].keypoints.items()}
+        for key in KEYPOINT_FIELDS:
+            arrays[f"anchor_kp_{key}"] = np.stack([np.asarray((a.keypoints if a else blank_kp)[key], np.float32)
+                                                   for a in anchors])
+    return arrays
 
 
 def _anchors(data: dict[str, np.ndarray]) -> list[MotionFrame | None]:
     if "anchor_valid" not in data:  # schema 1: one reference for the whole template
         return [None]
+    has_keypoints = all(f"anchor_kp_{key}" in data for key in KEYPOINT_FIELDS)
     return [
-        MotionFrame(data["anchor_shape"][s], data["anchor_rotation"][s], float(data["anchor_scale"][s]),
-                    data["anchor_translation"][s]) if valid else None
+        MotionFrame(
+            data["anchor_shape"][s], data["anchor_rotation"][s], float(data["anchor_scale"][s]),
+            data["anchor_translation"][s],
+            keypoints={key: data[f"anchor_kp_{key}"][s] for key in KEYPOINT_FIELDS} if has_keypoints else None,
+        ) if valid else None
         for s, valid in enumerate(data["anchor_valid"])
     ]
 

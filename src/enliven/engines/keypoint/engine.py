@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.keypoint import kinematics as kin
@@ -31,7 +32,8 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
-from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions
+from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, SHIFT_LIMIT, ZOOM_LIMIT, AlignOptions, limit_pose
+from enliven.motion.continuity import Continuity, soft_clip
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
@@ -79,6 +81,11 @@ class KeypointEngine:
         self.relative, self.multiplier, self.controls = align.relative, align.multiplier, align.controls
         self.region, self.stitching = region, stitching
         self.driving_option, self.normalize_lip = driving_option, align.normalize_lip
+        self.follow_camera = align.follow_camera
+        # LivePortrait zeroes the depth translation of driven keypoints, except where its expression-friendly
+        # rule puts the change back onto the source's own keypoints (see _from_vector).
+        zero_depth = not self.relative or driving_option == "pose-friendly"
+        self._depth_kept = torch.tensor([1.0, 1.0, 0.0 if zero_depth else 1.0])
         # LivePortrait crops driving videos axis-aligned, 2.2x the face, shifted up by 0.1.
         self.driving_crop = CropSpec(size=self.input_size, scale=2.2, vy=-0.1, rotate=False)
 
@@ -129,25 +136,77 @@ class KeypointEngine:
             return self._motion(frame.crop)
         return None
 
-    def _from_motion(self, state: SourceState, driving: kin.KeypointMotion) -> torch.Tensor:
+    def _reference(self, state: SourceState, driving: kin.KeypointMotion, frame: MotionFrame) -> kin.KeypointMotion:
+        """The motion this frame's change is measured from: its shot's reference frame (``frame.anchor``, cut from
+        the driver with the same box), else the first driving frame (LivePortrait's rule)."""
+        session = state.session
+        anchor = frame.anchor if frame is not None else None
+        if anchor is not None and (anchor.crop is not None or anchor.keypoints is not None):
+            if session.get("reference_of") is not anchor:
+                session["reference_of"], session["reference"] = anchor, self._driving(anchor)
+            return session["reference"]
+        return session.setdefault("reference", driving)
+
+    def _motion_vector(self, state: SourceState, moved: kin.KeypointMotion) -> np.ndarray:
+        """``moved`` as offsets from the source (expression, rotation vector, log zoom, shift) after the limits of
+        what a still portrait takes (as ``motion.align`` does for landmarks): zoom and shift eased into 0.9–1.1
+        and ±10 % of the face's width unless the camera is followed, the head's angles into ``pose_limits``."""
+        source = state.cache["info"]
+        video_source = state.session.get("video_source", False)
+        exp = (moved.exp - source.exp)[0].cpu().numpy().ravel()
+        src_rotation = source.rotation[0].cpu().numpy().T  # LivePortrait's matrices act on row vectors
+        rotation = limit_pose(moved.rotation[0].cpu().numpy().T, src_rotation, self.pose_limits)
+        rotvec = Rotation.from_matrix(rotation @ src_rotation.T).as_rotvec()
+        zoom = float(torch.log(moved.scale / source.scale)[0, 0])
+        shift = (moved.t - source.t)[0].cpu().numpy()
+        shift[2] = 0.0  # depth: see _from_vector
+        if not video_source and not self.follow_camera:
+            width = float(np.ptp(state.cache["x_s"][0, :, 0].cpu().numpy()))  # the keypoints span about the face
+            zoom, shift = soft_clip(zoom, ZOOM_LIMIT), soft_clip(shift, SHIFT_LIMIT * width)
+        return np.concatenate([exp, rotvec, [zoom], shift])
+
+    def _from_vector(self, state: SourceState, vector: np.ndarray) -> kin.KeypointMotion:
+        """The source moved by a motion vector (``_motion_vector``); zeros give the source's own keypoints, which
+        is what LivePortrait's expression-friendly rule adds the change to. Its pose-friendly rule keeps the
+        driven keypoints as they are, with the depth translation zeroed."""
+        source = state.cache["info"]
+        n = source.exp[0].numel()
+        exp = source.exp + torch.as_tensor(vector[:n], dtype=source.exp.dtype).reshape(source.exp.shape)
+        src_rotation = source.rotation[0].cpu().numpy().T
+        rotation = (Rotation.from_rotvec(vector[n : n + 3]).as_matrix() @ src_rotation).T
+        return replace(
+            source,
+            exp=exp,
+            rotation=torch.as_tensor(rotation, dtype=source.rotation.dtype)[None],
+            scale=source.scale * float(np.exp(vector[n + 3])),
+            t=(source.t + torch.as_tensor(vector[n + 4 :], dtype=source.t.dtype)[None]) * self._depth_kept,
+        )
+
+    def _from_motion(self, state: SourceState, driving: kin.KeypointMotion | None, frame: MotionFrame) -> torch.Tensor:
+        """x_d from driver pixels. ``driving`` None: the driver's face is lost this frame. The change is measured
+        from the shot's reference; cuts and lost faces go through ``motion.continuity`` (hold, ease to rest, blend
+        back in), as landmark motion does in ``motion.align``."""
         cache, session = state.cache, state.session
-        reference = session.setdefault("reference", driving)
         source = cache["info"]
         video_source = session.get("video_source", False)
-        if self.relative:
-            moved = kin.relative_motion(source, driving, reference, self.region)
-            if video_source:  # LivePortrait's video editing: the source frame keeps its own size and place
-                t = source.t.clone()
-                t[:, 2] = 0
-                moved = replace(moved, scale=source.scale, t=t)
-        else:
-            moved = kin.absolute_motion(source, driving)
-        x_d = moved.keypoints()
-        if self.relative and self.driving_option == "expression-friendly" and not video_source:
-            if "x_d0" not in session:
-                session["x_d0"] = x_d
-                session["hull"] = kin.hull_scale(cache["x_s"], x_d)
-            x_d = cache["x_s"] + (x_d - session["x_d0"]) * session["hull"]
+        vector = None
+        if driving is not None:
+            reference = self._reference(state, driving, frame)
+            if self.relative:
+                moved = kin.relative_motion(source, driving, reference, self.region)
+                if video_source:  # LivePortrait's video editing: the source frame keeps its own size and place
+                    t = source.t.clone()
+                    t[:, 2] = 0
+                    moved = replace(moved, scale=source.scale, t=t)
+            else:
+                moved = kin.absolute_motion(source, driving)
+            vector = self._motion_vector(state, moved)
+        if "continuity" not in session:
+            session["continuity"] = Continuity(source.exp[0].numel() + 7, session.get("fps", 25.0))
+        # LivePortrait's expression-friendly rule adds the change since the first driven frame, scaled by the ratio
+        # of the keypoints' hull volumes, to the source's keypoints. Measured from a reference frame, the driven
+        # keypoints there are the source's own, so that ratio is 1 and the rule is the motion itself.
+        x_d = self._from_vector(state, session["continuity"](vector, frame.shot if frame is not None else 0)).keypoints()
         if video_source:  # both videos jitter: smooth the keypoints (LivePortrait uses a Kalman filter here)
             smoother = session.setdefault("smoother", OneEuroFilter(session.get("fps", 25.0), 1.0, 2.0))
             x_d = torch.as_tensor(smoother(x_d[0].cpu().numpy()), dtype=x_d.dtype)[None]
@@ -172,8 +231,9 @@ class KeypointEngine:
         """x_d for one frame: the driving rule, stitching, lip normalisation, then the multiplier."""
         cache = state.cache
         driving = self._driving(frame)
-        from_pixels = driving is not None
-        x_d = self._from_motion(state, driving) if from_pixels else self._from_landmarks(state, target)
+        # A driving video's frame where the face is lost has no pixels to read, but belongs to the pixel path.
+        from_pixels = driving is not None or (frame is not None and not frame.valid and "continuity" in state.session)
+        x_d = self._from_motion(state, driving, frame) if from_pixels else self._from_landmarks(state, target)
         if self.stitching:
             x_d = kin.stitch(self.backend.mlp("stitching"), cache["x_s"], x_d)
         # landmark targets come from the aligner, which closed the source's mouth already

@@ -123,15 +123,6 @@ def absolute_motion(source: KeypointMotion, driving: KeypointMotion) -> Keypoint
     return replace(source, exp=exp, rotation=driving.rotation, t=t)
 
 
-def hull_scale(x_source: torch.Tensor, x_driving_first: torch.Tensor) -> float:
-    """Expression-friendly multiplier: sqrt of the ratio of the keypoints' convex-hull volumes."""
-    from scipy.spatial import ConvexHull
-
-    vs = ConvexHull(x_source[0].detach().cpu().numpy()).volume
-    vd = ConvexHull(x_driving_first[0].detach().cpu().numpy()).volume
-    return float(np.sqrt(vs) / np.sqrt(vd))
-
-
 def stitch(stitching: torch.nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
     """x_d plus the stitching MLP's correction: 63 per-keypoint offsets and one (tx, ty) for all."""
     b, k = x_s.shape[:2]
