@@ -125,7 +125,8 @@ def self_reenactment(
     first = next(iter(VideoReader(video)), None)
     if first is None:
         raise EnlivenError(f"no frames in {video}")
-    job = prepare_animation(first, video, str(video), engine=engine, **options)
+    # The source is the video's first frame, so its motion is measured from that frame (not the neutral one).
+    job = prepare_animation(first, video, str(video), engine=engine, reference="first", **options)
     series = Series()
     jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
     started = time.perf_counter()
