@@ -444,6 +444,6 @@ def render_motion(
             reference = motion.reference
             for frame in _ticking(motion, bar):
                 reference = reference or frame
-                writer.write(draw_motion_frame(frame, reference, size))
+                writer.write(draw_motion_frame(frame, frame.anchor or reference, size))  # each shot from its own
                 count += 1
     return count
