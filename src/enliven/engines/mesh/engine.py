@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.mesh.limits import TargetLimits
 from enliven.engines.mesh.raster import backward_map
 from enliven.face import geometry
 from enliven.face import landmarks as lm
@@ -23,7 +24,12 @@ from enliven.face.paste import feathered_mask
 from enliven.motion.frame import MotionFrame
 
 RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's distance from its centre
-RING_FOLLOW = 0.5  # fraction of the oval's motion the inner ring takes (the outer ring takes none)
+# The inner ring sits this far along the band from the oval to the outer ring, and keeps that place as the oval
+# moves: it takes the rest of the oval's motion (the outer ring takes none), so the two strips between oval, inner
+# and outer ring squeeze or stretch by the same factor, and the inner ring can never pass the oval or the outer ring.
+RING_PLACE = (RING_RADII[0] - 1.0) / (RING_RADII[1] - 1.0)
+RING_FOLLOW = 1.0 - RING_PLACE
+RING_MARGIN = 0.02  # the outer ring stays this far (in crop sides) inside the crop: the crop has nothing beyond it
 _MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
 CLOSING = 0.85  # an eye narrower than this fraction of the source's is drawn as closing (lid over the eyeball)
@@ -63,6 +69,22 @@ def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         left = px < x0 + (py - y0) * (x1 - x0) / (y1 - y0)
     return (crosses & left).sum(-1) % 2 == 1
+
+
+def _rings(oval: np.ndarray, size: int) -> list[np.ndarray]:
+    """The inner and outer ring around a face oval: each oval point's ray from the oval's centre carried out to
+    RING_RADII, but the outer ring no further than RING_MARGIN inside the crop (a big face in a tight crop), and
+    the inner ring always at RING_PLACE of the way to it, so the rings never cross each other or the oval."""
+    centre = oval.mean(0)
+    ray = oval - centre
+    lo, hi = RING_MARGIN * size, size - 1 - RING_MARGIN * size
+    # How far along its ray each oval point may go before it leaves [lo, hi] in x or in y.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = np.where(ray > 0, (hi - centre) / ray, np.where(ray < 0, (lo - centre) / ray, np.inf))
+    # An oval already at the crop's edge still gets a thin band (the warp squeezes it rather than folding).
+    outer = np.clip(reach.min(1), 1.0 + 0.1 * (RING_RADII[1] - 1.0), RING_RADII[1])
+    inner = 1.0 + RING_PLACE * (outer - 1.0)
+    return [centre + inner[:, None] * ray, centre + outer[:, None] * ray]
 
 
 def _iris(points: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -193,10 +215,7 @@ class MeshEngine:
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
         size = crop_image.shape[0]
-        oval = landmarks[list(lm.FACE_OVAL), :2].astype(np.float64)
-        centre = oval.mean(0)
-        margin = 0.02 * size
-        rings = [np.clip(centre + r * (oval - centre), margin, size - 1 - margin) for r in RING_RADII]
+        rings = _rings(landmarks[list(lm.FACE_OVAL), :2].astype(np.float64), size)
         openings = self._opening_points(landmarks)
         lash_rows = landmarks[list(lm.RIGHT_EYE_UPPER * 2 + lm.LEFT_EYE_UPPER * 2), :2]
         vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings, lash_rows])
@@ -218,6 +237,7 @@ class MeshEngine:
                 "eyeball": _eyeball(crop_image, landmarks),  # what is warped; the irises are drawn over it
                 # a little wider than the opening, so its own rim never counts as "new" cavity
                 "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
+                "limits": TargetLimits(landmarks, rings[1], self.pose_limits),
             },
             session={} if session is None else session,
         )
@@ -289,13 +309,18 @@ class MeshEngine:
         out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), own[2])
         return out
 
-    def sampling_map(
-        self, state: SourceState, target: np.ndarray, closing: np.ndarray, closure: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Full-resolution backward map: output pixel (x, y) takes the source pixel (map_x, map_y).
-        ``closing``, ``closure``: ``_closure(state, target)``."""
-        gx, gy = state.cache["grid"]
-        map_x, map_y = gx.copy(), gy.copy()
+    def warp_mesh(
+        self,
+        state: SourceState,
+        target: np.ndarray,
+        closing: np.ndarray | None = None,
+        closure: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The piecewise-affine warp of a (renderable) target: target and source positions of every vertex, and the
+        triangles in the order they are drawn (later ones cover earlier ones). ``closing``, ``closure``:
+        ``_closure(state, target)``, worked out if not given."""
+        if closing is None:
+            closing, closure = self._closure(state, target)
         lids = self._lids(state, target, closing, closure)
         lashes = [self._lash_triangles[side] for side in (0, 1) if closing[side]]
         openings = self._opening_points(target)
@@ -304,6 +329,22 @@ class MeshEngine:
         triangles = np.concatenate(
             [self._ring_triangles, self._far_to_near(target), self._mouth_triangles, *self._eye_triangles, *lashes]
         )
+        return vertices, sources, triangles
+
+    def sampling_map(
+        self,
+        state: SourceState,
+        target: np.ndarray,
+        closing: np.ndarray | None = None,
+        closure: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution backward map of a (renderable) target: output pixel (x, y) takes the source pixel
+        (map_x, map_y). ``closing``, ``closure``: ``_closure(state, target)``, worked out if not given."""
+        if closing is None:
+            closing, closure = self._closure(state, target)
+        gx, gy = state.cache["grid"]
+        map_x, map_y = gx.copy(), gy.copy()
+        vertices, sources, triangles = self.warp_mesh(state, target, closing, closure)
         backward_map(vertices, sources, triangles, map_x, map_y, self.stride)
         ix, iy = state.cache["identity"]
         if self.stride == 1:
@@ -327,7 +368,12 @@ class MeshEngine:
                 map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = wx, wy
         return map_x, map_y
 
+    def renderable_target(self, state: SourceState, target: np.ndarray) -> np.ndarray:
+        """``target`` pulled back into what the warp renders whole (``limits.TargetLimits``): itself if it is."""
+        return state.cache["limits"](target)
+
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
+        target = self.renderable_target(state, target)
         closing, closure = self._closure(state, target)
         map_x, map_y = self.sampling_map(state, target, closing, closure)
         out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
