@@ -388,8 +388,9 @@ def table_cells(row: dict) -> list[str]:
     ]
 
 
-def _line(cells: list[str]) -> str:
-    return " | ".join(cell.ljust(width) for cell, (_, _, width) in zip(cells, COLUMNS)).rstrip()
+def _line(cells: list[str], first: int) -> str:
+    widths = [first] + [width for _, _, width in COLUMNS[1:]]
+    return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
 
 
 def details(row: dict) -> str:
@@ -409,10 +410,11 @@ def print_table(rows: list[dict]) -> None:
     a_shots = ", ".join(str(i) for i, s in enumerate(SHOTS) if s.person == "A")
     print(f"Shots: {', '.join(f'{i} {_shot_label(s)}' for i, s in enumerate(SHOTS))}; lip r is given for A's "
           f"shots {a_shots}.")
-    print(_line([header for header, _, _ in COLUMNS]))
-    print(_line([target for _, target, _ in COLUMNS]))
+    first = max([COLUMNS[0][2]] + [len(row["row"]) for row in rows])
+    print(_line([header for header, _, _ in COLUMNS], first))
+    print(_line([target for _, target, _ in COLUMNS], first))
     for row in rows:
-        print(_line(table_cells(row)))
+        print(_line(table_cells(row), first))
     print()
     for row in rows:
         print(details(row))
