@@ -22,7 +22,7 @@ figures of issue 15 measured on what each engine makes of it.
    shift meter should fail.
 
 Writes ``clip.mp4``, ``truth.json``, the two sources and ``results.json`` to ``--out``; the rendered videos
-only with ``--keep``. About 3 minutes on 2 CPU cores for the mesh engine.
+only with ``--keep``. 3–4 minutes on 2 CPU cores for the mesh engine (a minute more with ``--control``).
 """
 
 from __future__ import annotations
