@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from enliven.face import geometry
-from enliven.motion.align import SHIFT_LIMIT, ZOOM_LIMIT, AlignOptions, MotionAligner
-from enliven.motion.continuity import Continuity, ContinuityOptions, soft_clip
+from enliven.motion.align import AlignOptions, MotionAligner
+from enliven.motion.continuity import SHIFT_LIMIT, ZOOM_LIMIT, Continuity, ContinuityOptions, soft_clip
 from enliven.motion.frame import MotionFrame
 
 FPS = 25.0
@@ -94,13 +94,24 @@ def _pose_after(source, frames, **options):
 
 def test_driver_zoom_and_shift_are_eased_into_natural_limits(source):
     zoomed = _frame(scale=150.0, t=(260.0, 200.0, 0.0))  # the camera zooms 1.5x and the face slides 0.6 eye widths
-    limited = _pose_after(source, [_frame(), zoomed])
-    assert 1.0 < limited.scale / 150.0 <= np.exp(ZOOM_LIMIT)
+    limited = _pose_after(source, [_frame()] + [zoomed] * 50)  # long enough to settle
+    assert np.exp(0.9 * ZOOM_LIMIT) < limited.scale / 150.0 <= np.exp(ZOOM_LIMIT)
     face_width = 1.506 * 150.0  # the canonical face is 1.506 eye-corner distances wide
-    assert 0 < limited.translation[0] - 256.0 <= SHIFT_LIMIT * face_width
+    assert 0.8 * SHIFT_LIMIT * face_width < limited.translation[0] - 256.0 <= SHIFT_LIMIT * face_width
     full = _pose_after(source, [_frame(), zoomed], follow_camera=True)
     assert full.scale / 150.0 == pytest.approx(1.5, rel=0.01)
     assert full.translation[0] - 256.0 == pytest.approx(60 * 150 / 100, abs=1.0)
+
+
+def test_a_sudden_camera_slide_becomes_a_glide(source):
+    face_width = 1.506 * 150.0
+    aligner = MotionAligner(source, FPS, AlignOptions(smooth=False))
+    aligner(_frame())
+    # the driver's face slides 12 px a frame (0.12 of its width: a fast pan) for 20 frames, then stops
+    xs = [geometry.fit_pose(aligner(_frame(t=(200.0 + 12 * min(k, 20), 200.0, 0.0)))).translation[0] for k in range(1, 40)]
+    steps = np.abs(np.diff([256.0] + xs)) / face_width
+    assert steps.max() < 0.025  # unsmoothed (measured), the first frame alone takes 0.077 of the face's width
+    assert xs[-1] - 256.0 > 0.8 * SHIFT_LIMIT * face_width  # and it still gets there
 
 
 def test_head_angles_are_eased_into_the_engines_range(source):

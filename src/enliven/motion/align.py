@@ -8,7 +8,8 @@ Absolute: the driver's canonical expression and head rotation replace the source
 and place. ``multiplier`` scales the motion (expression offsets, rotation angle, zoom and shift).
 
 Then what a still portrait can take: the driver's camera zoom and shift are followed only within what looks
-natural (eased into ``ZOOM_LIMIT`` and ``SHIFT_LIMIT``; ``follow_camera`` follows them in full) and the head's
+natural (eased into ``continuity.ZOOM_LIMIT`` and ``SHIFT_LIMIT``, gliding: ``CameraFollow``; ``follow_camera``
+follows them in full) and the head's
 angles are eased into the range the engine renders cleanly (``pose_limits``). Lost faces and cuts go through
 ``motion.continuity`` (hold, ease to rest, blend back in: the output never jumps). Manual ``Controls`` are applied
 after all of it; measured motion is smoothed with a one-euro filter.
@@ -26,7 +27,7 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face import landmarks as lm
 from enliven.motion import edits
-from enliven.motion.continuity import Continuity, ContinuityOptions, soft_clip
+from enliven.motion.continuity import CameraFollow, Continuity, ContinuityOptions, soft_clip
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
@@ -91,8 +92,6 @@ class Controls:
 
 
 LIP_NORMALIZE_THRESHOLD = 0.03  # LivePortrait's: a source mouth open at least this much is closed first
-ZOOM_LIMIT = 0.1  # a still portrait follows the driver's zoom into about 0.9–1.1 (log of the scale ratio) ...
-SHIFT_LIMIT = 0.1  # ... and its shift into ±10 % of the face's width
 
 
 @functools.cache
@@ -143,6 +142,7 @@ class MotionAligner:
         self._filter = OneEuroFilter(fps, options.smooth_cutoff, options.smooth_beta) if options.smooth else None
         self._shape_size = self.source_landmarks.size
         self._continuity = Continuity(self._shape_size + 7, fps, options.continuity)
+        self._camera = CameraFollow(fps)
 
     @property
     def held_frames(self) -> int:
@@ -169,8 +169,7 @@ class MotionAligner:
                 zoom = m * np.log(frame.scale / ref.scale)
                 shift = m * (frame.pose.translation - ref.pose.translation) / ref.scale
                 if not options.follow_camera:
-                    zoom = soft_clip(zoom, ZOOM_LIMIT)
-                    shift = soft_clip(shift, SHIFT_LIMIT * _face_width())
+                    zoom, shift = self._camera(zoom, shift, _face_width())
         else:
             shape = m * (frame.shape.astype(np.float64) - src_shape)
             turn = frame.pose.rotation @ src.pose.rotation.T

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ZOOM_LIMIT = 0.1  # a still portrait follows the driver's zoom into about 0.9–1.1 (log of the scale ratio) ...
+SHIFT_LIMIT = 0.1  # ... and its shift into ±10 % of the face's width ...
+CAMERA_LAG_S = 0.1  # ... gliding there (two smoothing stages of this time constant each)
 HOLD_S = 0.5  # a lost face's last motion is held this long ...
 RELEASE_S = 0.5  # ... then eased to rest over this long
 BLEND_S = 0.4  # returning motion, or a new shot's, is blended into over this long
@@ -39,6 +42,26 @@ def soft_clip(x: np.ndarray | float, limit: float, start: float | None = None) -
     bent = np.sign(x) * (start + room * np.tanh(np.maximum(over, 0.0) / room))
     out = np.where(over > 0, bent, x)
     return float(out) if out.ndim == 0 else out
+
+
+class CameraFollow:
+    """How a still portrait follows the driver's camera: zoom and shift eased into natural limits (``soft_clip``)
+    and low-passed, so a sudden camera move (a slide, a whip pan) becomes a glide: an eased-in shift of 10 % of the
+    face taken in one frame would read as the head jerking. Call once per frame with live motion, in order."""
+
+    def __init__(self, fps: float, lag: float = CAMERA_LAG_S):
+        self.alpha = 1.0 - float(np.exp(-1.0 / (max(fps, 1e-6) * max(lag, 1e-6))))
+        self._stages: list[np.ndarray] | None = None
+
+    def __call__(self, zoom: float, shift: np.ndarray, face_width: float) -> tuple[float, np.ndarray]:
+        """``zoom``: log scale ratio; ``shift``: (3,) in the units of ``face_width``. Depth is left as it is."""
+        limited = np.concatenate([[soft_clip(zoom, ZOOM_LIMIT)], soft_clip(shift[:2], SHIFT_LIMIT * face_width)])
+        if self._stages is None:
+            self._stages = [limited.copy(), limited.copy()]
+        first, second = self._stages
+        first += self.alpha * (limited - first)
+        second += self.alpha * (first - second)
+        return float(second[0]), np.concatenate([second[1:], np.asarray(shift, np.float64)[2:]])
 
 
 @dataclass(frozen=True)

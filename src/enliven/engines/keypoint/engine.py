@@ -32,8 +32,8 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
-from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, SHIFT_LIMIT, ZOOM_LIMIT, AlignOptions, limit_pose
-from enliven.motion.continuity import Continuity, soft_clip
+from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions, limit_pose
+from enliven.motion.continuity import CameraFollow, Continuity
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
@@ -150,7 +150,8 @@ class KeypointEngine:
     def _motion_vector(self, state: SourceState, moved: kin.KeypointMotion) -> np.ndarray:
         """``moved`` as offsets from the source (expression, rotation vector, log zoom, shift) after the limits of
         what a still portrait takes (as ``motion.align`` does for landmarks): zoom and shift eased into 0.9–1.1
-        and ±10 % of the face's width unless the camera is followed, the head's angles into ``pose_limits``."""
+        and ±10 % of the face's width, gliding, unless the camera is followed; the head's angles into
+        ``pose_limits``."""
         source = state.cache["info"]
         video_source = state.session.get("video_source", False)
         exp = (moved.exp - source.exp)[0].cpu().numpy().ravel()
@@ -162,7 +163,8 @@ class KeypointEngine:
         shift[2] = 0.0  # depth: see _from_vector
         if not video_source and not self.follow_camera:
             width = float(np.ptp(state.cache["x_s"][0, :, 0].cpu().numpy()))  # the keypoints span about the face
-            zoom, shift = soft_clip(zoom, ZOOM_LIMIT), soft_clip(shift, SHIFT_LIMIT * width)
+            camera = state.session.setdefault("camera", CameraFollow(state.session.get("fps", 25.0)))
+            zoom, shift = camera(zoom, shift, width)
         return np.concatenate([exp, rotvec, [zoom], shift])
 
     def _from_vector(self, state: SourceState, vector: np.ndarray) -> kin.KeypointMotion:
