@@ -133,3 +133,14 @@ def test_listing_commands(capsys):
 def test_console_script_help_runs():
     done = subprocess.run([sys.executable, "-m", "enliven", "--help"], capture_output=True, text=True, check=True)
     assert "enliven demo" in done.stdout and "animate" in done.stdout
+
+
+def test_animate_json_reports_shots_person_and_held_frames(tmp_path, portrait_path, driving_video, capsys):
+    import json
+
+    out = tmp_path / "o.mp4"
+    assert main(["-q", "animate", str(portrait_path), str(driving_video), "-o", str(out), "--json", "--fps", "5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["output"] == str(out) and report["frames"] == 25 and report["lost_frames"] == 0
+    assert report["tracking"]["shots"] == 1 and report["tracking"]["people"] == 1
+    assert report["tracking"]["followed"].startswith("person 1 of 1")

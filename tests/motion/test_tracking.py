@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
+from conftest import read_frames
 
 from enliven import api
 from enliven.errors import EnlivenError
@@ -13,7 +14,6 @@ from enliven.io.images import read_image
 from enliven.motion import tracking as tr
 from enliven.motion.sources import video_motion
 from enliven.motion.tracking import Detection, TrackOptions
-from tests.conftest import read_frames
 
 RNG = np.random.default_rng(7)
 PERSON_SHAPE = {p: RNG.normal(0, 0.05, 76) for p in "AB"}  # two people's rigid shapes ...
@@ -172,3 +172,29 @@ def test_real_clip_output_does_not_jump_at_the_cut(tmp_path, hopper_talking, por
     assert at_cut <= max(within, 0.5)  # no jump: the close-up is neither a zoom nor an expression
     size = [np.ptp(p[:, 0]) for p in points]
     assert max(size) / min(size) < 1.1  # the 2x camera zoom did not blow the portrait's face up
+
+
+def test_pixel_engines_get_a_crop_that_follows_the_tracked_face_shot_by_shot(tmp_path, hopper_talking):
+    from enliven.face.crop import CropSpec
+
+    hopper = read_frames(hopper_talking)[:20]
+    canvas = np.full((600, 900, 3), 40, np.uint8)
+
+    def placed(image, x, y):
+        out = canvas.copy()
+        out[y : y + 512, x : x + 512] = image
+        return out
+
+    # shot 1: Hopper on the left; shot 2: on the right and lower (a cut: another camera position)
+    clip = [placed(f, 0, 0) for f in hopper[:10]] + [placed(f, 388, 88) for f in hopper[10:]]
+    path = tmp_path / "moved.mp4"
+    _write(path, clip)
+    frames = list(video_motion(path, CropSpec(size=256, scale=2.2, vy=-0.1, rotate=False)))
+    assert len({f.shot for f in frames}) == 2
+    with FaceAnalyzer(static=True) as still:
+        for f in (frames[2], frames[15]):
+            assert f.crop is not None and f.crop.shape == (256, 256, 3)
+            x0, y0, x1, y1 = still.detect(f.crop)[0].box
+            # measured in the crop itself: the face sits in the middle (LivePortrait's crop is shifted up by 0.1)
+            assert abs((x0 + x1) / 2 - 128) < 20 and abs((y0 + y1) / 2 - 128 - 0.1 * 256) < 30
+        assert frames[15].anchor.crop is not None and frames[15].anchor is not frames[2].anchor
