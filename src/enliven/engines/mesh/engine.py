@@ -7,6 +7,10 @@ and cut by the lids. A shutting lid is drawn from the skin above the lashes, end
 the face two rings of extra vertices carry the face-oval motion outwards, halved on the inner ring and
 zero on the outer ring, so hair, shoulders and background stay still (our stitching). The paste-back
 mask covers the outer ring, so everything beyond it is the original picture, untouched.
+
+A target asking for more than such a warp can show whole (the face moved past its rings, an extreme turn, lips
+passing through each other, landmarks no face makes) is first pulled back, smoothly, into one it can
+(``limits.TargetLimits``); everyday targets pass untouched.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ RING_FOLLOW = 1.0 - RING_PLACE
 RING_MARGIN = 0.02  # the outer ring stays this far (in crop sides) inside the crop: the crop has nothing beyond it
 _MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
+OPEN_GAP = 1.0  # pixels: lips this far apart (or more) count as open
 CLOSING = 0.85  # an eye narrower than this fraction of the source's is drawn as closing (lid over the eyeball)
 LID_LIFT = 0.7  # a shut lid's skin is taken from this far above its contour, in eye-opening heights ...
 LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this far above it ...
@@ -69,6 +74,15 @@ def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         left = px < x0 + (py - y0) * (x1 - x0) / (y1 - y0)
     return (crosses & left).sum(-1) % 2 == 1
+
+
+def _mouth_gap(points: np.ndarray) -> float:
+    """The inner lips' widest gap, in pixels: across the line between the mouth corners, between each upper lip
+    point and the lower one facing it (negative where they cross)."""
+    axis = points[lm.MOUTH_CORNERS[1], :2] - points[lm.MOUTH_CORNERS[0], :2]
+    down = np.array([-axis[1], axis[0]]) / max(float(np.hypot(*axis)), 1e-9)
+    gaps = (points[list(lm.INNER_LIP_LOWER[1:-1]), :2] - points[list(lm.INNER_LIP_UPPER[1:-1]), :2]) @ down
+    return float(gaps.max())
 
 
 def _rings(oval: np.ndarray, size: int) -> list[np.ndarray]:
@@ -158,6 +172,17 @@ def _lash_tint(image: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
     return np.clip(np.median(lashes, 0) / np.maximum(np.median(band[-1], 0), 1.0), 0.15, 1.0).astype(np.float32)
 
 
+def _mouth_opening(points: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """float32 coverage (0 … 1, anti-aliased) of the mouth's opening (its inner-lip outline) on a window of ``shape``
+    whose top-left pixel is ``origin``. Source and target openings are drawn alike, so where they coincide they
+    cancel exactly. A shut mouth has no opening, but its outline, upper lip on lower, would still be drawn as a
+    line: the coverage fades out as the widest gap closes below OPEN_GAP pixels."""
+    mask = np.zeros(shape, np.uint8)
+    loop = points[_MOUTH_LOOP, :2] - origin
+    cv2.fillPoly(mask, [np.round(loop * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) * float(np.clip(_mouth_gap(points) / OPEN_GAP, 0.0, 1.0) / 255.0)
+
+
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
@@ -219,8 +244,12 @@ class MeshEngine:
         openings = self._opening_points(landmarks)
         lash_rows = landmarks[list(lm.RIGHT_EYE_UPPER * 2 + lm.LEFT_EYE_UPPER * 2), :2]
         vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings, lash_rows])
-        mouth = np.zeros((size, size), np.uint8)  # where the source's own mouth opening is
-        cv2.fillPoly(mouth, [np.round(landmarks[_MOUTH_LOOP, :2] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        mouth = _mouth_opening(landmarks, (size, size))  # where the source's own mouth opening is
+        # A little wider than an open mouth, so its own rim never counts as new cavity; a shut mouth has no opening
+        # and is not widened at all: a parted-lips target then shows cavity all along the new gap, not lips.
+        rim = int(np.clip(round(_mouth_gap(landmarks) / 4.0), 0, 2))
+        if rim:
+            mouth = cv2.dilate(mouth, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8))
         grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
         full = np.arange(size, dtype=np.float32)
         return SourceState(
@@ -235,8 +264,7 @@ class MeshEngine:
                 "eye_ratios": geometry.eye_open_ratios(landmarks),
                 "lash_tint": [_lash_tint(crop_image, landmarks, side) for side in (0, 1)],
                 "eyeball": _eyeball(crop_image, landmarks),  # what is warped; the irises are drawn over it
-                # a little wider than the opening, so its own rim never counts as "new" cavity
-                "mouth": cv2.dilate(mouth, np.ones((5, 5), np.uint8)).astype(np.float32) / 255.0,
+                "mouth": mouth,
                 "limits": TargetLimits(landmarks, rings[1], self.pose_limits),
             },
             session={} if session is None else session,
@@ -483,10 +511,11 @@ class MeshEngine:
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return out
-        hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(hole, [np.round((loop - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        hole = _mouth_opening(target, (y1 - y0, x1 - x0), (x0, y0))
         inside = cv2.remap(state.cache["mouth"], map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR)
-        weight = (hole.astype(np.float32) / 255.0) * (1.0 - inside)
+        # Cavity where the target's opening is and the source's is not (a fuzzy set difference: where the warp
+        # takes the opening onto the source's own, nothing is painted, even along its interpolated edge).
+        weight = np.maximum(hole - inside, 0.0)
         if weight.max() <= 0.01:
             return out
         # Darkest in the middle of the opening, a little lighter towards the lips.
