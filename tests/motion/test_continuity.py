@@ -37,7 +37,6 @@ def test_a_lost_face_is_held_then_eased_to_rest():
     np.testing.assert_allclose(out[-1], 0.0, atol=1e-12)  # at rest a second after it was lost
     steps = np.linalg.norm(np.diff(out, axis=0), axis=1)
     assert steps.max() < 0.2 * np.linalg.norm(motion)  # eased over many frames, never snapped
-    assert continuity.held_frames == 40
 
 
 def test_motion_that_comes_back_is_blended_into_without_a_jump():
@@ -61,7 +60,6 @@ def test_a_cut_continues_from_where_the_output_is():
     jump_at_cut = abs(outputs[10] - outputs[9])
     assert jump_at_cut < 0.01  # the new shot's motion is 4 away: without blending this would be 4
     assert outputs[-1] == -2.0
-    assert continuity.held_frames == 0
 
 
 def test_the_clip_starts_with_its_own_motion_and_a_late_face_blends_in_from_rest():

@@ -9,10 +9,10 @@ and place. ``multiplier`` scales the motion (expression offsets, rotation angle,
 
 Then what a still portrait can take: the driver's camera zoom and shift are followed only within what looks
 natural (eased into ``continuity.ZOOM_LIMIT`` and ``SHIFT_LIMIT``, gliding: ``CameraFollow``; ``follow_camera``
-follows them in full) and the head's
-angles are eased into the range the engine renders cleanly (``pose_limits``). Lost faces and cuts go through
-``motion.continuity`` (hold, ease to rest, blend back in: the output never jumps). Manual ``Controls`` are applied
-after all of it; measured motion is smoothed with a one-euro filter.
+follows them in full) and the head's angles are eased into the range the engine renders cleanly
+(``pose_limits``). Lost faces and cuts go through ``motion.continuity`` (hold, ease to rest, blend back in: the
+output never jumps). Manual ``Controls`` are applied after all of it; measured motion is smoothed with a one-euro
+filter.
 """
 
 from __future__ import annotations
@@ -144,11 +144,6 @@ class MotionAligner:
         self._continuity = Continuity(self._shape_size + 7, fps, options.continuity)
         self._camera = CameraFollow(fps)
 
-    @property
-    def held_frames(self) -> int:
-        """Frames rendered without live motion (the driver's face lost: held, then eased to rest)."""
-        return self._continuity.held_frames
-
     def _start_shape(self, source: MotionFrame) -> np.ndarray:
         """The source's canonical shape that the motion starts from (its mouth closed under ``normalize_lip``)."""
         shape = source.shape.astype(np.float64)
@@ -189,9 +184,7 @@ class MotionAligner:
         moving_source = source_landmarks is not None
         src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
         src_shape = self._start_shape(src) if moving_source else self._source_shape
-        live = None
-        if frame.valid and (frame.anchor is not None or self.reference is not None):
-            live = self._motion(frame, src, src_shape, still=not moving_source)
+        live = self._motion(frame, src, src_shape, still=not moving_source) if frame.valid else None
         motion = self._continuity(live, frame.shot)
         n = self._shape_size
         shape = src_shape + motion[:n].reshape(src_shape.shape)

@@ -85,7 +85,6 @@ class Continuity:
         self._since = 0  # frames since then
         self._shot: int | None = None
         self._started = False
-        self.held_frames = 0  # frames rendered without live motion
 
     def __call__(self, live: np.ndarray | None, shot: int = 0) -> np.ndarray:
         if live is None:
@@ -96,7 +95,6 @@ class Continuity:
         return out
 
     def _without_motion(self) -> np.ndarray:
-        self.held_frames += 1
         if self._held is None:
             self._held, self._lost = self._output, 0
         self._lost += 1
