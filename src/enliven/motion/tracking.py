@@ -29,6 +29,7 @@ does not grow with the clip.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Callable
@@ -220,10 +221,12 @@ class Tracklet:
     detections: list[Detection] = field(default_factory=list)
     person: int = -1
 
-    @property
+    # Read only once linking is done (cached: grouping compares every pair of tracklets).
+    @functools.cached_property
     def frames(self) -> set[int]:
         return {d.frame for d in self.detections}
 
+    @functools.cached_property
     def signature(self) -> tuple[np.ndarray, np.ndarray]:
         chosen = [d for d in self.detections if d.usable] or self.detections
         return np.mean([d.shape for d in chosen], 0), np.mean([d.look for d in chosen], 0)
@@ -263,7 +266,7 @@ def link_tracklets(faces: list[list[Detection]], cuts: list[int], fps: float) ->
 
 def identity_distance(a: Tracklet, b: Tracklet) -> float:
     """How unlike two tracklets' people are (see SAME_PERSON for what the values mean)."""
-    (shape_a, look_a), (shape_b, look_b) = a.signature(), b.signature()
+    (shape_a, look_a), (shape_b, look_b) = a.signature, b.signature
     shape = np.sqrt(np.mean((shape_a - shape_b) ** 2)) / SHAPE_SPREAD
     look = np.sqrt(np.mean((look_a - look_b) ** 2)) / LOOK_SPREAD
     return float(np.sqrt((shape**2 + look**2) / 2))
