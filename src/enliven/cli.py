@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from enliven import __version__
 from enliven.errors import EnlivenError
+from enliven.io.images import DEFAULT_MAX_PIXELS, pixel_limit
 from enliven.motion.align import Controls
 from enliven.motion.tracking import TrackOptions
 
@@ -22,6 +27,52 @@ examples:
   enliven animate me.jpg --audio talk.wav -o out.mp4   lip motion, blinks and nods from speech
   enliven animate me.jpg --text "Hello!" -o out.mp4    speak the text (espeak-ng) and animate to it
 """
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill``), raised on the main thread like KeyboardInterrupt for Ctrl-C, so that ``finally`` blocks
+    and ``atomic_output`` delete unfinished files; a BaseException so that ``except Exception`` cannot swallow it."""
+
+
+EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _stop_cleanly_on_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into exceptions on the main thread; a repeated signal is ignored while the first one
+    unwinds, so that a second Ctrl-C cannot cut the clean-up short and leave a temporary file behind."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # A signal the caller chose to ignore (`nohup`, a background job of a script) stays ignored.
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _pixel_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number of pixels, like 200000000, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
 
 
 def _add_animation_options(p: argparse.ArgumentParser) -> None:
@@ -131,9 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"enliven {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    max_pixels_help = (f"refuse pictures larger than N pixels, width × height (default {DEFAULT_MAX_PIXELS:,}); "
+                       "checked on the file's header, before anything is decoded")
+    parser.add_argument(
+        "--max-pixels", type=_pixel_count, default=DEFAULT_MAX_PIXELS, metavar="N", help=max_pixels_help
+    )
     # Also accepted after the command (`enliven demo -q`); SUPPRESS keeps it from resetting the global one.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--max-pixels", type=_pixel_count, default=argparse.SUPPRESS, metavar="N", help=max_pixels_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_with_parents(common))
 
     p = sub.add_parser("demo", help="animate the bundled portrait with a built-in motion (no input needed)")
@@ -203,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with pixel_limit(args.max_pixels):
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from enliven import api
 
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
@@ -276,14 +338,19 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command: exit 0 done, 2 bad input (one line), 130 Ctrl-C, 143 SIGTERM; unfinished files are removed."""
     try:
-        return run(argv)
+        with _stop_cleanly_on_signals():
+            return run(argv)
     except EnlivenError as exc:
         print(f"enliven: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("enliven: interrupted; no output written", file=sys.stderr)
-        return 130
+        print("enliven: interrupted; unfinished output removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("enliven: terminated; unfinished output removed", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

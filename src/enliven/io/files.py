@@ -38,12 +38,15 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path with the target's suffix; on success rename it to ``path``, else delete it."""
+    """Yield a temporary path with the target's suffix; on success rename it to ``path``, else delete it.
+
+    Deleted on any exception, KeyboardInterrupt included, and on SIGTERM where the CLI turns it into an exception
+    (``cli.Terminated``); only SIGKILL or a crash of the interpreter itself can leave a ``.NAME.*.part`` file."""
     path = check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent or ".")
-    os.close(fd)
     tmp_path = Path(tmp)
-    try:
+    try:  # from the moment the file exists: an interrupt while closing it must remove it too
+        os.close(fd)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:

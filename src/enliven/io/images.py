@@ -2,32 +2,109 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from enliven.errors import EnlivenError
 from enliven.io.files import atomic_output, require_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
+DEFAULT_MAX_PIXELS = 120_000_000
+"""Largest picture (width × height) read unless raised with ``pixel_limit`` / ``--max-pixels``. It is above every
+common camera (a 102-megapixel medium-format frame included) and keeps the decoded copies of one picture (RGB,
+then its EXIF-turned copy) near 1 GB, what a laptop can spare. A file whose header claims more is refused before
+anything is decoded: a few bytes of PNG can otherwise claim 60000 × 60000 pixels and ask for 10 GB."""
+
+# Everything Pillow raises on a damaged or hostile file, as reported by its own plugins: truncated data
+# (OSError), broken chunks (SyntaxError, EOFError), impossible header values (ValueError), and the decompression
+# bomb guard (its error, and its warning, which we turn into an error so that it cannot be missed).
+PILLOW_READ_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+_max_pixels: contextvars.ContextVar[int] = contextvars.ContextVar("enliven_max_pixels", default=DEFAULT_MAX_PIXELS)
+_pillow_guard = threading.Lock()  # held while Pillow's process-wide limit is ours (see _pillow_guard_at)
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (``DEFAULT_MAX_PIXELS`` unless inside ``pixel_limit``)."""
+    return _max_pixels.get()
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int) -> Iterator[None]:
+    """Read pictures of up to ``limit`` pixels (width × height) inside this block."""
+    if limit <= 0:
+        raise EnlivenError(f"the pixel limit must be a positive number, got {limit}")
+    token = _max_pixels.set(int(limit))
+    try:
+        yield
+    finally:
+        _max_pixels.reset(token)
+
+
+def check_pixel_count(width: int, height: int, what: str) -> None:
+    """A clear error if a ``width`` × ``height`` picture is over the pixel limit (for ``what``, e.g. a path)."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise EnlivenError(
+            f"{what} is {width}×{height} = {width * height:,} pixels, over the limit of {limit:,} "
+            "(raise it with --max-pixels N if the file is genuine)"
+        )
+
 
 def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 array (H, W, 3), with EXIF orientation applied; a clear error for anything unreadable."""
-    path = require_file(path)
-    try:
-        with Image.open(path) as im:
-            from PIL import ImageOps
+@contextlib.contextmanager
+def _pillow_guard_at(limit: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb guard at ``limit`` (None: off), its warning turned into an error. Its limit is
+    one process-wide number, so reads that change it take turns."""
+    with _pillow_guard, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        pillow_limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_limit
 
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 array (H, W, 3), with EXIF orientation applied; a clear error for anything unreadable, and for
+    a picture over the pixel limit (checked on the header's size, before decoding)."""
+    path = require_file(path)
+    limit = max_pixels()
+    try:
+        # Pillow reads only the header here; its guard is off so that ours, next, can name the size it refuses.
+        with _pillow_guard_at(None):
+            image = Image.open(path)
+        # Decoding stays guarded at our limit: some formats (GIF, TIFF tiles, MPO) check sizes as they decode.
+        with image, _pillow_guard_at(limit):
+            check_pixel_count(*image.size, f"image {path}")
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise EnlivenError(
+            f"image {path} holds a picture over the limit of {limit:,} pixels (raise it with --max-pixels N if the "
+            "file is genuine)"
+        ) from None
+    except PILLOW_READ_ERRORS as exc:
         raise EnlivenError(f"cannot read image {path}: {exc}") from None
 
 
