@@ -6,9 +6,11 @@ with analysis and rendering on the main thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -68,16 +70,124 @@ def _open_input(path: str | os.PathLike):
     try:
         return av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise EnlivenError(f"cannot read video {path}: {exc}") from None
+        raise EnlivenError(f"cannot read video {path}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as the one line an EnlivenError may carry (the CLI prints exactly one line)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _wrapped(exc: BaseException, what: str) -> EnlivenError:
+    """Any failure on a worker thread as the one EnlivenError the caller sees; the original stays its cause."""
+    if isinstance(exc, EnlivenError):
+        return exc
+    error = EnlivenError(f"{what}: {_one_line(exc)}")
+    error.__cause__ = exc
+    return error
+
+
+# Waits between the caller and a worker thread poll at this interval, so that a failure, a stop or a death on
+# the other side ends them. Only a worker that makes no progress at all for _STALL_SECONDS (stuck inside FFmpeg:
+# a hung network mount, a codec bug) is given up on; a slow one never is, because it beats at every packet.
+_POLL_SECONDS = 0.1
+_STALL_SECONDS = 60.0
+_STOP_SECONDS = 5.0  # how long a stopped worker gets to end before it is left behind (it is a daemon thread)
+
+# ffmpeg's own tools skip a packet that fails to decode with a warning, and so do we; a stream where more than
+# half of the packets fail is damaged throughout and ends with an error. That is judged at the end of the
+# stream, or as soon as _EARLY_DAMAGE_VERDICT packets have failed, so junk fails before it has all been read.
+_EARLY_DAMAGE_VERDICT = 25
+
+_log = logging.getLogger(__name__)
+_warned: set[tuple[str, str, int]] = set()
+
+
+class _Heartbeat:
+    """When a worker last got anywhere; a wait on it ends if it has been stuck for _STALL_SECONDS."""
+
+    def __init__(self) -> None:
+        self._at = time.monotonic()
+
+    def beat(self) -> None:
+        self._at = time.monotonic()
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self._at > _STALL_SECONDS
+
+
+class _PacketDecoder:
+    """Decode one stream packet by packet, skipping the packets that fail to decode and counting them."""
+
+    def __init__(self, container, stream, what: str, path: Path, heartbeat: _Heartbeat | None = None):
+        self._container = container
+        self._stream = stream
+        self._what = what  # "video" or "audio", for messages
+        self._path = path
+        self._heartbeat = heartbeat
+        self.packets = 0
+        self.damaged = 0
+        self._last_error = ""
+
+    def frames(self) -> Iterator:
+        for packet in self._container.demux(self._stream):
+            if self._heartbeat is not None:
+                self._heartbeat.beat()
+            if packet.size:  # the empty packet at the end only flushes the decoder
+                self.packets += 1
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as exc:  # InvalidDataError and its kin: this packet is damaged
+                if packet.size:
+                    self.damaged += 1
+                    self._last_error = _one_line(exc)
+                    if self.damaged >= _EARLY_DAMAGE_VERDICT:
+                        self._check()
+                continue
+            yield from decoded
+        self._check()
+        self.warn()
+
+    def _check(self) -> None:
+        if self.damaged * 2 > self.packets:
+            raise EnlivenError(
+                f"the {self._what} of {self._path} is damaged throughout: {self.damaged} of the {self.packets} "
+                f"packets read fail to decode ({self._last_error})"
+            )
+
+    def warn(self) -> None:
+        """Say how many packets were skipped, once per file and count (a driving clip is read more than once)."""
+        key = (str(self._path), self._what, self.damaged)
+        if self.damaged and key not in _warned:
+            _warned.add(key)
+            _log.warning(
+                f"enliven: skipped {self.damaged} of {self.packets} {self._what} packets in {self._path}: damaged"
+            )
+
+
+def _put_unless_stopped(items: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` on a bounded queue unless ``stop`` is set first; whether it was put."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=_POLL_SECONDS)
+            return True
+        except queue.Full:
+            pass
+    return False
 
 
 class VideoReader:
     """Iterate a video's frames as RGB uint8 arrays, decoding ahead in a background thread. Frames come out
-    upright as the file says to show them (phone clips carry a rotation), and ``width``/``height`` are theirs."""
+    upright as the file says to show them (phone clips carry a rotation), and ``width``/``height`` are theirs.
+
+    A packet that fails to decode is skipped, as ffmpeg does (its frame is missing from the output), and counted
+    in ``damaged_packets``; a video where more than half of the packets fail ends with an EnlivenError."""
 
     def __init__(self, path: str | os.PathLike, prefetch: int = 8):
         self.path = Path(path)
         self._prefetch = prefetch
+        self.damaged_packets = 0  # of the last complete read
         with _open_input(path) as container:
             if not container.streams.video:
                 raise EnlivenError(f"no video stream in {self.path}")
@@ -86,8 +196,8 @@ class VideoReader:
             self.height = stream.codec_context.height
             self.turn = _UPRIGHT  # what brings each decoded frame upright (see _display_turn)
             try:
-                first = next(container.decode(stream), None)
-            except (av.FFmpegError, ValueError):
+                first = next(_PacketDecoder(container, stream, "video", self.path).frames(), None)
+            except (EnlivenError, av.FFmpegError, ValueError):
                 first = None  # reported when the frames are read
             if first is not None:
                 self.turn = _display_turn(first, stream)
@@ -106,45 +216,61 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames: queue.Queue = queue.Queue(maxsize=self._prefetch)
-        stop = threading.Event()
-        failure: list[BaseException] = []
+        stop = threading.Event()  # the caller stopped early or failed: the decoder ends at its next step
+        heartbeat = _Heartbeat()
+        failure: list[EnlivenError] = []
 
         def decode() -> None:
             try:
                 with av.open(str(self.path)) as container:
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
-                    for frame in container.decode(stream):
-                        if stop.is_set():
+                    decoder = _PacketDecoder(container, stream, "video", self.path, heartbeat)
+                    for frame in decoder.frames():
+                        picture = _turned(frame.to_ndarray(format="rgb24"), self.turn)
+                        if not _put_unless_stopped(frames, picture, stop):
                             return
-                        frames.put(_turned(frame.to_ndarray(format="rgb24"), self.turn))
-            except (av.FFmpegError, OSError, ValueError) as exc:
-                failure.append(EnlivenError(f"cannot decode video {self.path}: {exc}"))
+                    self.damaged_packets = decoder.damaged
+            except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
+                failure.append(_wrapped(exc, f"cannot decode video {self.path}"))
             finally:
-                frames.put(_END)
+                _put_unless_stopped(frames, _END, stop)
 
         worker = threading.Thread(target=decode, daemon=True, name="enliven-decode")
         worker.start()
         try:
-            while (item := frames.get()) is not _END:
+            while (item := self._next(frames, worker, heartbeat)) is not _END:
                 yield item
         finally:
             stop.set()
-            while worker.is_alive():  # drain so the decoder can see the stop flag
-                try:
-                    frames.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            worker.join()
+            worker.join(_STOP_SECONDS)  # it sees the stop within one poll unless stuck in FFmpeg; then leave it
         if failure:
             raise failure[0]
+
+    def _next(self, frames: queue.Queue, worker: threading.Thread, heartbeat: _Heartbeat):
+        """The next decoded frame; a decoder that died or is stuck ends the wait with an EnlivenError."""
+        while True:
+            try:
+                return frames.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if not worker.is_alive() and frames.empty():
+                    raise EnlivenError(f"the decoder of {self.path} stopped without finishing") from None
+                if heartbeat.stalled():
+                    raise EnlivenError(
+                        f"decoding {self.path} made no progress for {_STALL_SECONDS:.0f} s; giving up"
+                    ) from None
+
+
+class _Abandoned(Exception):
+    """The caller gave up on the writer (its own error, or it found the encoder stuck): stop encoding."""
 
 
 class VideoWriter:
     """Encode RGB frames to H.264 yuv420p mp4 in a background thread; optionally copy in an audio track.
 
     Frames of odd width or height are padded by repeating the last row/column (yuv420p needs even sizes).
-    Use as a context manager; the file is complete only after a clean exit.
+    Use as a context manager; the file is complete only after a clean exit. Any failure of the encoder,
+    the audio copy included, reaches the caller as one EnlivenError from ``write`` or ``close``, never a hang.
     """
 
     def __init__(
@@ -162,26 +288,68 @@ class VideoWriter:
         self.crf = crf
         self.preset = preset
         self.frames_written = 0
+        self.damaged_audio_packets = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._failure: list[BaseException] = []
+        self._failure: list[EnlivenError] = []
+        self._abandoned = threading.Event()
+        self._heartbeat = _Heartbeat()
         self._worker: threading.Thread | None = None
+        self._producer: threading.Thread | None = None
         self._size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoWriter:
         return self
 
     def write(self, frame: np.ndarray) -> None:
-        if self._failure:
-            raise self._failure[0]
+        self._raise_failure()
         h, w = frame.shape[:2]
         if self._size is None:
             self._size = (w + w % 2, h + h % 2)
+            self._producer = threading.current_thread()
+            self._heartbeat.beat()
             self._worker = threading.Thread(target=self._encode, daemon=True, name="enliven-encode")
             self._worker.start()
         if w % 2 or h % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        self._queue.put(np.ascontiguousarray(frame))
+        self._send(np.ascontiguousarray(frame))
         self.frames_written += 1
+
+    def _raise_failure(self) -> None:
+        if self._failure:
+            raise self._failure[0]
+
+    def _send(self, item) -> None:
+        """Hand ``item`` to the encoder; an encoder that failed, died or is stuck ends the wait with its error."""
+        while True:
+            try:
+                self._queue.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                self._check_encoder()
+
+    def _check_encoder(self) -> None:
+        self._raise_failure()
+        if not self._worker.is_alive():
+            self._raise_failure()  # it may have failed between the two looks
+            raise EnlivenError(f"the video encoder stopped without finishing {self.path}")
+        if self._heartbeat.stalled():
+            self._abandoned.set()
+            raise EnlivenError(f"the video encoder made no progress for {_STALL_SECONDS:.0f} s; giving up")
+
+    def _next_frame(self):
+        """The next frame to encode, or _END; ends in _Abandoned if the caller gave up or its thread is gone."""
+        while True:
+            if self._abandoned.is_set():
+                raise _Abandoned
+            try:
+                item = self._queue.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                self._heartbeat.beat()  # waiting for a slow renderer is not being stuck
+                if not self._producer.is_alive():
+                    raise _Abandoned from None
+                continue
+            self._heartbeat.beat()
+            return item
 
     def _encode(self) -> None:
         try:
@@ -193,40 +361,56 @@ class VideoWriter:
                 stream.options = {"crf": str(self.crf), "preset": self.preset}
                 stream.thread_type = "AUTO"
                 audio = _AudioCopy(out, self.audio_from) if self.audio_from else None  # streams before any packet
-                while (frame := self._queue.get()) is not _END:
+                while (frame := self._next_frame()) is not _END:
                     for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                         out.mux(packet)
                 for packet in stream.encode():
+                    self._heartbeat.beat()
                     out.mux(packet)
                 if audio is not None:
-                    audio.run(self.frames_written / self.fps)
-        except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread
-            self._failure.append(exc)
-            while self._queue.get() is not _END:  # unblock the producer
-                pass
+                    audio.run(self.frames_written / self.fps, self._heartbeat)
+                    self.damaged_audio_packets = audio.damaged_packets
+        except _Abandoned:
+            pass  # the caller has its own error to report, and deletes the file
+        except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
+            self._failure.append(_wrapped(exc, "cannot encode the video"))
 
     def close(self) -> None:
         if self._worker is None:
             raise EnlivenError("no frames were rendered, nothing to write")
-        self._queue.put(_END)
-        self._worker.join()
-        if self._failure:
-            raise self._failure[0]
+        self._send(_END)
+        while self._worker.is_alive():
+            self._worker.join(_POLL_SECONDS)
+            if self._heartbeat.stalled() and self._worker.is_alive():
+                self._abandoned.set()
+                raise EnlivenError(
+                    f"the video encoder made no progress for {_STALL_SECONDS:.0f} s while finishing; giving up"
+                )
+        self._raise_failure()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
         elif self._worker is not None:
-            self._queue.put(_END)
-            self._worker.join()
+            # The caller's own error is the one to report: stop the encoder, wait a bounded time, never raise.
+            self._abandoned.set()
+            self._worker.join(_STOP_SECONDS)
 
 
 class _AudioCopy:
-    """Transcode the first audio stream of a file to AAC into an output container, cut to a duration."""
+    """Transcode the first audio stream of a file to AAC into an output container, cut to a duration.
+
+    Damaged packets are skipped and counted (``damaged_packets``), as ffmpeg does; a track where more than half
+    of them fail ends with an EnlivenError."""
 
     def __init__(self, out, source: Path):
         self._out = out
-        self._src = av.open(str(source))
+        self._source = source
+        self.damaged_packets = 0
+        try:
+            self._src = av.open(str(source))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise EnlivenError(f"cannot read the audio of {source}: {_one_line(exc)}") from None
         self._in = self._src.streams.audio[0] if self._src.streams.audio else None
         if self._in is None:
             self._src.close()
@@ -237,24 +421,37 @@ class _AudioCopy:
         self._stream = out.add_stream("aac", rate=self.rate, layout=layout)
         self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.rate)
 
-    def run(self, duration: float) -> None:
+    def run(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
         if self._in is None:
             return
+        try:
+            self._copy(duration, heartbeat)
+        except EnlivenError:
+            raise
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise EnlivenError(f"cannot copy the audio of {self._source}: {_one_line(exc)}") from exc
+
+    def _copy(self, duration: float, heartbeat: _Heartbeat | None) -> None:
         limit = int(round(duration * self.rate))
         written = 0
         with self._src:
-            for frame in self._src.decode(self._in):
-                frame.pts = None
-                for chunk in self._resampler.resample(frame):
-                    if written + chunk.samples > limit:
-                        chunk = self._head(chunk, limit - written)
-                    if chunk is None:
+            decoder = _PacketDecoder(self._src, self._in, "audio", self._source, heartbeat)
+            try:
+                for frame in decoder.frames():
+                    frame.pts = None
+                    for chunk in self._resampler.resample(frame):
+                        if written + chunk.samples > limit:
+                            chunk = self._head(chunk, limit - written)
+                        if chunk is None:
+                            break
+                        written += chunk.samples
+                        for packet in self._stream.encode(chunk):
+                            self._out.mux(packet)
+                    if written >= limit:
                         break
-                    written += chunk.samples
-                    for packet in self._stream.encode(chunk):
-                        self._out.mux(packet)
-                if written >= limit:
-                    break
+            finally:
+                self.damaged_packets = decoder.damaged
+                decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
         for packet in self._stream.encode(None):
             self._out.mux(packet)
 
