@@ -172,7 +172,8 @@ class TargetLimits:
                                       / degree, 1e-6)
 
     def __call__(self, target: np.ndarray) -> np.ndarray:
-        """The target pulled back into what renders whole; ``target`` itself when it already does."""
+        """The target pulled back into what renders whole; when it already does, ``target`` itself (as float64: the
+        same array if it is float64 already)."""
         out = np.asarray(target, np.float64)
         pose = geometry.fit_pose(out)  # the first two steps keep it: they change the shape, then the angles
         out = self.turn(self.plausible(out, pose), pose)
