@@ -118,6 +118,9 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
         },
         "skipped": skipped,
     }
+    source_frames = run.get("source_frames", {})  # self-reenactment: the frame each clip's source was taken from
+    if source_frames:
+        data["source_frames"] = source_frames
     written = []
     json_path = out / "report.json"
     with atomic_output(json_path) as tmp:
@@ -129,6 +132,8 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
     md += _table(kind, {e: overall[e] for e in engines})
     for case, per_engine in results.items():
         md += ["", f"## {case}", ""]
+        if case in source_frames:
+            md += [_source_line(source_frames[case]), ""]
         md += _table(kind, {e: s.summary() for e, s in per_engine.items()})
     md += ["", "## Not measured", ""] + [f"- {line}" for line in skipped]
     md += ["", "Arrows: ↑ higher is better, ↓ lower is better, →1 closest to 1 is best. ∞: identical pictures. "
@@ -141,6 +146,13 @@ def write_report(run: dict, out_dir: str | os.PathLike) -> list[Path]:
     written.append(md_path)
     written += _plots(kind, engines, results, overall, out)
     return written
+
+
+def _source_line(frame: int) -> str:
+    if frame == 0:
+        return "Source: frame 0."
+    lead_in = "frame 0 is" if frame == 1 else f"frames 0–{frame - 1} are"
+    return f"Source: frame {frame}, the first with a face; {lead_in} rendered but not scored."
 
 
 def _placement_note() -> str:

@@ -1,8 +1,9 @@
 """Self- and cross-reenactment benchmarks, streamed: one rendered frame and one reference frame at a time.
 
-Self-reenactment (LivePortrait Table 2 style): a video's first frame is the source, the whole video drives
-it, and the video itself is the ground truth. Cross-reenactment: every source picture × every driving
-clip; no ground truth, so we measure identity kept, expression and pose carried over, and steadiness.
+Self-reenactment (LivePortrait Table 2 style): a video's first frame with a face is the source, the whole
+video drives it, and the video itself, from the source frame on, is the ground truth. Cross-reenactment: every
+source picture × every driving clip; no ground truth, so we measure identity kept, expression and pose carried
+over, and steadiness.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from enliven.api import prepare_animation
 from enliven.bench import metrics as M
 from enliven.bench.placement import DlibFaces, Placement, PlacementMeter
-from enliven.errors import EnlivenError
+from enliven.errors import EnlivenError, NoFaceError
 from enliven.face import geometry
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import face_crop
@@ -118,22 +119,64 @@ def _paired(job, video: Path, label: str, progress: bool, jitter: tuple[M.Jitter
             yield i, out, other, found_out, found_other
 
 
+def first_face_frame(video: Path) -> tuple[int, np.ndarray]:
+    """(index, picture) of the first frame of ``video`` in which a face is found: clips often open on black or a
+    title card. NoFaceError if no frame has one (the clip cannot be self-reenacted)."""
+    frames = iter(VideoReader(video))
+    count = 0
+    try:
+        with FaceAnalyzer(static=True) as still:
+            for index, frame in enumerate(frames):
+                count += 1
+                if still.detect(frame):
+                    return index, frame
+    finally:
+        frames.close()  # stops the decoder thread when a face is found early
+    if not count:
+        raise NoFaceError(f"no frames in {video}")
+    raise NoFaceError(f"no face in any of the {count} frames of {video}")
+
+
+class _AfterLeadIn:
+    """Feeds a jitter meter only from frame ``start`` on: the lead-in before the source frame is not scored."""
+
+    def __init__(self, meter: M.JitterMeter, start: int):
+        self.meter, self.left = meter, start
+
+    def add(self, points: np.ndarray | None) -> None:
+        if self.left:
+            self.left -= 1
+        else:
+            self.meter.add(points)
+
+
 def self_reenactment(
-    video: Path, engine: str, embed: Callable | None = None, identity_every: int = 5, progress: bool = True, **options
+    video: Path,
+    engine: str,
+    embed: Callable | None = None,
+    identity_every: int = 5,
+    progress: bool = True,
+    source: tuple[int, np.ndarray] | None = None,
+    **options,
 ) -> Series:
-    """Score one engine re-creating ``video`` from its first frame (``embed``: see ``identity_backend``)."""
-    first = next(iter(VideoReader(video)), None)
-    if first is None:
-        raise EnlivenError(f"no frames in {video}")
-    # The source is the video's first frame, so its motion is measured from that frame (not the neutral one).
+    """Score one engine re-creating ``video`` from its first frame with a face (``source``: that frame's index
+    and picture, from ``first_face_frame``, found here if not given; ``embed``: see ``identity_backend``).
+
+    The frames before the source frame are rendered (the motion runs from the clip's start) but not scored: the
+    source did not exist yet, and the ground truth there has no face to compare with."""
+    start, first = source if source is not None else first_face_frame(video)
+    # The source is the first frame with the face, so its motion is measured from that frame (its shot's first
+    # frame where the followed face is seen), not from the shot's neutral frame.
     job = prepare_animation(first, video, str(video), engine=engine, reference="first", **options)
     series = Series()
     jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
     started = time.perf_counter()
     reference = _reference_identity(embed, first)
-    for i, out, truth, found_out, found_truth in _paired(
-        job, video, f"{video.name} [{engine}]", progress, (jitter_out, jitter_truth)
-    ):
+    scored_jitter = (_AfterLeadIn(jitter_out, start), _AfterLeadIn(jitter_truth, start))
+    label = f"{video.name} [{engine}]"
+    for i, out, truth, found_out, found_truth in _paired(job, video, label, progress, scored_jitter):
+        if i < start:
+            continue
         series.add("l1", M.l1(out, truth))
         series.add("psnr", M.psnr(out, truth))
         series.add("ssim", M.ssim(out, truth))
@@ -155,7 +198,7 @@ def self_reenactment(
             series.add("lip_error", abs(lo - lt))
             for name, a_, b_ in zip(("yaw", "pitch", "roll"), found_out[0].pose.angles(), found_truth[0].pose.angles()):
                 series.add(f"{name}_error", abs(a_ - b_))
-            if reference is not None and i % identity_every == 0:
+            if reference is not None and (i - start) % identity_every == 0:
                 series.add("identity", M.cosine(reference, embed(out, p)))
     series.values["frames_per_second"] = [len(series.values["l1"]) / (time.perf_counter() - started)]
     series.values["jitter_ratio"] = [jitter_out.value / jitter_truth.value if jitter_truth.value else math.nan]
@@ -247,11 +290,24 @@ def _placement_summary(series: Series, summary: dict) -> None:
 
 
 def run_self(videos_dir, engines: list[str], identity_every: int = 5, progress: bool = True, **options) -> dict:
+    """Self-reenactment of every video in ``videos_dir`` by every engine. A clip without a face is skipped (listed
+    in ``skipped`` with the reason) and the others still run; ``source_frames`` gives each clip's source frame."""
     videos = list_files(videos_dir, VIDEO_SUFFIXES)
-    embed, skipped = identity_backend(identity_every)
+    embed, why_no_identity = identity_backend(identity_every)
     common = dict(embed=embed, identity_every=identity_every, progress=progress, **options)
-    results = {v.name: {e: self_reenactment(v, e, **common) for e in engines} for v in videos}
-    return {"kind": "self", "engines": engines, "results": results, "skipped": [skipped] if skipped else []}
+    results, source_frames, skipped_clips = {}, {}, []
+    for video in videos:
+        try:
+            source = first_face_frame(video)
+            results[video.name] = {e: self_reenactment(video, e, source=source, **common) for e in engines}
+        except NoFaceError as exc:
+            skipped_clips.append(f"{video.name}: skipped, {exc}")
+            continue
+        source_frames[video.name] = source[0]
+    if not results:
+        raise EnlivenError(f"no video in {videos_dir} shows a face ({'; '.join(skipped_clips)})")
+    skipped = ([why_no_identity] if why_no_identity else []) + skipped_clips
+    return {"kind": "self", "engines": engines, "results": results, "skipped": skipped, "source_frames": source_frames}
 
 
 def run_cross(
