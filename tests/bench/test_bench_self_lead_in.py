@@ -60,8 +60,8 @@ def test_lead_in_clip_uses_its_first_face_and_a_faceless_clip_is_skipped(tmp_pat
     assert abs(lead_in["lmd"] - plain["lmd"]) < 0.01 and lead_in["ssim"] > 0.9
 
     md = (out / "report.md").read_text()
-    source_line = f"Source: frame {LEAD_IN}, the first with a face; frames 0–{LEAD_IN - 1} are rendered but not scored."
-    assert source_line in md
+    lead_in_line = f"frames 0–{LEAD_IN - 1} are rendered but not scored."
+    assert f"Source: frame {LEAD_IN}, the first with a face; {lead_in_line}" in md
     assert "- all_black.mp4: skipped, no face" in md
 
 
