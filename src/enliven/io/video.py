@@ -1,7 +1,9 @@
 """Streamed video decode and encode with PyAV: one frame in memory at a time (plus a short queue).
 
 Decoding and encoding each run in a background thread (FFmpeg releases the GIL), so they overlap
-with analysis and rendering on the main thread.
+with analysis and rendering on the main thread. No wait between the two sides can last forever: each side
+polls for the other's failure, death or stop, and a worker stuck inside FFmpeg is given up on after
+``_STALL_SECONDS`` without progress. Packets that fail to decode are skipped and counted, as ffmpeg does.
 """
 
 from __future__ import annotations
