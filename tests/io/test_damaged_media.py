@@ -344,3 +344,19 @@ def test_a_stuck_decoder_neither_hangs_the_reader_nor_its_early_stop(small_avi, 
     finally:
         release.set()
     assert not _no_new_enliven_threads(before)  # once FFmpeg comes back, the stopped decoders end
+
+
+def test_frames_written_from_another_thread_then_closed_here_are_a_whole_video(tmp_path):
+    """The bounded waits must not mistake a writer fed by a thread that has since ended for an abandoned one."""
+    output = tmp_path / "out.mp4"
+
+    def write_and_close() -> None:
+        with VideoWriter(output, CLIP_FPS) as writer:
+            greys = [np.full((48, 64, 3), i, np.uint8) for i in range(5)]
+            feeder = threading.Thread(target=lambda: [writer.write(grey) for grey in greys])
+            feeder.start()
+            feeder.join()
+            time.sleep(0.5)  # the encoder polls for frames meanwhile
+
+    _within(HANG_SECONDS, write_and_close)
+    assert _frame_count(output) == 5

@@ -295,8 +295,8 @@ class VideoWriter:
         self._failure: list[EnlivenError] = []
         self._abandoned = threading.Event()
         self._heartbeat = _Heartbeat()
+        self._finished = False  # the encoder wrote the whole file, not just stopped
         self._worker: threading.Thread | None = None
-        self._producer: threading.Thread | None = None
         self._size: tuple[int, int] | None = None
 
     def __enter__(self) -> VideoWriter:
@@ -307,7 +307,6 @@ class VideoWriter:
         h, w = frame.shape[:2]
         if self._size is None:
             self._size = (w + w % 2, h + h % 2)
-            self._producer = threading.current_thread()
             self._heartbeat.beat()
             self._worker = threading.Thread(target=self._encode, daemon=True, name="enliven-encode")
             self._worker.start()
@@ -333,13 +332,13 @@ class VideoWriter:
         self._raise_failure()
         if not self._worker.is_alive():
             self._raise_failure()  # it may have failed between the two looks
-            raise EnlivenError(f"the video encoder stopped without finishing {self.path}")
+            raise EnlivenError("the video encoder stopped before the video was complete")
         if self._heartbeat.stalled():
             self._abandoned.set()
             raise EnlivenError(f"the video encoder made no progress for {_STALL_SECONDS:.0f} s; giving up")
 
     def _next_frame(self):
-        """The next frame to encode, or _END; ends in _Abandoned if the caller gave up or its thread is gone."""
+        """The next frame to encode, or _END; _Abandoned once the caller gives up (``__exit__`` on its error)."""
         while True:
             if self._abandoned.is_set():
                 raise _Abandoned
@@ -347,8 +346,6 @@ class VideoWriter:
                 item = self._queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 self._heartbeat.beat()  # waiting for a slow renderer is not being stuck
-                if not self._producer.is_alive():
-                    raise _Abandoned from None
                 continue
             self._heartbeat.beat()
             return item
@@ -372,6 +369,7 @@ class VideoWriter:
                 if audio is not None:
                     audio.run(self.frames_written / self.fps, self._heartbeat)
                     self.damaged_audio_packets = audio.damaged_packets
+            self._finished = True
         except _Abandoned:
             pass  # the caller has its own error to report, and deletes the file
         except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
@@ -389,6 +387,8 @@ class VideoWriter:
                     f"the video encoder made no progress for {_STALL_SECONDS:.0f} s while finishing; giving up"
                 )
         self._raise_failure()
+        if not self._finished:  # it was told to give up (a stall found by an earlier write) and the caller went on
+            raise EnlivenError("the video encoder stopped before the video was complete")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
