@@ -453,7 +453,7 @@ class _AudioCopy:
                         break
             finally:
                 self.damaged_packets = decoder.damaged
-                decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
+            decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
         for packet in self._stream.encode(None):
             self._out.mux(packet)
 
