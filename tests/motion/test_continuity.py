@@ -62,6 +62,17 @@ def test_a_cut_continues_from_where_the_output_is():
     assert outputs[-1] == -2.0
 
 
+def test_a_tracker_settling_after_a_cut_does_not_show():
+    continuity = Continuity(1, FPS)
+    for _ in range(10):
+        continuity(np.array([0.0]), shot=0)
+    # the first frames of the new shot swing by ±1 while the face tracker settles, then hold still at 0.5
+    settling = [1.0, -1.0, 1.0, -1.0, 0.5, 0.5, 0.5]
+    out = [continuity(np.array([v]), shot=1)[0] for v in settling]
+    assert max(abs(v) for v in out[:3]) < 0.15  # fading in, it shows a tenth of the swing (an offset: all of it)
+    assert abs(continuity(np.array([0.5]), shot=1)[0] - 0.5) < 0.5  # while still heading for the new motion
+
+
 def test_the_clip_starts_with_its_own_motion_and_a_late_face_blends_in_from_rest():
     continuity = Continuity(1, FPS)
     assert continuity(np.array([1.5]))[0] == 1.5  # nothing before the first frame to continue from

@@ -7,7 +7,7 @@ path, LivePortrait's expression and pose for the keypoint engine), so one rule s
 - a face lost for a moment holds its last motion; after ``hold`` seconds it eases to rest over ``release``
   seconds (a black frame or a glance away is not a reason to reset, a face gone for good is);
 - when motion comes back (the face returns, or a cut starts a new shot measured from its own reference), the
-  output does not jump to it: it starts where it was and blends into the live motion over ``blend`` seconds.
+  output does not jump to it: it starts where it was and cross-fades into the live motion over ``blend`` seconds.
 
 All easing uses smoothstep, so the motion's speed is continuous too (no visible kick at either end).
 """
@@ -81,7 +81,7 @@ class Continuity:
         self._output = np.zeros(size)  # what was rendered last (rest before the first frame)
         self._held: np.ndarray | None = None  # while the face is lost: the output when it was lost
         self._lost = 0  # frames since the face was lost
-        self._offset: np.ndarray | None = None  # while blending: output minus live motion when motion came back
+        self._from: np.ndarray | None = None  # while blending: the output when motion came back
         self._since = 0  # frames since then
         self._shot: int | None = None
         self._started = False
@@ -107,14 +107,16 @@ class Continuity:
         first = not self._started
         self._shot, self._held, self._started = shot, None, True
         if returning or cut:  # start from where the output is (rest, if the face was never seen before)
-            self._offset, self._since = self._output - live, 0
+            self._from, self._since = self._output, 0
         elif first:
             return live  # the clip starts here: there is no earlier output to continue from
-        if self._offset is None:
+        if self._from is None:
             return live
+        # A cross-fade from the output as it was, not an offset that carries the live motion's every change from
+        # the start: a face tracker settles for a few frames after a cut, and that settling should not show.
         weight = 1.0 - smoothstep(self._since / max(self.options.blend * self.fps, 1e-6))
         self._since += 1
         if weight <= 0.0:
-            self._offset = None
+            self._from = None
             return live
-        return live + weight * self._offset
+        return weight * self._from + (1.0 - weight) * live
