@@ -134,3 +134,15 @@ def test_an_older_ffmpegs_rotate_tag_is_honoured_too():
         turn = _display_turn(SimpleNamespace(side_data={}), SimpleNamespace(metadata={"rotate": clockwise}))
         shown = _turned(picture, turn)
         assert tuple(np.argwhere(shown[..., 0] == 255)[0]) == seen_at, clockwise
+
+
+def test_video_frames_over_the_pixel_limit_are_refused_in_one_line(tmp_path):
+    from conftest import write_still_video
+
+    from enliven.io.images import pixel_limit
+
+    clip = tmp_path / "wide.mp4"
+    write_still_video(clip, np.zeros((64, 96, 3), np.uint8), frames=2)
+    VideoReader(clip)  # 6144 pixels: within the default limit
+    with pixel_limit(6000), pytest.raises(EnlivenError, match="96×64 = 6,144 pixels, over the limit of 6,000"):
+        VideoReader(clip)

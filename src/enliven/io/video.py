@@ -22,6 +22,7 @@ import numpy as np
 
 from enliven.errors import EnlivenError
 from enliven.io.files import require_file
+from enliven.io.images import check_pixel_count
 
 _END = object()
 
@@ -215,6 +216,7 @@ class VideoReader:
             self.has_audio = bool(container.streams.audio)
         if self.width <= 0 or self.height <= 0:
             raise EnlivenError(f"video has no picture size: {self.path}")
+        check_pixel_count(self.width, self.height, f"video {self.path}")  # the same limit as for pictures
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames: queue.Queue = queue.Queue(maxsize=self._prefetch)
