@@ -30,6 +30,18 @@ def portrait_face(portrait):
 
 
 @pytest.fixture(scope="session")
+def prepared(portrait, portrait_face):
+    """The mesh engine prepared on the bundled portrait: (engine, state, the face's landmarks in the crop)."""
+    from enliven import engines
+    from enliven.face.crop import face_crop
+
+    crop = face_crop(portrait_face.landmarks)
+    engine = engines.create("mesh")
+    landmarks = crop.to_crop(portrait_face.landmarks)
+    return engine, engine.prepare(crop.cut(portrait), landmarks), landmarks
+
+
+@pytest.fixture(scope="session")
 def driving_video(tmp_path_factory, portrait_path) -> Path:
     """A real-looking talking/nodding face clip (our own render of the portrait) with a tone as audio."""
     folder = tmp_path_factory.mktemp("driving")

@@ -36,8 +36,8 @@ from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
 from enliven.motion.presets import preset_motion
 from enliven.motion.smooth import smooth_motion
 from enliven.motion.sources import video_motion
-from enliven.motion.tracking import TrackOptions
 from enliven.motion.template import load_template, save_template
+from enliven.motion.tracking import TrackOptions
 from enliven.options import AnimateOptions
 
 PRESET_PREFIX = "preset:"
@@ -349,7 +349,8 @@ def _animate_video_source(
         if not first_faces:
             raise NoFaceError(f"no face found in the first frame of {source}")
         first_shape = MotionFrame.from_landmarks(first_faces[0].landmarks).shape.astype(np.float64)
-        motion = open_driving(driving, first_shape, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress)
+        crop_spec, progress = engine.driving_crop, opts.progress
+        motion = open_driving(driving, first_shape, crop_spec, opts.allow_pickle, opts.tracking, progress)
         if not motion.has_landmarks and engine.driving_crop is None:
             raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
         # The source moves, so smooth the driver's motion itself rather than the target landmarks.

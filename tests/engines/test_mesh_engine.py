@@ -10,17 +10,8 @@ from enliven.engines.mesh.raster import backward_map
 from enliven.errors import EnlivenError
 from enliven.face import landmarks as lm
 from enliven.face.analyzer import FaceAnalyzer
-from enliven.face.crop import face_crop
 from enliven.motion import edits
 from enliven.motion.frame import MotionFrame
-
-
-@pytest.fixture(scope="module")
-def prepared(portrait, portrait_face):
-    crop = face_crop(portrait_face.landmarks)
-    engine = engines.create("mesh")
-    landmarks = crop.to_crop(portrait_face.landmarks)
-    return engine, engine.prepare(crop.cut(portrait), landmarks), landmarks
 
 
 def test_registry():

@@ -28,14 +28,6 @@ from enliven.motion.frame import MotionFrame
 FOLD, STRETCH, JUMP = 0.0, 1.0 / 3.0, 6.0  # the Jacobian thresholds above
 
 
-@pytest.fixture(scope="module")
-def prepared(portrait, portrait_face):
-    crop = face_crop(portrait_face.landmarks)
-    engine = engines.create("mesh")
-    landmarks = crop.to_crop(portrait_face.landmarks)
-    return engine, engine.prepare(crop.cut(portrait), landmarks), landmarks
-
-
 def _face_size(landmarks: np.ndarray) -> np.ndarray:
     oval = landmarks[list(lm.FACE_OVAL), :2]
     return np.ptp(oval, axis=0)  # width, height

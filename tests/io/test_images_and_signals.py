@@ -12,7 +12,6 @@ import warnings
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -91,7 +91,8 @@ def _frame(scale=100.0, t=(200.0, 200.0, 0.0), yaw=0.0):
 
 @pytest.fixture()
 def source():
-    return geometry.from_canonical(geometry.face_model().canonical, geometry.Pose(np.eye(3), 150.0, np.array([256.0, 250.0, 0.0])))
+    pose = geometry.Pose(np.eye(3), 150.0, np.array([256.0, 250.0, 0.0]))
+    return geometry.from_canonical(geometry.face_model().canonical, pose)
 
 
 def _pose_after(source, frames, **options):
@@ -117,7 +118,8 @@ def test_a_sudden_camera_slide_becomes_a_glide(source):
     aligner = MotionAligner(source, FPS, AlignOptions(smooth=False))
     aligner(_frame())
     # the driver's face slides 12 px a frame (0.12 of its width: a fast pan) for 20 frames, then stops
-    xs = [geometry.fit_pose(aligner(_frame(t=(200.0 + 12 * min(k, 20), 200.0, 0.0)))).translation[0] for k in range(1, 40)]
+    slide = [_frame(t=(200.0 + 12 * min(k, 20), 200.0, 0.0)) for k in range(1, 40)]
+    xs = [geometry.fit_pose(aligner(frame)).translation[0] for frame in slide]
     steps = np.abs(np.diff([256.0] + xs)) / face_width
     assert steps.max() < 0.025  # unsmoothed (measured), the first frame alone takes 0.077 of the face's width
     assert xs[-1] - 256.0 > 0.8 * SHIFT_LIMIT * face_width  # and it still gets there

@@ -66,7 +66,9 @@ def test_the_person_on_screen_longest_is_followed_and_another_person_after_a_cut
 
 
 def test_the_same_person_leaving_and_coming_back_elsewhere_is_picked_up_again():
-    script = [(False, [("A", 100), ("B", 500)])] * 12 + [(False, [("B", 500)])] * 8 + [(False, [("A", 300), ("B", 500)])] * 6
+    both, b_alone = [(False, [("A", 100), ("B", 500)])], [(False, [("B", 500)])]
+    a_back = [(False, [("A", 300), ("B", 500)])]
+    script = both * 12 + b_alone * 8 + a_back * 6
     faces, change = _clip(script)
     followed, *_ = tr.follow(faces, change, 25.0, TrackOptions(driver_face=1), _no_shapes)
     slots_of_b = {d.slot for found in faces for d in found if d.centre[0] == 500}

@@ -70,7 +70,8 @@ def _jaw_field() -> HarmonicField:
 
 
 @functools.cache
-def _lid_field(side: int) -> HarmonicField:
+def lid_field(side: int) -> HarmonicField:
+    """An upper lid moved, the lower lid, brow, other eye and skull held: the lid's skin follows."""
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
     brow = (lm.RIGHT_BROW, lm.LEFT_BROW)[side]
@@ -121,7 +122,7 @@ def set_lip_open(shape: np.ndarray, ratio: float) -> np.ndarray:
 def set_eye_open(shape: np.ndarray, side: int, ratio: float) -> np.ndarray:
     """Move one upper eyelid (0 = the subject's right eye, on the image's left; 1 = the other) so the eye's
     open ratio is ``ratio``."""
-    field = _lid_field(side)
+    field = lid_field(side)
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side][1:-1]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side][1:-1]
     current = geometry.eye_open_ratios(shape)[side]

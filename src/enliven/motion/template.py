@@ -120,7 +120,8 @@ def load_template(path: str | os.PathLike) -> MotionSequence:
         for i in range(n)
     ]
     reference = MotionFrame(
-        data["reference_shape"], data["reference_rotation"], float(data["reference_scale"]), data["reference_translation"]
+        data["reference_shape"], data["reference_rotation"], float(data["reference_scale"]),
+        data["reference_translation"],
     )
     return MotionSequence(
         frames,

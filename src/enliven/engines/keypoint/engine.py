@@ -208,7 +208,8 @@ class KeypointEngine:
         # LivePortrait's expression-friendly rule adds the change since the first driven frame, scaled by the ratio
         # of the keypoints' hull volumes, to the source's keypoints. Measured from a reference frame, the driven
         # keypoints there are the source's own, so that ratio is 1 and the rule is the motion itself.
-        x_d = self._from_vector(state, session["continuity"](vector, frame.shot if frame is not None else 0)).keypoints()
+        motion = session["continuity"](vector, frame.shot if frame is not None else 0)
+        x_d = self._from_vector(state, motion).keypoints()
         if video_source:  # both videos jitter: smooth the keypoints (LivePortrait uses a Kalman filter here)
             smoother = session.setdefault("smoother", OneEuroFilter(session.get("fps", 25.0), 1.0, 2.0))
             x_d = torch.as_tensor(smoother(x_d[0].cpu().numpy()), dtype=x_d.dtype)[None]

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from enliven.face import geometry
 from enliven.face import landmarks as lm
+from enliven.motion import edits
 from enliven.motion.edits import HarmonicField
 
 # 1. Absurd shapes, measured on the expression in canonical units (outer eye-corner distances):
@@ -96,16 +97,6 @@ def _mesh_neighbours() -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
 def _lower_lip_field() -> HarmonicField:
     """The lower lip moved, the upper lip and the skull held: the chin follows (the jaw)."""
     return HarmonicField(tuple(_LOWER_LIP_PAIRS.ravel()), _UPPER_LIP + lm.RIGID + _EYES)
-
-
-@functools.cache
-def _upper_lid_field(side: int) -> HarmonicField:
-    """An upper lid moved, the lower lid, brow, other eye and skull held: the lid's skin follows."""
-    upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
-    lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
-    brow = (lm.RIGHT_BROW, lm.LEFT_BROW)[side]
-    other = (lm.LEFT_EYE_UPPER + lm.LEFT_EYE_LOWER, lm.RIGHT_EYE_UPPER + lm.RIGHT_EYE_LOWER)[side]
-    return HarmonicField(upper[1:-1], lower + brow + other + lm.RIGID + lm.FACE_OVAL)
 
 
 @functools.cache
@@ -233,7 +224,7 @@ class TargetLimits:
             moves.append((_lower_lip_field(), np.concatenate([lip, lip])))  # inner and outer contour alike
         for side, crossed in enumerate((right_eye, left_eye)):
             if crossed.any():
-                moves.append((_upper_lid_field(side), np.outer(crossed, down[1 + side])))
+                moves.append((edits.lid_field(side), np.outer(crossed, down[1 + side])))
         out = target.copy()
         for field, motion in moves:
             out[:, :2] += field.spread(np.pad(motion, ((0, 0), (0, 1))))[:, :2]
