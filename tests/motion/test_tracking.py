@@ -17,13 +17,14 @@ from enliven.motion.tracking import Detection, TrackOptions
 
 RNG = np.random.default_rng(7)
 PERSON_SHAPE = {p: RNG.normal(0, 0.05, 76) for p in "AB"}  # two people's rigid shapes ...
-PERSON_LOOK = {p: RNG.uniform(0, 1, 768) for p in "AB"}  # ... and face thumbnails, far apart
+PERSON_LOOK = {p: RNG.uniform(0, 255, 768) for p in "AB"}  # ... and face thumbnails, far apart
 
 
 def _face(t, slot, person, x, width=100.0, lip=0.02, turn=0.0):
     return Detection(
         frame=t, slot=slot, centre=np.array([x, 200.0]), width=width, inside=1.0,
-        shape=PERSON_SHAPE[person] + RNG.normal(0, 0.002, 76), look=PERSON_LOOK[person] + RNG.normal(0, 0.01, 768),
+        shape=PERSON_SHAPE[person] + RNG.normal(0, 0.002, 76),
+        look=np.clip(PERSON_LOOK[person] + RNG.normal(0, 2.5, 768), 0, 255).astype(np.uint8),
         lip=lip, eyes=0.3, turn=turn,
     )
 

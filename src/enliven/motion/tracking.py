@@ -113,7 +113,7 @@ class Detection:
     width: float  # face width, pixels
     inside: float  # fraction of the landmarks inside the picture
     shape: np.ndarray  # rigid points' canonical (x, y): the landmark half of the identity signature
-    look: np.ndarray  # aligned colour thumbnail, 0–1: the appearance half
+    look: np.ndarray  # aligned colour thumbnail (Lab, uint8): the appearance half
     lip: float
     eyes: float  # mean eye open ratio
     turn: float  # |yaw| + |pitch|, degrees
@@ -140,7 +140,7 @@ def describe_face(frame: int, slot: int, landmarks: np.ndarray, image: np.ndarra
         width=float(x1 - x0),
         inside=float(inside),
         shape=motion.shape[list(lm.RIGID), :2].astype(np.float32).ravel(),
-        look=(cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0).ravel(),
+        look=cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).ravel(),  # uint8: a long clip's faces stay small in memory
         lip=float(geometry.lip_open_ratio(pts)),
         eyes=float(np.mean(geometry.eye_open_ratios(pts))),
         turn=abs(yaw) + abs(pitch),
@@ -229,7 +229,7 @@ class Tracklet:
     @functools.cached_property
     def signature(self) -> tuple[np.ndarray, np.ndarray]:
         chosen = [d for d in self.detections if d.usable] or self.detections
-        return np.mean([d.shape for d in chosen], 0), np.mean([d.look for d in chosen], 0)
+        return np.mean([d.shape for d in chosen], 0), np.mean([d.look for d in chosen], 0) / 255.0
 
 
 def link_tracklets(faces: list[list[Detection]], cuts: list[int], fps: float) -> list[Tracklet]:
