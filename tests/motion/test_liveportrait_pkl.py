@@ -132,6 +132,18 @@ def test_every_layout_imports_through_the_cli(tmp_path, layout, capsys):
             np.testing.assert_array_equal(value, b.keypoints[key])
 
 
+def test_n_frames_says_how_many_frames_play(tmp_path):
+    """LivePortrait plays ``range(n_frames)`` of the motion list; a template without ``output_fps`` plays at 25."""
+    data = write_template(tmp_path / "t.pkl", "2024-08-02")
+    data["n_frames"] = 3
+    del data["output_fps"]
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps(data))
+    seq = load_liveportrait_pkl(tmp_path / "t.pkl", allow_pickle=True)
+    got = list(seq)
+    assert len(got) == 3 and seq.fps == 25
+    np.testing.assert_array_equal(got[2].keypoints["exp"], data["motion"][2]["exp"][0])
+
+
 def test_templates_written_on_a_gpu_import_on_a_cpu(tmp_path, monkeypatch):
     """2024-07-19 templates hold the extractor's torch tensors as they were, on CUDA; a CPU machine unpickles them."""
     import torch.serialization

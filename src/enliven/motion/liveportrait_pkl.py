@@ -31,6 +31,7 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.io.files import require_file
 from enliven.motion.frame import MotionFrame, MotionSequence
+from enliven.motion.template import KEYPOINT_FIELDS
 
 PICKLE_REFUSED = (
     "{path} is a Python pickle, which can run code when loaded; if you trust it, pass --allow-pickle "
@@ -148,10 +149,10 @@ def _frame(item: object, index: int, path) -> dict[str, np.ndarray]:
         out["kp"] = _array(item, index, "kp", (NUM_KEYPOINTS, 3), path)
     else:
         out["kp"] = np.full((NUM_KEYPOINTS, 3), np.nan, np.float32)
-    # The head's angles are not stored: they are the ones of R, which LivePortrait built from them.
+    # Templates do not store the head's angles; they are R's (LivePortrait built R from them).
     yaw, pitch, roll = geometry.rotation_to_angles(rotation.T)  # R acts on row vectors: its transpose on columns
     out["angles"] = np.array([pitch, yaw, roll], np.float32)
-    return {key: out[key] for key in ("kp", "exp", "rotation", "scale", "t", "angles")}
+    return {key: out[key] for key in KEYPOINT_FIELDS}
 
 
 def load_liveportrait_pkl(path: str | os.PathLike, allow_pickle: bool = False) -> MotionSequence:
