@@ -97,6 +97,16 @@ def test_template_round_trip_equals_video(tmp_path, portrait_path, driving_video
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_the_same_inputs_give_the_same_frames_twice(tmp_path, portrait_path, driving_video):
+    first, second = tmp_path / "1.mp4", tmp_path / "2.mp4"
+    for out in (first, second):  # the whole path: reading the driver, tracking, aligning, rendering, encoding
+        api.animate(portrait_path, driving_video, out, fps=10, progress=False)
+    a, b = read_frames(first), read_frames(second)
+    assert len(a) == len(b) == 50
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], a[25])  # and the frames do move
+
+
 def test_driving_audio_is_muxed_and_fps_follows_the_driver(tmp_path, portrait_path, driving_video):
     out = tmp_path / "out.mp4"
     api.animate(portrait_path, driving_video, out, progress=False)
