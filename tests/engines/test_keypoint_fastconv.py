@@ -115,3 +115,24 @@ def test_the_cpu_optimised_modules_keep_the_outputs(monkeypatch):
         # random decoders amplify rounding (~10× here); a misplaced tap or phase would be off by ~0.1
         torch.testing.assert_close(fast["spade_generator"](a["out"]), image, atol=5e-5, rtol=0)
     assert image.std() > 1e-3  # a decoder whose output does not depend on anything would pass trivially
+
+
+# The layer shapes winograd_pays's docstring cites, with what the benchmarks measured there (AVX2, see benchmarks/):
+# a speed-up above 1.1× rewrites the layer, a loss or a marginal gain (128 → 32 in 3-D: 1.08×) keeps it direct.
+_MEASURED = [
+    ("2d", 128, 128, True),  # 1.1× at 256²
+    ("2d", 256, 64, False),  # 0.9×
+    ("3d", 110, 64, True),  # 1.5× at 16×64²
+    ("3d", 128, 32, False),  # 1.08×: not worth the transforms' memory
+    ("2d", 110, 64, False),  # what pays in 3-D (three depth taps share a transform) loses in 2-D, as 256 → 64 does
+]
+
+
+@pytest.mark.parametrize("kind, cin, cout, rewritten", _MEASURED)
+def test_winograd_is_chosen_where_it_was_measured_to_pay(kind, cin, cout, rewritten):
+    conv = (torch.nn.Conv2d if kind == "2d" else torch.nn.Conv3d)(cin, cout, 3, padding=1)
+    chosen = (fastconv.fast_conv2d if kind == "2d" else fastconv.fast_conv3d)(conv)
+    assert isinstance(chosen, WinogradConv2d if kind == "2d" else WinogradConv3d) is rewritten
+    assert (chosen is conv) is not rewritten
+    taps = {"depth_taps": 3} if kind == "3d" else {}
+    assert fastconv.winograd_pays(cin, cout, **taps) is rewritten
