@@ -221,9 +221,14 @@ def _still(tmp_path, portrait_path, **controls):
         return analyzer.detect(np.asarray(Image.open(out).convert("RGB")))[0]
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25])
-def test_lip_open_control_is_measured_back(tmp_path, portrait_path, ratio):
-    assert _still(tmp_path, portrait_path, lip_open=ratio).lip_open == pytest.approx(ratio, abs=0.05)
+@pytest.mark.parametrize("ratio", [0.0, 0.02, 0.25, 0.35])
+def test_lip_open_control_is_measured_back(tmp_path, portrait_path, portrait_face, ratio):
+    # MediaPipe re-measures the rendered mouth within ~0.03 of the request (0.011, 0.016, 0.224, 0.331 here). The
+    # source's own mouth reads 0.159: every target is more than twice the tolerance away from it, so a control that
+    # left the mouth as it was could not pass. (0.35 is near the top of what the mesh reaches: 0.4 reads 0.336.)
+    tolerance = 0.04
+    assert abs(portrait_face.lip_open - ratio) > 2 * tolerance
+    assert _still(tmp_path, portrait_path, lip_open=ratio).lip_open == pytest.approx(ratio, abs=tolerance)
 
 
 @pytest.mark.parametrize("angle", ["yaw", "pitch", "roll"])
