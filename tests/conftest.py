@@ -42,6 +42,20 @@ def prepared(portrait, portrait_face):
 
 
 @pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A folder in the official LivePortrait layout holding tiny random-initialised networks (the keypoint engine's
+    test weights; the real ones cannot be downloaded here)."""
+    import torch
+
+    from enliven.engines.keypoint import build_modules, save_official, tiny_config
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("lp") / "liveportrait"
+    save_official(build_modules(tiny_config()), root, config=tiny_config())
+    return root.parent
+
+
+@pytest.fixture(scope="session")
 def driving_video(tmp_path_factory, portrait_path) -> Path:
     """A real-looking talking/nodding face clip (our own render of the portrait) with a tone as audio."""
     folder = tmp_path_factory.mktemp("driving")

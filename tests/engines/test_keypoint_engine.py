@@ -11,19 +11,11 @@ import torch
 
 from enliven import api
 from enliven.cli import main
-from enliven.engines.keypoint import build_modules, save_official, tiny_config
+from enliven.engines.keypoint import tiny_config
 from enliven.errors import EnlivenError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import read_frames
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("lp") / "liveportrait"
-    save_official(build_modules(tiny_config()), root, config=tiny_config())
-    return root.parent
 
 
 def test_cli_renders_a_video_with_the_keypoint_engine(tmp_path, tiny_weights, driving_video, capsys):

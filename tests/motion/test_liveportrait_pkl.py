@@ -29,7 +29,6 @@ import torch
 
 from enliven import api
 from enliven.cli import main
-from enliven.engines.keypoint import build_modules, save_official, tiny_config
 from enliven.errors import EnlivenError
 from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
 from enliven.motion.template import load_template, save_template
@@ -38,14 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import read_frames
 
 LAYOUTS = ("2024-08-19", "2024-08-02", "2024-07-19", "2024-07-07", "expression", "2024-07-04")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("lp") / "liveportrait"
-    save_official(build_modules(tiny_config()), root, config=tiny_config())
-    return root.parent
 
 
 def lp_rotation(pitch: float, yaw: float, roll: float) -> np.ndarray:
