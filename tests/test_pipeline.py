@@ -118,6 +118,14 @@ def test_driving_audio_is_muxed_and_fps_follows_the_driver(tmp_path, portrait_pa
     assert audio_seconds == pytest.approx(5.0, abs=0.1)
 
 
+@pytest.mark.parametrize(("src", "dst", "frames"), [(25, 50, 75), (25, 30, 75), (25, 10, 75), (30, 25, 7), (24, 60, 5)])
+def test_retiming_keeps_the_duration_and_takes_the_nearest_frame(src, dst, frames):
+    out = list(api._retime(range(frames), src, dst))
+    assert len(out) == round(frames * dst / src)  # duration kept: N / src seconds at dst frames a second
+    for k, i in enumerate(out):  # output frame k, at k / dst seconds, shows the source frame nearest in time
+        assert abs(i - k * src / dst) <= 0.5 or i == frames - 1
+
+
 @pytest.mark.parametrize("fps", [10, 30])
 def test_fps_override_resamples_motion_in_time(tmp_path, portrait_path, portrait_face, fps):
     out = tmp_path / "out.mp4"

@@ -177,11 +177,17 @@ def _retime(frames: Iterable, src_fps: float, dst_fps: float) -> Iterator:
     if abs(src_fps - dst_fps) < 1e-6:
         yield from frames
         return
-    out_index = 0
+    out_index, count, frame = 0, 0, None
     for i, frame in enumerate(frames):
+        count = i + 1
         while int(out_index * src_fps / dst_fps + 0.5) <= i:
             yield frame
             out_index += 1
+    # The last frame's time span ends at the clip's end: output frames whose nearest source frame would lie past
+    # it (at twice the rate, the very last one) are still its.
+    while out_index < int(round(count * dst_fps / src_fps)):
+        yield frame
+        out_index += 1
 
 
 def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
