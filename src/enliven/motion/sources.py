@@ -47,7 +47,7 @@ def video_motion(
                         anchors[shot] = replace(anchors[shot], crop=boxes[shot].cut(reference))
                 if track.followed[t] < 0:  # not seen: the last motion, or the first one before any sighting
                     held = last or MotionFrame.from_landmarks(track.landmarks(first_seen))
-                    yield replace(held, valid=False, shot=shot, crop=None)
+                    yield replace(held, shot=shot, crop=None).lost()
                     continue
                 last = replace(MotionFrame.from_landmarks(track.landmarks(t)), shot=shot, anchor=anchors[shot])
                 if boxes[shot] is not None and image is not None:
