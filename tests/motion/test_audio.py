@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tracemalloc
+import wave
 from pathlib import Path
 
 import av
@@ -59,14 +61,53 @@ def test_mouth_follows_loudness(tmp_path, portrait_path):
     assert lips[silent].mean() < 0.08 and lips[loud].mean() > lips[silent].mean() + 0.1
 
 
-def test_long_audio_is_streamed_in_blocks(tmp_path):
+def _long_wav(path: Path, seconds: int) -> None:
+    """``seconds`` of 16 kHz mono 16-bit PCM: 0.5 s tone bursts (440 Hz) every 2 s over silence, written a second at
+    a time so the test itself never holds the whole signal."""
+    t = np.arange(RATE) / RATE
+    loud = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t) * (t < 0.5)).astype("<i2").tobytes()
+    quiet = np.zeros(RATE, "<i2").tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        for second in range(seconds):
+            out.writeframes(loud if second % 2 == 0 else quiet)
+
+
+def _peak_while_reading(path: Path) -> tuple[int, int, float, float]:
+    """(frames, peak bytes traced while the features stream by, quietest level, loudest level)."""
     from enliven.motion.audio import speech_features
 
-    wav = tmp_path / "speech.wav"
-    _vowels_and_silence(wav, seconds=2.0)
-    features = list(speech_features(wav, fps=25))
-    assert len(features) == 50
-    assert features[0][0] < -60 and max(f[0] for f in features) > -25  # silent start, loud syllables
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        count, low, high = 0, np.inf, -np.inf
+        for level, _ in speech_features(path, fps=25):  # consumed one at a time, as audio_motion does
+            count, low, high = count + 1, min(low, level), max(high, level)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return count, peak, low, high
+
+
+def test_long_audio_is_streamed_in_blocks(tmp_path):
+    # Ten minutes decode to 600 s x 16000 x 4 bytes = 38.4 MB of float32 samples. Read in blocks, the memory
+    # traced while the features stream by must not grow with the length: a tenth of one minute's decoded size
+    # (384 kB; blocks of a few thousand samples peak near 80 kB) bounds both files, and ten times the audio may
+    # cost at most 1 MB more than one minute. Decoding the whole file first peaks at 7.8 MB for one minute.
+    short, long = tmp_path / "one.wav", tmp_path / "ten.wav"
+    _long_wav(short, 60)
+    _long_wav(long, 600)
+    n_short, peak_short, *_ = _peak_while_reading(short)
+    n_long, peak_long, low, high = _peak_while_reading(long)
+    assert (n_short, n_long) == (60 * 25, 600 * 25)  # every frame of both files was read
+    assert low < -60 and high > -20  # silences and bursts were both heard, to the end
+    decoded_minute = 60 * RATE * 4
+    assert peak_short < decoded_minute / 10 and peak_long < decoded_minute / 10, (peak_short, peak_long)
+    assert peak_long - peak_short < 1_000_000, (
+        f"1 min peaks at {peak_short / 1e6:.2f} MB, 10 min at {peak_long / 1e6:.2f} MB"
+    )
 
 
 def test_text_is_spoken_and_animated(tmp_path, portrait_path):
