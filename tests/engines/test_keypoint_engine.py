@@ -18,21 +18,93 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import read_frames
 
 
-def test_cli_renders_a_video_with_the_keypoint_engine(tmp_path, tiny_weights, driving_video, capsys):
+def _face_box(face) -> tuple[slice, slice]:
+    """Rows and columns of the face's landmarks: well inside the paste mask, where the engine's pixels show."""
+    (x0, y0), (x1, y1) = face.landmarks[:, :2].min(0).astype(int), face.landmarks[:, :2].max(0).astype(int)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _change_from_first(frames, box=(slice(None), slice(None))) -> np.ndarray:
+    """Per frame, the mean absolute difference from the first frame inside ``box``."""
+    first = frames[0][box].astype(int)
+    return np.array([np.abs(f[box].astype(int) - first).mean() for f in frames])
+
+
+def _assert_follows_driver(ours: np.ndarray, driving_video, least: float, what: str) -> None:
+    """``ours``, a change per frame since the first, rises and falls with the driver's change since its first frame.
+
+    Random weights turn the driver's crop into arbitrary (but smooth) keypoint motion, so nothing can be compared
+    with the driver's pose; what must hold is that the motion moves when, and as much as, the driver moves. An
+    engine that ignores the driver gives no change at all (the correlation is then undefined and fails).
+    """
+    theirs = _change_from_first(read_frames(driving_video)[: len(ours)])
+    corr = np.corrcoef(ours, theirs)[0, 1]
+    assert ours.max() > least, f"{what} never changes by more than {ours.max():.3g}"
+    assert corr >= 0.6, f"{what} vs the driver's change: correlation {corr:.2f}"
+
+
+def test_cli_renders_a_video_with_the_keypoint_engine(tmp_path, tiny_weights, driving_video, portrait_face, capsys):
     out = tmp_path / "kp.mp4"
     code = main(["animate", str(api.bundled_portrait()), str(driving_video), "-o", str(out),
                  "--engine", "keypoint", "--weights", str(tiny_weights), "-q"])
     assert code == 0
     frames = read_frames(out)
     assert len(frames) == 125 and frames[0].shape == (512, 512, 3)
+    # the output's face changes as the driver does: largest change 5.5 grey levels, correlation 0.84 measured
+    _assert_follows_driver(_change_from_first(frames, _face_box(portrait_face)), driving_video, 1.5, "the face")
 
 
-def test_presets_drive_the_keypoint_engine_without_pixels(tmp_path, tiny_weights, portrait):
+def test_presets_drive_the_keypoint_engine_without_pixels(tmp_path, tiny_weights, portrait, monkeypatch):
+    from enliven.engines.keypoint import kinematics
+    from enliven.engines.keypoint.engine import KeypointEngine
+    from enliven.face.geometry import rotation_to_angles
+    from enliven.motion.presets import PRESETS
+
+    # Spy on what each frame hands the networks: the rotation its keypoints are posed with (relative to the
+    # source's own), and the rendered crop inside the paste mask.
+    turns, crops, masks = [], [], []
+    posed, real_transform, real_render = [], kinematics.transform_keypoints, KeypointEngine.render
+
+    def transform(kp, rotation, *rest):
+        posed.append(rotation[0].double().numpy())
+        return real_transform(kp, rotation, *rest)
+
+    def render(self, state, target, frame=None):
+        posed.clear()
+        crop = real_render(self, state, target, frame)
+        assert len(posed) == 1, "a landmark frame poses the source's keypoints once"
+        source = state.cache["info"].rotation[0].double().numpy()
+        turns.append(rotation_to_angles((source.T @ posed[0]).T))  # row-vector matrices: R = R_s · Δᵀ
+        crops.append(crop.astype(int))
+        masks.append(state.paste_mask > 0.5)
+        return crop
+
+    monkeypatch.setattr(kinematics, "transform_keypoints", transform)
+    monkeypatch.setattr(KeypointEngine, "render", render)
     out = tmp_path / "nod.mp4"
     result = api.animate(api.bundled_portrait(), "preset:nod", out, engine="keypoint", weights=str(tiny_weights),
                          progress=False)
     frames = read_frames(out)
-    assert result.frames == len(frames) == 75
+    assert result.frames == len(frames) == len(turns) == 75
+    # The head turn reaching the engine is the preset's own pitch curve (two 8° nods, read off its keyframes at
+    # each frame's time), with no yaw or roll: measured equal to 0.01°.
+    curve = np.array([PRESETS["nod"].value("pitch", i / 25) for i in range(75)])
+    yaw, pitch, roll = np.array(turns).T
+    assert np.corrcoef(pitch, curve)[0, 1] > 0.99
+    assert np.abs(pitch - curve).max() < 0.5 and np.abs(yaw).max() < 0.5 and np.abs(roll).max() < 0.5
+    # ... and it shows in the pixels: inside the paste mask, frames at equal pitch are the same picture and frames
+    # at different pitch are not, the difference growing with the difference in pitch.
+    inside = masks[0]
+
+    def diff(i, j):
+        return np.abs(crops[i] - crops[j])[inside].mean()
+
+    peak, second_peak = int(np.argmax(curve[:25])), 25 + int(np.argmax(curve[25:50]))
+    assert abs(curve[peak] - curve[second_peak]) < 0.5 and curve[0] == curve[-1] == 0.0
+    assert diff(0, 74) < 0.01 and diff(peak, second_peak) < 0.2 * diff(0, peak)
+    pairs = [(i, j) for i in range(0, 75, 3) for j in range(i + 3, 75, 3)]
+    corr = np.corrcoef([diff(i, j) for i, j in pairs], [abs(curve[i] - curve[j]) for i, j in pairs])[0, 1]
+    assert corr > 0.8, f"pixel change vs pitch change: correlation {corr:.2f}"
     # random weights draw noise inside the paste mask, but the picture outside it is the source
     corner = (slice(0, 40), slice(0, 40))
     assert np.abs(frames[10][corner].astype(int) - portrait[corner]).mean() < 4
@@ -139,14 +211,29 @@ def test_keypoint_template_round_trip_equals_the_video(tmp_path, tiny_weights, d
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
 
 
-def test_video_source_with_the_keypoint_engine(tmp_path, tiny_weights, portrait, driving_video):
+def test_video_source_with_the_keypoint_engine(tmp_path, tiny_weights, portrait, driving_video, monkeypatch):
     from conftest import write_still_video
 
+    from enliven.engines.keypoint.engine import KeypointEngine
+
+    # Spy on the motion the engine applies to each source frame (expression, rotation, zoom and shift offsets).
+    # The rendered pixels cannot show it here: random networks turn the sub-pixel jitter of each source frame's
+    # face crop into changes of 12-15 grey levels, larger than the driver's motion makes.
+    applied, real = [], KeypointEngine._from_vector
+
+    def from_vector(self, state, vector):
+        applied.append(np.array(vector))
+        return real(self, state, vector)
+
+    monkeypatch.setattr(KeypointEngine, "_from_vector", from_vector)
     source = tmp_path / "source.mp4"
-    write_still_video(source, portrait, frames=10)
+    write_still_video(source, portrait, frames=35)  # takes in the driver's first blink (0.3 s) and nod (0.5-1.3 s)
     out = tmp_path / "v2v.mp4"
     result = api.animate(source, driving_video, out, engine="keypoint", weights=str(tiny_weights), progress=False)
-    assert result.frames == len(read_frames(out)) == 10  # min(10 source frames, 125 driving frames)
+    assert result.frames == len(read_frames(out)) == len(applied) == 35  # min(35 source frames, 125 driving frames)
+    # largest change 0.29, correlation 0.96 measured
+    change = np.linalg.norm(np.array(applied) - applied[0], axis=1)
+    _assert_follows_driver(change, driving_video, 0.1, "the applied motion")
 
 
 def test_onnx_export_matches_pytorch_and_drives_the_engine(tmp_path, tiny_weights, driving_video, capsys):
