@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import av
 import numpy as np
 import pytest
@@ -39,14 +42,36 @@ def test_write_then_read_round_trip(tmp_path, size):
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
 
 
+def _decoders() -> set[threading.Thread]:
+    """The live decoder threads VideoReader starts (it names them enliven-decode)."""
+    return {t for t in threading.enumerate() if t.name == "enliven-decode" and t.is_alive()}
+
+
 def test_reader_stops_early_without_hanging(tmp_path):
     path = tmp_path / "v.mp4"
     with VideoWriter(path, fps=25) as writer:
         for f in _frames(40, 64, 64):
             writer.write(f)
-    for i, _ in enumerate(VideoReader(path, prefetch=2)):
-        if i == 3:
-            break
+    before = _decoders()  # a worker another test left behind is not this reader's
+    ours: set[threading.Thread] = set()
+
+    def read_four() -> None:
+        for i, _ in enumerate(VideoReader(path, prefetch=2)):
+            ours.update(_decoders() - before)
+            if i == 3:
+                break  # the loop drops the generator; closing it must stop the decoder blocked on the full queue
+
+    # The caller reads on a thread of its own so that a reader which hangs fails this test within the deadline
+    # instead of hanging it. 10 s: a stopped decoder sees the stop within one 0.1 s poll.
+    deadline = time.monotonic() + 10.0
+    caller = threading.Thread(target=read_four, daemon=True)
+    caller.start()
+    caller.join(timeout=10.0)
+    assert not caller.is_alive(), "reading four frames and stopping took over 10 s"
+    assert len(ours) == 1, "the reader decodes on one enliven-decode thread (renamed? update _decoders)"
+    while ours & _decoders() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ours & _decoders(), "the decoder thread is still running 10 s after the reader was dropped"
 
 
 def test_unreadable_inputs_raise_clear_errors(tmp_path):
