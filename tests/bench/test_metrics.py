@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from enliven.bench import metrics as M
 
@@ -27,12 +27,27 @@ def test_identical_pictures(photo):
     assert math.isnan(M.finite_mean([]))
 
 
-def test_known_differences(photo):
-    brighter = np.clip(photo.astype(int) + 10, 0, 255).astype(np.uint8)
-    diff = (brighter.astype(float) - photo).mean()
-    assert M.l1(photo, brighter) == pytest.approx(diff / 255)
-    mse = ((brighter.astype(float) - photo) ** 2).mean()
-    assert M.psnr(photo, brighter) == pytest.approx(10 * np.log10(255**2 / mse))
+def test_l1_and_psnr_on_tiny_pictures_worked_by_hand():
+    a = np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)  # one black and one white pixel
+    b = np.array([[[51, 0, 0], [255, 255, 0]]], np.uint8)
+    # |0-51| + |255-0| = 306 over 6 samples = 51 = 0.2 of the range (0 - 51 taken in uint8 would wrap to 205)
+    assert M.l1(a, b) == pytest.approx(0.2)
+    assert M.l1(b, a) == pytest.approx(0.2)
+    # squared errors 51² + 255² = 67626 over 6 samples = 11271; 10·log10(65025 / 11271) = 10·log10(5.7692) = 7.6112 dB
+    assert M.psnr(a, b) == pytest.approx(7.6112, abs=1e-4)
+    black, one_white = np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)
+    one_white[0, 0] = 255
+    # a quarter of the samples off by the full range: L1 0.25, MSE 255²/4, PSNR 10·log10(4) = 6.0206 dB
+    assert M.l1(black, one_white) == pytest.approx(0.25)
+    assert M.psnr(black, one_white) == pytest.approx(6.0206, abs=1e-4)
+
+
+def test_psnr_matches_scikit_image(photo):
+    rng = np.random.default_rng(0)
+    brighter = np.clip(photo.astype(int) + 10, 0, 255).astype(np.uint8)  # clipped where the photo is near white
+    noisy = np.clip(photo + rng.normal(0, 8, photo.shape), 0, 255).astype(np.uint8)
+    for other in (brighter, noisy, photo[::-1].copy()):
+        assert M.psnr(photo, other) == pytest.approx(peak_signal_noise_ratio(photo, other, data_range=255), abs=1e-9)
 
 
 def test_ssim_matches_scikit_image_and_ranks_blur_lower(photo):
