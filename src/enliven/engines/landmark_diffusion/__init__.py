@@ -1,7 +1,23 @@
 """Follow-Your-Emoji (``landmark-diffusion``), in progress (issue 10).
 
-Landed: the landmark pictures drawn as the release draws them (``drawing``), its motion alignment on our
-landmark model (``alignment``), and the networks with the official weights and sampling (``pipeline``:
-``load_official``, ``generate``). Not yet: the engine adapter, so the name is not registered and
+Landed:
+
+* ``drawing``: the landmark pictures exactly as the release draws them; ``alignment``: its motion alignment on
+  our landmark model.
+* ``load_official(dir)``: the modules from the official ``pretrained_models/`` layout (sizes from the folder),
+  every tensor used, no missing or unexpected keys (``checkpoints``).
+* ``generate(models, reference_image, landmark_images, ...)``: sampling as the release does for a clip that
+  fits in one window, and past it: overlapping blended windows or keyframes first (``pipeline``).
+  Parity, measured against the release's own ``VideoPipeline`` (its vendored diffusers 0.24, transformers
+  4.46, CPU fp32) on the same tiny random weights and initial latents, 64×64, 4 frames, 3 steps: max
+  difference 7e-6 with guidance 3.5, 2.5e-6 without (the issue asks ≤ 1e-4).
+
+Not yet: the engine adapter on the pipeline (windowed engines in ``engines.base``), paste-back, the CLI
+options and ``enliven weights download follow-your-emoji``; so the name is not registered and
 ``--engine landmark-diffusion`` is not offered.
 """
+
+from enliven.engines.landmark_diffusion.checkpoints import LoadReport, convert_to_safetensors, load_official
+from enliven.engines.landmark_diffusion.pipeline import Context, generate
+
+__all__ = ["Context", "LoadReport", "convert_to_safetensors", "generate", "load_official"]
