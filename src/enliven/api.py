@@ -273,7 +273,7 @@ def animate_text(
     source: str | os.PathLike, text: str, output: str | os.PathLike, voice: str = "en", **options
 ) -> AnimateResult:
     """Speak ``text`` with espeak-ng and animate ``source`` to it (the speech is muxed into the output)."""
-    output = check_writable(output)
+    output = check_writable(output, inputs=(source,))
     with tempfile.TemporaryDirectory(prefix=".enliven-tts-", dir=output.parent) as tmp:
         wav = speak(text, Path(tmp) / "speech.wav", voice)
         return animate(source, wav, output, **options)
@@ -299,7 +299,7 @@ def animate(
     """
     opts = AnimateOptions.from_kwargs(**options)
     started = time.perf_counter()
-    output = check_writable(output)
+    output = check_writable(output, inputs=(source, driving))
     driving_is_image = not str(driving).startswith(PRESET_PREFIX) and is_image_path(driving)
     if driving_is_image and not is_image_path(output):
         raise EnlivenError(f"a driving image gives a still result: name the output .png or .jpg, not {output.name}")
@@ -400,7 +400,7 @@ def extract_motion(
     With ``engine="keypoint"`` the template also carries LivePortrait's motion (its motion extractor on
     the driver's crops), so the keypoint engine replays it without the video.
     """
-    output = check_writable(output)
+    output = check_writable(output, inputs=(video,))
     if output.suffix.lower() != ".npz":
         raise EnlivenError(f"motion templates are .npz files, not {output.name}")
     extractor = engines.create(engine, weights=weights) if engine and engine != "mesh" else None
@@ -428,7 +428,7 @@ def _with_keypoints(motion: MotionSequence, extractor) -> Iterator[MotionFrame]:
 
 def import_liveportrait_template(pkl: str | os.PathLike, output: str | os.PathLike, allow_pickle: bool = False) -> int:
     """Convert a LivePortrait ``.pkl`` template to our ``.npz`` (keypoint motion); returns the frame count."""
-    output = check_writable(output)
+    output = check_writable(output, inputs=(pkl,))
     if output.suffix.lower() != ".npz":
         raise EnlivenError(f"motion templates are .npz files, not {output.name}")
     motion = load_liveportrait_pkl(pkl, allow_pickle)
@@ -439,7 +439,7 @@ def render_motion(
     template: str | os.PathLike, output: str | os.PathLike, size: int = 512, progress: bool = True
 ) -> int:
     """Draw a motion (template or ``preset:NAME``) as expression-aware landmark images, for inspection."""
-    output = check_writable(output)
+    output = check_writable(output, inputs=(template,))
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         raise EnlivenError(f"output must be a video file (.mp4), not {output.name}")
     if not (str(template).startswith(PRESET_PREFIX) or Path(template).suffix.lower() == ".npz"):

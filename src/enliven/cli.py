@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -337,10 +338,37 @@ def _run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HeldWarnings(logging.Handler):
+    """The library's warnings of one run (damaged packets skipped, ...), held until it ends: printed after a
+    run that worked, dropped after one that failed, whose one error line says what matters."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _warnings_held_until_done() -> Iterator[None]:
+    logger = logging.getLogger("enliven")
+    held, propagate = _HeldWarnings(), logger.propagate
+    logger.addHandler(held)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(held)
+        logger.propagate = propagate
+    for message in held.messages:  # reached only when the run returned
+        print(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command: exit 0 done, 2 bad input (one line), 130 Ctrl-C, 143 SIGTERM; unfinished files are removed."""
     try:
-        with _stop_cleanly_on_signals():
+        with _stop_cleanly_on_signals(), _warnings_held_until_done():
             return run(argv)
     except EnlivenError as exc:
         print(f"enliven: error: {exc}", file=sys.stderr)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 
+from enliven.checks import number, whole
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
 from enliven.motion.align import Controls
 from enliven.motion.tracking import TrackOptions
+
+
+MAX_MULTIPLIER = 10.0  # 1 follows the driver, 1.5 exaggerates; far beyond, every face folds
 
 
 @dataclass(frozen=True)
@@ -60,19 +65,25 @@ class AnimateOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.controls, dict):
+            unknown = sorted(set(self.controls) - {f.name for f in fields(Controls)})
+            if unknown:
+                raise EnlivenError(f"unknown control(s): {', '.join(map(str, unknown))}")
             object.__setattr__(self, "controls", Controls(**self.controls))
-        if self.multiplier < 0:
-            raise EnlivenError(f"multiplier must be >= 0, got {self.multiplier}")
-        if self.fps is not None and not 1 <= self.fps <= 240:
-            raise EnlivenError(f"fps must be between 1 and 240, got {self.fps}")
-        if self.crop_size < 64 or self.crop_size % 2:
-            raise EnlivenError(f"crop size must be an even number >= 64, got {self.crop_size}")
-        if self.crop_scale <= 0:
-            raise EnlivenError(f"crop scale must be positive, got {self.crop_scale}")
-        if self.face_index < 0:
-            raise EnlivenError(f"face index must be >= 0, got {self.face_index}")
-        if not 0 <= self.crf <= 51:
-            raise EnlivenError(f"crf must be between 0 and 51, got {self.crf}")
+        if not isinstance(self.controls, Controls):
+            raise EnlivenError(f"controls must be a Controls or a dict of its fields, got {self.controls!r}")
+        if not isinstance(self.engine, str):
+            raise EnlivenError(f"engine must be a name, got {self.engine!r}")
+        settle = functools.partial(object.__setattr__, self)
+        settle("multiplier", number("multiplier", self.multiplier, 0, MAX_MULTIPLIER))
+        if self.fps is not None:
+            settle("fps", number("fps", self.fps, 1, 240))
+        settle("crop_size", whole("crop size", self.crop_size, 64, 2048))
+        if self.crop_size % 2:
+            raise EnlivenError(f"crop size must be an even number, got {self.crop_size}")
+        settle("crop_scale", number("crop scale", self.crop_scale, 0.5, 10))  # a face must fit, and be more than a dot
+        settle("crop_vy", number("crop shift", self.crop_vy, -1, 1))
+        settle("face_index", whole("face index", self.face_index, 0, None))
+        settle("crf", whole("crf", self.crf, 0, 51))
         self.tracking  # noqa: B018 - checks driver_face and reference now, before any work
 
     @property

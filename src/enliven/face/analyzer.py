@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,30 +15,44 @@ import numpy as np
 from enliven.face import geometry
 from enliven.face.landmarks import NUM_LANDMARKS
 
-# MediaPipe's C++ side logs start-up chatter (TFLite delegates, graph warnings) straight to file
-# descriptor 2; we hide it while a graph starts unless ENLIVEN_DEBUG is set. Errors still raise.
+# MediaPipe's C++ side logs chatter (TFLite delegates, graph warnings) straight to file descriptor 2, at start-up
+# and later too: a video-mode graph starts its face detector only on the first frame where it lost the face. We
+# hide fd 2 while a graph starts or runs unless ENLIVEN_DEBUG is set. Errors still raise.
 os.environ.setdefault("GLOG_minloglevel", "2")
+
+_silence_lock = threading.Lock()
+_silence_depth = 0  # graphs running now, in any thread: fd 2 is restored when the last one ends
+_saved_stderr = -1
 
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
+    global _silence_depth, _saved_stderr
     if os.environ.get("ENLIVEN_DEBUG"):
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters, some test runners)
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
+    with _silence_lock:
+        if _silence_depth == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError):  # no real stderr (embedded interpreters, some test runners)
+                saved = -1
+            if saved >= 0:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _saved_stderr = saved
+        _silence_depth += 1
     try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _silence_lock:
+            _silence_depth -= 1
+            if _silence_depth == 0 and _saved_stderr >= 0:
+                os.dup2(_saved_stderr, 2)
+                os.close(_saved_stderr)
+                _saved_stderr = -1
 
 
 @dataclass(frozen=True)
@@ -71,26 +86,34 @@ class Face:
 
 
 class _Graph:
-    """A MediaPipe graph whose first run's native start-up chatter is hidden."""
+    """A MediaPipe graph whose native chatter is hidden (two dup2 calls a run: microseconds)."""
 
     def __init__(self, graph):
         self.graph = graph
-        self._started = False
+        with _native_stderr_silenced():
+            self._settle()
+
+    def _settle(self) -> None:
+        """Wait for a graph that just started to finish starting. MediaPipe starts a graph's calculators on its
+        own threads and returns at once; they print as they load their models, after any silence we keep
+        around the call that started them. (``_graph`` is SolutionBase's; mediapipe is pinned to 0.10.21.)"""
+        wait = getattr(getattr(self.graph, "_graph", None), "wait_until_idle", None)
+        if wait is not None:
+            wait()
 
     def process(self, image: np.ndarray):
-        if self._started:
-            return self.graph.process(image)
         with _native_stderr_silenced():
-            result = self.graph.process(image)
-        self._started = True
-        return result
+            return self.graph.process(image)
 
     def reset(self) -> None:
-        """Forget what a video-mode graph was tracking."""
-        self.graph.reset()
+        """Forget what a video-mode graph was tracking (it restarts: see ``_settle``)."""
+        with _native_stderr_silenced():
+            self.graph.reset()
+            self._settle()
 
     def close(self) -> None:
-        self.graph.close()
+        with _native_stderr_silenced():  # closing runs the calculators' last steps, which may print too
+            self.graph.close()
 
 
 def _landmarks(found, width: int, height: int) -> np.ndarray | None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from enliven.errors import EnlivenError
+
+
+# Why a write fails though the output was checked writable beforehand: the disk filled up (or the file size or
+# quota limit was reached), the device failed, or it became read-only meanwhile.
+WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 
 def require_file(path: str | os.PathLike) -> Path:
@@ -21,9 +27,14 @@ def require_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early, before heavy work, if ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike, inputs: tuple = ()) -> Path:
+    """Fail early, before heavy work, if ``path`` cannot be written, or is one of ``inputs`` (the result would
+    replace the file it is made from: the user's original would be gone)."""
     path = Path(path)
+    for given in inputs:
+        if given is not None and _same_file(path, given):
+            raise EnlivenError(f"the output {path} is an input too; writing it would destroy the input: name "
+                               "another output")
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise EnlivenError(f"output path is a directory: {path}")
@@ -34,6 +45,17 @@ def check_writable(path: str | os.PathLike) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise EnlivenError(f"output file is not writable: {path}")
     return path
+
+
+def _same_file(a: Path, b) -> bool:
+    try:
+        b = Path(b)
+    except TypeError:  # not a path (an array, a preset name object): cannot be the output
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 @contextlib.contextmanager
@@ -49,6 +71,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in WRITE_FAILURES:
+            raise EnlivenError(f"cannot write {path}: {exc.strerror}") from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

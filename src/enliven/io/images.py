@@ -98,7 +98,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         # Decoding stays guarded at our limit: some formats (GIF, TIFF tiles, MPO) check sizes as they decode.
         with image, _pillow_guard_at(limit):
             check_pixel_count(*image.size, f"image {path}")
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            return _as_rgb8(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise EnlivenError(
             f"image {path} holds a picture over the limit of {limit:,} pixels (raise it with --max-pixels N if the "
@@ -106,6 +106,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         ) from None
     except PILLOW_READ_ERRORS as exc:
         raise EnlivenError(f"cannot read image {path}: {exc}") from None
+
+
+def _as_rgb8(image: Image.Image) -> np.ndarray:
+    """RGB uint8 of any Pillow mode. Pillow's own convert("RGB") clips 16-bit and 32-bit greyscale at 255 (a
+    16-bit PNG turns white) and float pictures likewise: those are scaled into 8 bits here first."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image.convert("I") if image.mode != "I" else image, np.float64)
+        grey = values / 257.0 if values.max(initial=0) > 255 else values  # 16-bit data (a 32-bit I is rare)
+        image = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        grey = values * 255.0 if values.max(initial=0) <= 1.0 else values  # [0, 1] floats, else 8-bit scale
+        image = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
+    return np.asarray(image.convert("RGB"))
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:

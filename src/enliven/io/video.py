@@ -68,12 +68,13 @@ def _turned(image: np.ndarray, turn: Turn) -> np.ndarray:
     return np.ascontiguousarray(image) if turn != _UPRIGHT else image
 
 
-def _open_input(path: str | os.PathLike):
+def open_media(path: str | os.PathLike, what: str = "video"):
+    """The PyAV container of a media file, or one EnlivenError line saying why it cannot be read."""
     path = require_file(path)
     try:
         return av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise EnlivenError(f"cannot read video {path}: {_one_line(exc)}") from None
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise EnlivenError(f"cannot read {what} {path}: {_one_line(exc)}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -120,7 +121,7 @@ class _Heartbeat:
         return time.monotonic() - self._at > _STALL_SECONDS
 
 
-class _PacketDecoder:
+class PacketDecoder:
     """Decode one stream packet by packet, skipping the packets that fail to decode and counting them."""
 
     def __init__(self, container, stream, what: str, path: Path, heartbeat: _Heartbeat | None = None):
@@ -191,7 +192,7 @@ class VideoReader:
         self.path = Path(path)
         self._prefetch = prefetch
         self.damaged_packets = 0  # of the last complete read
-        with _open_input(path) as container:
+        with open_media(path) as container:
             if not container.streams.video:
                 raise EnlivenError(f"no video stream in {self.path}")
             stream = container.streams.video[0]
@@ -199,7 +200,7 @@ class VideoReader:
             self.height = stream.codec_context.height
             self.turn = _UPRIGHT  # what brings each decoded frame upright (see _display_turn)
             try:
-                first = next(_PacketDecoder(container, stream, "video", self.path).frames(), None)
+                first = next(PacketDecoder(container, stream, "video", self.path).frames(), None)
             except (EnlivenError, av.FFmpegError, ValueError):
                 first = None  # reported when the frames are read
             if first is not None:
@@ -229,7 +230,7 @@ class VideoReader:
                 with av.open(str(self.path)) as container:
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
-                    decoder = _PacketDecoder(container, stream, "video", self.path, heartbeat)
+                    decoder = PacketDecoder(container, stream, "video", self.path, heartbeat)
                     for frame in decoder.frames():
                         picture = _turned(frame.to_ndarray(format="rgb24"), self.turn)
                         if not _put_unless_stopped(frames, picture, stop):
@@ -353,9 +354,12 @@ class VideoWriter:
             return item
 
     def _encode(self) -> None:
+        audio = None
         try:
             rate = Fraction(self.fps).limit_denominator(1001)
-            with av.open(str(self.path), mode="w", format="mp4") as out:
+            # The file is ours to close: when FFmpeg cannot finish a file (the disk is full) its close fails
+            # and it keeps the descriptor; a long-running process would run out of them.
+            with open(self.path, "wb") as sink, av.open(sink, mode="w", format="mp4") as out:
                 stream = out.add_stream("libx264", rate=rate)
                 stream.width, stream.height = self._size
                 stream.pix_fmt = "yuv420p"
@@ -376,6 +380,9 @@ class VideoWriter:
             pass  # the caller has its own error to report, and deletes the file
         except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
             self._failure.append(_wrapped(exc, "cannot encode the video"))
+        finally:
+            if audio is not None:
+                audio.close()
 
     def close(self) -> None:
         if self._worker is None:
@@ -401,6 +408,9 @@ class VideoWriter:
             self._worker.join(_STOP_SECONDS)
 
 
+AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+
+
 class _AudioCopy:
     """Transcode the first audio stream of a file to AAC into an output container, cut to a duration.
 
@@ -419,11 +429,20 @@ class _AudioCopy:
         if self._in is None:
             self._src.close()
             return
-        ctx = self._in.codec_context
-        self.rate = ctx.sample_rate or 48000
-        layout = "stereo" if (ctx.channels or 1) > 1 else "mono"
-        self._stream = out.add_stream("aac", rate=self.rate, layout=layout)
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.rate)
+        try:
+            ctx = self._in.codec_context
+            # AAC takes these rates only; other tracks (damaged headers, odd recorders) are resampled to 48 kHz.
+            self.rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+            layout = "stereo" if (ctx.channels or 1) > 1 else "mono"
+            self._stream = out.add_stream("aac", rate=self.rate, layout=layout)
+            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.rate)
+        except BaseException:
+            self._src.close()
+            raise
+
+    def close(self) -> None:
+        """Close the source (also when the copy never ran: the video failed first)."""
+        self._src.close()
 
     def run(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
         if self._in is None:
@@ -439,7 +458,7 @@ class _AudioCopy:
         limit = int(round(duration * self.rate))
         written = 0
         with self._src:
-            decoder = _PacketDecoder(self._src, self._in, "audio", self._source, heartbeat)
+            decoder = PacketDecoder(self._src, self._in, "audio", self._source, heartbeat)
             try:
                 for frame in decoder.frames():
                     frame.pts = None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from enliven.checks import number
 from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face import landmarks as lm
@@ -55,14 +56,23 @@ class Controls:
     wink: float = 0.0  # 1 shuts the eye on the picture's left
     gaze: tuple[float, float] = (0.0, 0.0)  # (x, y): 1 looks to the picture's right / down, -1 left / up (see above)
 
+    SLIDER_RANGE = 3.0  # smile, brows, pout, wink, gaze: ±1 is strong; past ±3 faces fold
+
     def __post_init__(self) -> None:
-        if self.eyes_open is not None and (len(self.eyes_open) != 2 or not all(0 <= v <= 0.8 for v in self.eyes_open)):
-            raise EnlivenError(f"eyes open takes two ratios between 0 and 0.8, got {self.eyes_open}")
-        if self.lip_open is not None and not 0 <= self.lip_open <= 0.8:
-            raise EnlivenError(f"lip open must be between 0 and 0.8, got {self.lip_open}")
+        def pair(name: str, value, low: float, high: float) -> tuple[float, float]:
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise EnlivenError(f"{name} takes two numbers, got {value!r}")
+            return tuple(number(name, v, low, high) for v in value)
+
+        if self.eyes_open is not None:
+            object.__setattr__(self, "eyes_open", pair("eyes open", self.eyes_open, 0, 0.8))
+        if self.lip_open is not None:
+            object.__setattr__(self, "lip_open", number("lip open", self.lip_open, 0, 0.8))
         for name, limit in (("yaw", 45), ("pitch", 30), ("roll", 45)):
-            if abs(getattr(self, name)) > limit:
-                raise EnlivenError(f"{name} must be within ±{limit}°, got {getattr(self, name)}")
+            object.__setattr__(self, name, number(f"{name} (degrees)", getattr(self, name), -limit, limit))
+        for name in ("smile", "brows", "pout", "wink"):
+            object.__setattr__(self, name, number(name, getattr(self, name), -self.SLIDER_RANGE, self.SLIDER_RANGE))
+        object.__setattr__(self, "gaze", pair("gaze", self.gaze, -self.SLIDER_RANGE, self.SLIDER_RANGE))
 
     @property
     def active(self) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from enliven.errors import EnlivenError
 from enliven.face import geometry
-from enliven.io.files import require_file
+from enliven.io.video import PacketDecoder, open_media
 from enliven.motion import edits
 from enliven.motion.frame import MotionFrame, MotionSequence
 
@@ -38,25 +38,26 @@ LIP_CLOSED, LIP_WIDE = 0.02, 0.34
 
 
 def read_audio(path: str | os.PathLike, rate: int = RATE) -> Iterator[np.ndarray]:
-    """Mono float32 samples at ``rate`` Hz, block by block."""
-    path = require_file(path)
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise EnlivenError(f"cannot read audio {path}: {exc}") from None
-    with container:
+    """Mono float32 samples at ``rate`` Hz, block by block. Damaged packets are skipped (and counted) as for
+    video; audio damaged throughout is one EnlivenError."""
+    with open_media(path, "audio") as container:
         if not container.streams.audio:
             raise EnlivenError(f"no audio stream in {path}")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        for frame in container.decode(container.streams.audio[0]):
-            for out in resampler.resample(frame):
+        try:
+            for frame in PacketDecoder(container, container.streams.audio[0], "audio", Path(path)).frames():
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1).astype(np.float32)
+            for out in resampler.resample(None):
                 yield out.to_ndarray().reshape(-1).astype(np.float32)
-        for out in resampler.resample(None):
-            yield out.to_ndarray().reshape(-1).astype(np.float32)
+        except (av.FFmpegError, ValueError) as exc:  # the resampler refusing a damaged frame's layout or rate
+            raise EnlivenError(f"cannot decode audio {path}: {exc}") from None
 
 
 def audio_duration(path: str | os.PathLike) -> float:
-    with av.open(str(path)) as container:
+    with open_media(path, "audio") as container:
+        if not container.streams.audio:
+            raise EnlivenError(f"no audio stream in {path}")
         stream = container.streams.audio[0]
         if stream.duration is not None:
             return float(stream.duration * stream.time_base)

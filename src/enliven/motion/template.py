@@ -89,17 +89,81 @@ def _anchors(data: dict[str, np.ndarray]) -> list[MotionFrame | None]:
     ]
 
 
+# What a template holds: per-frame arrays (shape after the frame axis), the sequence's reference frame, and per
+# shot its anchor (shape after the shot axis). -1 in a shape: any length. Keypoint fields vary by model size.
+_PER_FRAME = {"shape": (-1, 3), "rotation": (3, 3), "scale": (), "translation": (3,), "valid": ()}
+_REFERENCE = {"reference_shape": (-1, 3), "reference_rotation": (3, 3), "reference_scale": (),
+              "reference_translation": (3,)}
+_PER_SHOT = {"anchor_valid": (), "anchor_shape": (-1, 3), "anchor_rotation": (3, 3), "anchor_scale": (),
+             "anchor_translation": (3,)}
+MAX_FPS = 1000.0  # above any camera's rate a template could come from; beyond it the number is damage
+
+
+def _fits(array: np.ndarray, shape: tuple[int, ...]) -> bool:
+    return array.ndim == len(shape) and all(want in (-1, got) for want, got in zip(shape, array.shape))
+
+
+def _checked(data: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
+    """``data`` if it is a whole, finite template; else one clear error naming what is wrong. A damaged or
+    hand-edited file must fail here, not as a crash deep inside an engine."""
+
+    def damaged(why: str) -> EnlivenError:
+        return EnlivenError(f"motion template {path} is damaged: {why}")
+
+    for key, array in data.items():
+        if array.dtype.kind not in "biuf" and key != "format":
+            raise damaged(f"'{key}' holds {array.dtype} values, not numbers")
+    missing = [k for k in ("fps", "measured", *_PER_FRAME, *_REFERENCE) if k not in data]
+    if missing:
+        raise damaged(f"no {', '.join(repr(k) for k in missing)}")
+    if data["fps"].ndim or not 0 < float(data["fps"]) <= MAX_FPS:  # NaN fails the comparison too
+        raise damaged(f"its frame rate {data['fps']} is not between 0 and {MAX_FPS:g}")
+    n = data["shape"].shape[0] if data["shape"].ndim else 0
+    if n == 0:
+        raise EnlivenError(f"motion template {path} holds no frames")
+    shots = int(data["anchor_valid"].shape[0]) if "anchor_valid" in data and data["anchor_valid"].ndim else 0
+    if "anchor_valid" in data and shots == 0:
+        raise damaged("it has no shots")
+    groups = [(_PER_FRAME, n, "frames"), (_REFERENCE, None, ""), (_PER_SHOT if "anchor_valid" in data else {},
+                                                                  shots, "shots")]
+    groups.append(({k: None for k in data if k.startswith("kp_")}, n, "frames"))
+    groups.append(({k: None for k in data if k.startswith("anchor_kp_")}, shots, "shots"))
+    points = data["shape"].shape[1] if data["shape"].ndim == 3 else -1
+    for fields, count, unit in groups:
+        for key, shape in fields.items():
+            if key not in data:
+                raise damaged(f"no {key!r}")
+            array = data[key]
+            if count is not None and (array.ndim == 0 or array.shape[0] != count):
+                raise damaged(f"'{key}' has {array.shape[0] if array.ndim else 0} rows for {count} {unit}")
+            rest = array.shape[1:] if count is not None else array.shape
+            if shape is not None and not _fits(array[0] if count is not None else array, shape):
+                raise damaged(f"'{key}' has shape {tuple(array.shape)}")
+            if shape is not None and shape[:1] == (-1,) and rest[0] != points:
+                raise damaged(f"'{key}' has {rest[0]} points where the frames have {points}")
+            # LivePortrait motion imported from a .pkl has no canonical keypoints: NaN there means "none".
+            values = np.nan_to_num(array, nan=0.0) if key.endswith("kp_kp") else array
+            if array.dtype.kind == "f" and not np.isfinite(values).all():
+                raise damaged(f"'{key}' holds NaN or infinite values")
+    if "shot" in data and (data["shot"].shape != (n,) or data["shot"].dtype.kind not in "iu"):
+        raise damaged("its shots do not match its frames")
+    return data
+
+
 def load_template(path: str | os.PathLike) -> MotionSequence:
     path = require_file(path)
     try:
-        data = dict(np.load(path, allow_pickle=False))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, MemoryError) as exc:
         raise EnlivenError(f"not a motion template (.npz) {path}: {exc}") from None
-    if str(data.get("format", "")) != FORMAT:
+    if "format" not in data or data["format"].dtype.kind != "U" or str(data["format"]) != FORMAT:
         raise EnlivenError(f"not an enliven motion template: {path}")
-    version = int(data["schema_version"])
-    if version > SCHEMA_VERSION:
-        raise EnlivenError(f"motion template {path} has schema {version}; this enliven reads up to {SCHEMA_VERSION}")
+    version = int(data["schema_version"]) if "schema_version" in data and data["schema_version"].ndim == 0 else -1
+    if not 1 <= version <= SCHEMA_VERSION:
+        why = f"has schema {version}; this enliven reads 1 to {SCHEMA_VERSION}" if version > 0 else "has no schema"
+        raise EnlivenError(f"motion template {path} {why}")
+    data = _checked(data, path)
     n = len(data["shape"])
     has_keypoints = all(f"kp_{key}" in data for key in KEYPOINT_FIELDS)
     anchors = _anchors(data)

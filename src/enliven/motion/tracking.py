@@ -29,10 +29,11 @@ does not grow with the clip.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -45,6 +46,7 @@ from enliven.face import landmarks as lm
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import face_crop
 from enliven.face.landmarks import NUM_LANDMARKS
+from enliven.io.files import WRITE_FAILURES
 from enliven.io.video import VideoReader
 from enliven.motion.frame import MotionFrame, TrackingSummary
 
@@ -156,24 +158,46 @@ class LandmarkStore:
     """Landmarks of every face of the first pass, in a temporary file (deleted on close), read back by slot."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="enliven-faces-")
+        with _disk_errors(creating=True):
+            self._file = tempfile.TemporaryFile(prefix="enliven-faces-")
         self._count = 0
         self._view: np.memmap | None = None
 
     def add(self, landmarks: np.ndarray) -> int:
-        self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
+        with _disk_errors():
+            self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
         self._count += 1
         return self._count - 1
 
     def __getitem__(self, slot: int) -> np.ndarray:
         if self._view is None:
-            self._file.flush()
+            with _disk_errors():
+                self._file.flush()
             self._view = np.memmap(self._file, np.float32, "r", shape=(max(self._count, 1), NUM_LANDMARKS, 3))
         return np.array(self._view[slot])
 
     def close(self) -> None:
         self._view = None
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # its buffer could not be flushed (the disk is full): the file is deleted all the same
+            pass
+
+
+@contextlib.contextmanager
+def _disk_errors(creating: bool = False) -> Iterator[None]:
+    """A full or failing disk under the temporary folder as one clear line. ``creating``: any failure to make
+    the file counts (on a full disk Python finds "no usable temporary directory" at all)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES and not creating:
+            raise
+        folder = os.environ.get("TMPDIR") or tempfile.tempdir or "the temporary folder"
+        raise EnlivenError(
+            f"cannot write the driver's landmarks to a temporary file in {folder}: {exc.strerror} "
+            "(free some space there, or point TMPDIR at another folder)"
+        ) from None
 
 
 # --- pure decisions over what the first pass found (unit-tested without video) -------------------------------------
