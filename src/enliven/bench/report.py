@@ -184,8 +184,7 @@ def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Pat
         fig.suptitle(case, fontsize=9)
         fig.tight_layout()
         path = out / f"frames_{i:02d}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        _save_figure(fig, path)
         written.append(path)
     keys = [k for k, _, _ in COLUMNS[kind] if k != "frames_per_second"]
     cols = min(5, len(keys))
@@ -202,7 +201,17 @@ def _plots(kind: str, engines: list[str], results: dict, overall: dict, out: Pat
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     path = out / "metrics_by_engine.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save_figure(fig, path)
     written.append(path)
     return written
+
+
+def _save_figure(fig, path: Path) -> None:
+    """A plot written whole or not at all, like every other output."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
