@@ -11,6 +11,8 @@ from enliven.engines.diffusion.windows import (
     keyframe_stride,
     lookahead,
     progressive_jobs,
+    segment_jobs,
+    segment_span,
     sliding_windows,
 )
 
@@ -113,3 +115,30 @@ def test_progressive_known_layout_and_bounded_lookahead():
 def test_progressive_rejects_a_stride_wider_than_the_window():
     with pytest.raises(ValueError, match="stride"):
         progressive_jobs(100, 16, stride=16)
+
+
+@pytest.mark.parametrize("window", [2, 3, 4, 6, 16])
+def test_segments_of_a_stream_are_the_whole_clip_schedule(window):
+    """Cutting a stream into segments of one keyframe chunk each gives progressive_jobs of the whole clip, for every
+    length and stride: a streaming engine holds one segment, yet runs the same jobs in the same order."""
+    for stride in {None, 1, window - 1, max(1, window // 2)}:
+        span = segment_span(window, stride)
+        for num_frames in range(window + 1, 120):
+            jobs, start, first = [], 0, True
+            while True:
+                end = min(start + span, num_frames - 1)
+                jobs += segment_jobs(start, end, window, stride, first_known=not first)
+                if end == num_frames - 1:
+                    break
+                start, first = end, False
+            assert jobs == progressive_jobs(num_frames, window, stride), (window, stride, num_frames)
+
+
+def test_segment_known_layout():
+    # window 4, stride 3: keyframes 0, 3, 6, 9 made together, then the gaps; the next segment carries 9
+    assert segment_span(4) == 9
+    assert segment_jobs(0, 9, 4) == [Job((0, 3, 6, 9)), Job((0, 1, 2, 3), (0, 3)), Job((3, 4, 5, 6), (3, 6)),
+                                      Job((6, 7, 8, 9), (6, 9))]
+    assert segment_jobs(9, 11, 4, first_known=True) == [Job((9, 11), (9,)), Job((9, 10, 11), (9, 11))]
+    with pytest.raises(ValueError, match="longer than 4 keyframes"):
+        segment_jobs(0, 10, 4)

@@ -133,3 +133,34 @@ def lookahead(jobs: list[Job]) -> int:
         while pending in last_use and last_use[pending] <= i:
             pending += 1
     return worst
+
+
+def segment_span(window: int, stride: int | None = None) -> int:
+    """Frames from one progressive segment's first keyframe to its last: ``window`` keyframes at ``stride``."""
+    stride = keyframe_stride(window) if stride is None else stride
+    return (window - 1) * stride
+
+
+def segment_jobs(start: int, end: int, window: int, stride: int | None = None, first_known: bool = False) -> list[Job]:
+    """The progressive jobs of one segment of a clip read as a stream, frames ``start..end`` (inclusive).
+
+    A segment holds one chunk of keyframes (``start``, ``start + stride``, …, and ``end``) and the gaps between
+    them; ``end - start`` is at most ``segment_span``. ``first_known``: ``start`` was the previous segment's last
+    keyframe, generated already, and is held fixed (the schedule's carried keyframe). Cutting a clip into
+    segments ``[0, s], [s, 2s], …`` (s = ``segment_span``, the last one ending on the clip's last frame, each but
+    the first with ``first_known``) gives exactly ``progressive_jobs`` of the whole clip, in the same order, for
+    any clip longer than a window; so a stream needs the targets of one segment at a time, never the clip's.
+    """
+    stride = keyframe_stride(window) if stride is None else stride
+    if not 1 <= stride <= window - 1:
+        raise ValueError(f"keyframe stride {stride} must be between 1 and window - 1 = {window - 1}")
+    if not 0 <= end - start <= segment_span(window, stride):
+        raise ValueError(f"segment {start}..{end} is longer than {window} keyframes at stride {stride}")
+    keys = list(range(start, end + 1, stride))
+    if keys[-1] != end:
+        keys.append(end)
+    jobs = [Job(tuple(keys), (start,) if first_known else ())]
+    if first_known and len(keys) == 1:  # nothing new: the clip ended on the carried keyframe
+        return []
+    jobs += [Job((a, *range(a + 1, b), b), (a, b)) for a, b in zip(keys, keys[1:]) if b - a > 1]
+    return jobs
