@@ -1,8 +1,8 @@
 """The Python entry points. The CLI (and any UI) only parses arguments and calls these.
 
 Data flow, one frame at a time so memory stays flat however long the video:
-source → face analysis → crop → engine.prepare; driving → motion frames → align → engine.render →
-paste back → encode.
+source → face analysis → crop → engine.prepare; driving → motion frames → align → engine.render (or a
+windowed engine's render_stream, which reads a bounded look-ahead of targets) → paste back → encode.
 """
 
 from __future__ import annotations
@@ -222,15 +222,38 @@ class Animation:
                 yield [frame] * len(self.faces)
 
     def render(self, frames: list[MotionFrame]) -> np.ndarray:
+        """One picture for one motion frame per face (per-frame engines only: a windowed engine needs the stream,
+        see ``frames``)."""
         out = self.image.copy()
         for face, frame in zip(self.faces, frames):
             face.paster.paste(out, self.engine.render(face.state, face.aligner(frame), frame), out=out)
         return out
 
     def frames(self, fps: float | None = None) -> Iterator[np.ndarray]:
-        """Rendered pictures, at ``fps`` (motion resampled in time) or the motion's own rate."""
-        for frames in _retime(self._motion_frames(), self.fps, fps or self.fps):
-            yield self.render(frames)
+        """Rendered pictures, at ``fps`` (motion resampled in time) or the motion's own rate.
+
+        Each face's engine gets the stream of its (target, frame) pairs (``engines.render_stream``): a per-frame
+        engine renders each as it comes, a windowed one reads at most its look-ahead ahead. With several faces
+        the motion is shared through ``tee``, which holds only what one face's engine has read past the others.
+        """
+        motion = _retime(self._motion_frames(), self.fps, fps or self.fps)
+        per_face = itertools.tee(motion, len(self.faces)) if len(self.faces) > 1 else (motion,)
+        streams = [
+            engines.render_stream(self.engine, face.state, _targets(face, frames, i))
+            for i, (face, frames) in enumerate(zip(self.faces, per_face))
+        ]
+        for crops in zip(*streams):
+            out = self.image.copy()
+            for face, crop in zip(self.faces, crops):
+                face.paster.paste(out, crop, out=out)
+            yield out
+
+
+def _targets(face: _Face, frames: Iterable[list[MotionFrame]], index: int) -> Iterator[tuple[np.ndarray, MotionFrame]]:
+    """The aligned target of each motion frame for one face (the ``index``-th of each frame's list)."""
+    for per_face in frames:
+        frame = per_face[index]
+        yield face.aligner(frame), frame
 
 
 def prepare_animation(
@@ -308,7 +331,10 @@ def animate(
     if not is_image_path(source):
         if driving_is_image:
             raise EnlivenError("a video source needs a driving video, template or preset, not an image")
-        return _animate_video_source(source, driving, output, opts, _create_engine(opts, _align(opts)), started)
+        engine = _create_engine(opts, _align(opts))
+        if engines.is_windowed(engine):  # its frames come from one reference picture, denoised together
+            raise EnlivenError(f"engine {engine.name!r} animates still pictures; for a video source use mesh or keypoint")
+        return _animate_video_source(source, driving, output, opts, engine, started)
     job = prepare_animation(read_image(source), driving, str(source), **options)
     name, faces = job.engine.name, len(job.faces)
     if driving_is_image:

@@ -116,6 +116,11 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None, help="turn off the stitching MLP")
     k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
     k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
+    f = p.add_argument_group("landmark-diffusion engine (Follow-Your-Emoji)")
+    f.add_argument("--device", help="cpu, cuda or auto (default: auto, the GPU if PyTorch sees one)")
+    f.add_argument("--steps", type=int, help="denoising steps (default 30): fewer is faster and rougher")
+    f.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 3.5); 1 or less turns it off")
+    f.add_argument("--seed", type=int, help="initial noise seed (default 12580, the release's): same seed, same frames")
 
 
 def _animation_kwargs(args: argparse.Namespace) -> dict:
@@ -128,6 +133,9 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["driving_option"] = "pose-friendly"
     if args.backend:
         engine_options["backend"] = args.backend
+    for name in ("device", "steps", "guidance", "seed"):  # landmark-diffusion; checked by the engine
+        if getattr(args, name) is not None:
+            engine_options[name] = getattr(args, name)
     eyes = None
     if args.eyes_open:
         try:
@@ -236,10 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="download and convert model weights (for engines that need them)")
     wsub = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     p = wsub.add_parser("download", help="download a model's weights from the Hugging Face Hub (needs a network)")
-    p.add_argument("model", choices=("liveportrait",), help="which model")
+    p.add_argument("model", choices=("liveportrait", "follow-your-emoji"), help="which model")
     p.add_argument("--dir", help="where to put them (default: ~/.cache/enliven/MODEL or $ENLIVEN_WEIGHTS/MODEL)")
     p = wsub.add_parser("convert", help="write .safetensors beside official .pth files (then preferred when loading)")
-    p.add_argument("dir", help="folder with the official LivePortrait layout")
+    p.add_argument("dir", help="folder with the official LivePortrait or Follow-Your-Emoji layout")
     p = wsub.add_parser("export-onnx", help="export the keypoint engine to ONNX graphs (for --backend onnx)")
     p.add_argument("dir", help="folder with the official LivePortrait layout")
     p.add_argument("-o", "--output", help="folder for the .onnx files (default: DIR/onnx)")
@@ -299,7 +307,15 @@ def _run_command(args: argparse.Namespace) -> int:
 
         say(f"downloaded {args.model} to {weights.download(args.model, args.dir)}")
     elif args.command == "weights" and args.weights_command == "convert":
-        from enliven.engines.keypoint import convert_to_safetensors
+        from pathlib import Path
+
+        from enliven.engines.landmark_diffusion.checkpoints import BASE, FYE
+
+        if any((Path(args.dir) / sub / FYE).is_dir() and (Path(args.dir) / sub / BASE).is_dir()
+               for sub in ("", "pretrained_models")):
+            from enliven.engines.landmark_diffusion import convert_to_safetensors
+        else:
+            from enliven.engines.keypoint import convert_to_safetensors
 
         for path in convert_to_safetensors(args.dir):
             say(f"wrote {path}")
@@ -334,7 +350,7 @@ def _run_command(args: argparse.Namespace) -> int:
         from enliven import engines
 
         for name, needs in engines.available().items():
-            print(f"{name:<10} needs {needs}")
+            print(f"{name:<18} needs {needs}")
     return 0
 
 

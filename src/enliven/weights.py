@@ -7,10 +7,26 @@ safetensors, or ``torch.load(weights_only=True)`` for ``.pth`` files, which refu
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from enliven.errors import EnlivenError
+
+
+@dataclass(frozen=True)
+class RepoFiles:
+    """Files of one Hub repository that go into one folder of a model's layout.
+
+    ``files``: each entry lists alternatives, the first one the repository has wins (safetensors before pickles;
+    the loaders read either). ``flatten``: keep each file by its name in ``into``, whatever folder the repository
+    keeps it in (Follow-Your-Emoji's repository has moved its files into ``ckpts/``)."""
+
+    repo_id: str
+    into: str
+    files: tuple[tuple[str, ...], ...]
+    flatten: bool = False
 
 
 @dataclass(frozen=True)
@@ -20,6 +36,7 @@ class ModelSource:
     patterns: tuple[str, ...]
     marker: str  # a relative path that must exist in a complete copy
     description: str
+    parts: tuple[RepoFiles, ...] = ()  # a layout gathered from several repositories (then repo_id is the main one)
 
 
 MODELS = {
@@ -30,7 +47,35 @@ MODELS = {
         "liveportrait/base_models/appearance_feature_extractor.pth",
         "LivePortrait base models and stitching/retargeting MLPs (~500 MB), for --engine keypoint",
     ),
+    # Follow-Your-Emoji's official pretrained_models/ layout (shared/reference/diffusion.md §a "Weights layout"),
+    # gathered from the four repositories the release's README names; only the files load_official reads.
+    "follow-your-emoji": ModelSource(
+        "follow-your-emoji",
+        "YueMafighting/FollowYourEmoji",
+        (),
+        "pretrained_models/follow-your-emoji/unet.pth",
+        "Follow-Your-Emoji (its three networks, sd-image-variations' UNet and CLIP image encoder, sd-vae-ft-mse, "
+        "AnimateDiff's motion module), for --engine landmark-diffusion",
+        parts=(
+            RepoFiles("YueMafighting/FollowYourEmoji", "pretrained_models/follow-your-emoji",
+                      (("lmk_guider.pth",), ("referencenet.pth",), ("unet.pth",)), flatten=True),
+            RepoFiles("lambdalabs/sd-image-variations-diffusers", "pretrained_models/sd-image-variations-diffusers", (
+                ("unet/config.json",),
+                ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"),
+                ("image_encoder/config.json",),
+                ("image_encoder/model.safetensors", "image_encoder/pytorch_model.bin"),
+            )),
+            RepoFiles("stabilityai/sd-vae-ft-mse", "pretrained_models/sd-vae-ft-mse", (
+                ("config.json",), ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+            )),
+            RepoFiles("guoyww/animatediff", "pretrained_models/AnimateDiff", (("mm_sd_v15_v2.ckpt",),)),
+        ),
+    ),
 }
+
+# fetch(repo_id, allow_patterns, local_dir): download the matching files of a repository into local_dir, keeping
+# their paths (huggingface_hub's snapshot_download); replaceable in tests, where nothing can be downloaded.
+Fetch = Callable[[str, list[str], str], object]
 
 
 def _model(name: str) -> ModelSource:
@@ -47,7 +92,7 @@ def resolve(name: str, folder: str | os.PathLike | None = None) -> Path:
     """The folder holding ``name``'s weights; a clear error that says how to get them if none is found."""
     model = _model(name)
     candidates = [Path(folder)] if folder else [default_root() / name]
-    if not folder:
+    if not folder and not model.parts:  # a layout from several repositories is never whole in the HF cache
         try:
             from huggingface_hub import snapshot_download
 
@@ -61,19 +106,61 @@ def resolve(name: str, folder: str | os.PathLike | None = None) -> Path:
     raise EnlivenError(f"no {name} weights in {where}; get them with `enliven weights download {name}` or pass --weights DIR")
 
 
-def download(name: str, folder: str | os.PathLike | None = None) -> Path:
-    """Download ``name``'s weights from the Hugging Face Hub into ``folder`` (default: our cache)."""
+def _hub_fetch(repo_id: str, allow_patterns: list[str], local_dir: str) -> object:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id, allow_patterns=allow_patterns, local_dir=local_dir)
+
+
+def _fetch_part(part: RepoFiles, target: Path, fetch: Fetch) -> list[Path]:
+    """Fetch ``part``'s files into ``target / part.into``; the paths written."""
+    folder = target / part.into
+    written = []
+    for alternatives in part.files:
+        for name in alternatives:
+            # flatten: the file by its name at any depth of the repository
+            fetch(part.repo_id, [name, f"*/{name}"] if part.flatten else [name], str(folder))
+            path = folder / name
+            if part.flatten and not path.is_file():
+                found = [p for p in folder.rglob(Path(name).name) if ".cache" not in p.parts and p.is_file()]
+                if found:
+                    shutil.move(str(found[0]), str(path))
+            if path.is_file():
+                written.append(path)
+                break
+        else:
+            raise EnlivenError(f"{part.repo_id} has none of {', '.join(alternatives)}")
+    if part.flatten:  # the repository's own sub-folders, now empty
+        for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and ".cache" not in p.parts), reverse=True):
+            if not any(sub.iterdir()):
+                sub.rmdir()
+    return written
+
+
+def download(name: str, folder: str | os.PathLike | None = None, fetch: Fetch | None = None) -> Path:
+    """Download ``name``'s weights from the Hugging Face Hub into ``folder`` (default: our cache).
+
+    ``fetch``: how one repository's files are downloaded (default: huggingface_hub's ``snapshot_download``)."""
     model = _model(name)
     target = Path(folder) if folder else default_root() / name
+    if fetch is None:
+        try:
+            import huggingface_hub  # noqa: F401
+        except ImportError:
+            raise EnlivenError("downloading needs huggingface_hub: pip install huggingface_hub") from None
+        fetch = _hub_fetch
+    repo_id = model.repo_id
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise EnlivenError("downloading needs huggingface_hub: pip install huggingface_hub") from None
-    try:
-        snapshot_download(model.repo_id, allow_patterns=list(model.patterns), local_dir=str(target))
+        if not model.parts:
+            fetch(model.repo_id, list(model.patterns), str(target))
+        for part in model.parts:
+            repo_id = part.repo_id
+            _fetch_part(part, target, fetch)
+    except EnlivenError:
+        raise
     except Exception as exc:  # noqa: BLE001 - offline, DNS, HTTP errors all mean the same to the user
         raise EnlivenError(
-            f"could not download {model.repo_id} ({type(exc).__name__}); are you online? "
+            f"could not download {repo_id} ({type(exc).__name__}); are you online? "
             f"Or copy the files into {target} by hand"
         ) from None
     return target

@@ -1,5 +1,16 @@
 """Rendering engines behind one protocol (see ``base``)."""
 
-from enliven.engines.base import Engine, SourceState, available, create, register
+from enliven.engines.base import (
+    Engine,
+    SourceState,
+    WindowedEngine,
+    available,
+    create,
+    is_windowed,
+    register,
+    render_stream,
+)
 
-__all__ = ["Engine", "SourceState", "available", "create", "register"]
+__all__ = [
+    "Engine", "SourceState", "WindowedEngine", "available", "create", "is_windowed", "register", "render_stream",
+]

@@ -1,14 +1,16 @@
 """The engine protocol and registry.
 
 An engine turns a source face crop into crop-space frames for target landmarks. It never reads files
-or parses arguments: it gets arrays and returns arrays. Adding an engine means registering a factory
+or parses arguments: it gets arrays and returns arrays. Two shapes: a per-frame ``Engine`` (``render`` one
+target at a time) and a ``WindowedEngine`` (``render_stream``: the stream of targets in, frames out, with a
+bounded look-ahead); ``render_stream(engine, ...)`` drives either, so the pipeline has one loop. Adding an engine means registering a factory
 here; nothing else in the pipeline changes.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,13 +50,55 @@ class Engine(Protocol):
         ``frame``: the driving motion it came from (with the driver's crop, if the engine asked for it)."""
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Engine], str]] = {}
+class WindowedEngine(Protocol):
+    """An engine that renders many frames together (the diffusion engines: a window of frames per denoiser call).
+
+    Same ``name``, ``driving_crop``, ``pose_limits`` and ``prepare`` as ``Engine``; instead of ``render`` it
+    consumes the stream of (target, frame) pairs and yields crop-space frames in the same order, one per pair.
+    It may read ahead of what it has yielded, but never more than ``lookahead`` pairs past the first frame not
+    yet given out: memory is bounded by that, never by the clip's length.
+    """
+
+    name: str
+    driving_crop: CropSpec | None
+    pose_limits: tuple[float, float, float]
+    lookahead: int
+
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState: ...
+
+    def render_stream(
+        self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
+    ) -> Iterator[np.ndarray]: ...
+
+
+def is_windowed(engine) -> bool:
+    return callable(getattr(engine, "render_stream", None))
+
+
+def render_stream(
+    engine: Engine | WindowedEngine, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
+) -> Iterator[np.ndarray]:
+    """Crop-space frames for a stream of (target, frame) pairs, whatever the engine's shape: the pipeline's one
+    loop. A per-frame engine renders each pair as it comes (no look-ahead at all)."""
+    if is_windowed(engine):
+        return engine.render_stream(state, targets)
+    return (engine.render(state, target, frame) for target, frame in targets)
+
+
+_REGISTRY: dict[str, tuple[Callable[..., Engine | WindowedEngine], str]] = {}
 # Built-in engines are imported only when used, so the default engine never loads torch.
 _BUILTIN = {
     "mesh": ("enliven.engines.mesh", "nothing: MediaPipe's face mesh ships inside its wheel"),
     "keypoint": (
         "enliven.engines.keypoint",
         "the official LivePortrait weights: `enliven weights download liveportrait` or --weights DIR",
+    ),
+    "landmark-diffusion": (
+        "enliven.engines.landmark_diffusion",
+        (
+            "the diffusion extra (pip install 'enliven[diffusion]') and the official Follow-Your-Emoji weights: "
+            "`enliven weights download follow-your-emoji` or --weights DIR; a GPU (--device cuda) in practice"
+        ),
     ),
 }
 
@@ -74,7 +118,7 @@ def available() -> dict[str, str]:
     return {name: needs for name, (_, needs) in _BUILTIN.items()} | {n: needs for n, (_, needs) in _REGISTRY.items()}
 
 
-def create(name: str, **options: Any) -> Engine:
+def create(name: str, **options: Any) -> Engine | WindowedEngine:
     if name not in _REGISTRY and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name][0])
     if name not in _REGISTRY:

@@ -13,6 +13,8 @@ are added after ``conv_in``. DDIM (zero terminal SNR, trailing, v-prediction), 3
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +22,7 @@ import torch
 
 from enliven.engines.diffusion import sampling
 from enliven.engines.diffusion.unet import denoise, reference_tokens
-from enliven.engines.diffusion.windows import progressive_jobs
+from enliven.engines.diffusion.windows import Job, keyframe_stride, progressive_jobs, segment_jobs, segment_span
 
 DEFAULT_STEPS = 30
 DEFAULT_GUIDANCE = 3.5
@@ -78,6 +80,62 @@ def decode(models, latents: torch.Tensor) -> np.ndarray:
     return np.stack(frames)
 
 
+@dataclass
+class Conditioning:
+    """What the denoiser sees of one reference picture, worked out once per picture: the cross-attention context
+    (CLIP states; with guidance, a zero row first for the unconditional branch), the reference net's tokens, and
+    which batch rows use them."""
+
+    states: torch.Tensor
+    reference: dict[str, torch.Tensor]
+    use_reference: torch.Tensor | None
+    guidance: float
+
+    @property
+    def with_guidance(self) -> bool:
+        return sampling.uses_guidance(self.guidance)
+
+
+@torch.no_grad()
+def condition(models, reference_image: np.ndarray, guidance: float = DEFAULT_GUIDANCE,
+              clip_image: torch.Tensor | None = None) -> Conditioning:
+    device, _ = _device_dtype(models)
+    clip_pixels = clip_input(reference_image) if clip_image is None else clip_image
+    encoder = models["image_encoder"]
+    clip_states = encoder(clip_pixels[None].to(device=device, dtype=encoder.dtype)).last_hidden_state
+    reference = reference_tokens(models["reference_net"], encode_reference(models, reference_image), clip_states)
+    if sampling.uses_guidance(guidance):  # batch rows: unconditional (zero CLIP states, no reference tokens), conditional
+        states = torch.cat([torch.zeros_like(clip_states), clip_states])
+        reference = {k: v.repeat(2, 1, 1) for k, v in reference.items()}
+        return Conditioning(states, reference, torch.tensor([False, True], device=device), guidance)
+    return Conditioning(clip_states, reference, None, guidance)
+
+
+@torch.no_grad()
+def landmark_features(models, landmark_images: np.ndarray) -> torch.Tensor:
+    """The guider's features (1, C0, F, h, w) of F×H×W×3 uint8 landmark pictures."""
+    device, dtype = _device_dtype(models)
+    pictures = torch.from_numpy(np.ascontiguousarray(landmark_images)).to(device).permute(3, 0, 1, 2)[None]
+    return models["guider"]((pictures.float() / 255.0).to(dtype))
+
+
+def _predictor(models, cond: Conditioning, features_of) -> sampling.Predictor:
+    """The guided denoiser for a window; ``features_of(frame indices)`` gives the window's landmark features."""
+
+    def predict(x: torch.Tensor, t: torch.Tensor, frame_indices) -> torch.Tensor:
+        residual = features_of(frame_indices)
+        if cond.with_guidance:
+            x, residual = torch.cat([x, x]), torch.cat([residual, residual])
+        out = denoise(models["denoiser"], x, t, cond.states, input_residual=residual, reference=cond.reference,
+                      use_reference=cond.use_reference)
+        if cond.with_guidance:
+            unconditional, conditional = out.chunk(2)
+            return sampling.guide(unconditional, conditional, cond.guidance)
+        return out
+
+    return predict
+
+
 @torch.no_grad()
 def generate(
     models: dict,
@@ -95,6 +153,7 @@ def generate(
 
     ``latents`` (1, 4, F, H/8, W/8) replaces the initial noise (else drawn from ``seed`` on the models' device
     as the release does); ``clip_image`` (3×224×224) replaces CLIP's preprocessing of the reference.
+    Holds the whole clip; for long clips, ``generate_stream`` holds one segment at a time.
     """
     device, dtype = _device_dtype(models)
     context = context or Context()
@@ -111,32 +170,9 @@ def generate(
         raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
     latents = latents.to(device=device, dtype=dtype)
 
-    clip_pixels = clip_input(reference_image) if clip_image is None else clip_image
-    encoder = models["image_encoder"]
-    clip_states = encoder(clip_pixels[None].to(device=device, dtype=encoder.dtype)).last_hidden_state
-    reference = reference_tokens(models["reference_net"], encode_reference(models, reference_image), clip_states)
-
-    pictures = torch.from_numpy(np.ascontiguousarray(landmark_images)).to(device).permute(3, 0, 1, 2)[None]
-    guide_features = models["guider"]((pictures.float() / 255.0).to(dtype))  # (1, C0, F, h, w)
-
-    with_guidance = sampling.uses_guidance(guidance)
-    if with_guidance:  # batch rows: unconditional (zero CLIP states, no reference tokens), conditional
-        states = torch.cat([torch.zeros_like(clip_states), clip_states])
-        reference = {k: v.repeat(2, 1, 1) for k, v in reference.items()}
-        use_reference = torch.tensor([False, True], device=device)
-    else:
-        states, use_reference = clip_states, None
-
-    def predict(x: torch.Tensor, t: torch.Tensor, frame_indices) -> torch.Tensor:
-        residual = guide_features[:, :, list(frame_indices)]
-        if with_guidance:
-            x, residual = torch.cat([x, x]), torch.cat([residual, residual])
-        out = denoise(models["denoiser"], x, t, states, input_residual=residual, reference=reference,
-                      use_reference=use_reference)
-        if with_guidance:
-            unconditional, conditional = out.chunk(2)
-            return sampling.guide(unconditional, conditional, guidance)
-        return out
+    cond = condition(models, reference_image, guidance, clip_image)
+    guide_features = landmark_features(models, landmark_images)  # (1, C0, F, h, w)
+    predict = _predictor(models, cond, lambda frame_indices: guide_features[:, :, list(frame_indices)])
 
     scheduler = sampling.make_scheduler()
     progressive = context.progressive if context.progressive is not None else frames > context.window
@@ -153,3 +189,107 @@ def generate(
                     done[f] = result[:, :, i]
         final = torch.stack([done[f] for f in range(frames)], dim=2)
     return decode(models, final)
+
+
+def frame_noise(seed: int, index: int, latent_size: tuple[int, int], device, dtype) -> torch.Tensor:
+    """The initial noise (1, 4, h, w) of clip frame ``index``: its own generator, seeded from (seed, index).
+
+    Per frame, so a stream draws each frame's noise when it reaches it, whatever the clip's length or how it
+    is cut into windows; the same seed gives the same frames (on the same device: CUDA's generator draws other
+    numbers than the CPU's, as in the release)."""
+    mixed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
+    generator = torch.Generator(device)
+    generator.manual_seed(mixed)
+    return torch.randn((1, 4, *latent_size), generator=generator, device=device, dtype=dtype)
+
+
+def clip_noise(seed: int, frames: int, latent_size: tuple[int, int], device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """``frame_noise`` of frames 0…F−1 stacked as a clip's latents (1, 4, F, h, w): what ``generate_stream`` draws."""
+    return torch.stack([frame_noise(seed, f, latent_size, device, dtype) for f in range(frames)], dim=2)
+
+
+def stream_lookahead(context: Context) -> int:
+    """How many items ``generate_stream`` reads past the first frame it has not yet yielded, at most."""
+    return max(context.window, segment_span(context.window, context.stride)) + 1
+
+
+@torch.no_grad()
+def generate_stream(
+    models: dict,
+    reference_image: np.ndarray,
+    items: Iterable,
+    *,
+    draw: Callable[[object], np.ndarray] | None = None,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    seed: int | None = None,
+    context: Context | None = None,
+) -> Iterator[np.ndarray]:
+    """``generate`` for a stream: frames H×W×3 float32 in [0, 1], one per item, in order, as soon as final.
+
+    ``items``: per frame, its landmark picture, or anything ``draw`` turns into one (pictures are drawn per job,
+    so only the items are held). A stream of at most ``context.window`` items is one window, exactly as
+    ``generate``; a longer one follows the progressive schedule one segment at a time (``windows.segment_jobs``:
+    the same jobs as ``generate``'s ``progressive_jobs`` over the whole clip), keeping the segment's items and
+    latents only, never more than ``stream_lookahead(context)`` items read past the first frame not yielded.
+    The noise of frame i is ``frame_noise(seed, i)``: ``generate(..., latents=clip_noise(seed, F, ...))`` gives
+    the same frames (up to float rounding).
+    """
+    device, dtype = _device_dtype(models)
+    context = context or Context()
+    draw = draw or (lambda item: item)
+    seed = int(torch.seed()) if seed is None else int(seed)
+    height, width = reference_image.shape[:2]
+    latent_size = (height // 8, width // 8)
+    window = context.window
+    cond = condition(models, reference_image, guidance)
+    scheduler = sampling.make_scheduler()
+    source = iter(items)
+    held: dict[int, object] = dict(enumerate(itertools.islice(source, window + 1)))
+    if not held:
+        return
+
+    def run(job: Job, done: dict[int, torch.Tensor]) -> None:
+        pictures = np.stack([draw(held[f]) for f in job.frames])
+        if pictures.shape[1:] != reference_image.shape:
+            raise ValueError(f"landmark pictures {pictures.shape[1:]} must match the reference {reference_image.shape}")
+        features = landmark_features(models, pictures)
+        predict = _predictor(models, cond, lambda frame_indices: features)
+        noise = torch.cat([frame_noise(seed, f, latent_size, device, dtype)[:, :, None] for f in job.frames], dim=2)
+        known = {f: done[f] for f in job.known}
+        result = sampling.sample_job(predict, noise, job.frames, known, scheduler, steps)
+        for i, f in enumerate(job.frames):
+            if f not in known:
+                done[f] = result[:, :, i]
+
+    if len(held) <= window:  # the whole stream fits in one window: the release's case
+        done: dict[int, torch.Tensor] = {}
+        run(Job(tuple(range(len(held)))), done)
+        for f in range(len(held)):
+            yield decode(models, done[f][:, :, None])[0]
+        return
+
+    stride = context.stride or keyframe_stride(window)
+    span = segment_span(window, stride)
+    start, carried, next_out, ended = 0, None, 0, False
+    while True:
+        while not ended and max(held) < start + span:  # read the segment's items
+            item = next(source, _END)
+            if item is _END:
+                ended = True
+            else:
+                held[max(held) + 1] = item
+        end = min(start + span, max(held))
+        done = {} if carried is None else {start: carried}
+        for job in segment_jobs(start, end, window, stride, first_known=carried is not None):
+            run(job, done)
+            while next_out in done:  # everything before it is final: give it out now
+                yield decode(models, done[next_out][:, :, None])[0]
+                next_out += 1
+        if ended and end == max(held):
+            return
+        carried, start = done[end], end
+        held = {f: item for f, item in held.items() if f >= start}
+
+
+_END = object()
