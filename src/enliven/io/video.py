@@ -359,7 +359,7 @@ class VideoWriter:
             rate = Fraction(self.fps).limit_denominator(1001)
             # The file is ours to close: when FFmpeg cannot finish a file (the disk is full) its close fails
             # and it keeps the descriptor; a long-running process would run out of them.
-            with open(self.path, "wb") as sink, av.open(sink, mode="w", format="mp4") as out:
+            with _Sink(self.path) as sink, av.open(sink, mode="w", format="mp4") as out:
                 stream = out.add_stream("libx264", rate=rate)
                 stream.width, stream.height = self._size
                 stream.pix_fmt = "yuv420p"
@@ -369,12 +369,14 @@ class VideoWriter:
                 while (frame := self._next_frame()) is not _END:
                     for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                         out.mux(packet)
+                    sink.check()
                 for packet in stream.encode():
                     self._heartbeat.beat()
                     out.mux(packet)
                 if audio is not None:
                     audio.run(self.frames_written / self.fps, self._heartbeat)
                     self.damaged_audio_packets = audio.damaged_packets
+            sink.check()  # the last bytes: the trailer, written as the container closed
             self._finished = True
         except _Abandoned:
             pass  # the caller has its own error to report, and deletes the file
@@ -406,6 +408,45 @@ class VideoWriter:
             # The caller's own error is the one to report: stop the encoder, wait a bounded time, never raise.
             self._abandoned.set()
             self._worker.join(_STOP_SECONDS)
+
+
+class _Sink:
+    """The output file as FFmpeg writes it through PyAV. A failed write (a full disk) is kept and raised by
+    ``check`` on our side: raised inside PyAV's callback it would be printed as a dropped exception, and FFmpeg
+    would go on."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by __exit__
+        self._error: OSError | None = None
+
+    def write(self, data) -> int:
+        if self._error is None:
+            try:
+                return self._file.write(data)
+            except OSError as exc:
+                self._error = exc
+        return len(data)  # the file is lost anyway; FFmpeg need not know before check() says so
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._file.close()  # flushes: a failure here is a write failure too
+        except OSError as error:
+            self._error = self._error or error
+        if exc[0] is None:
+            self.check()
 
 
 AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
