@@ -125,3 +125,14 @@ def test_a_full_disk_is_one_line_and_no_file(tmp_path, portrait_path, driving_vi
     assert len(lines) == 1 and lines[0].startswith("enliven: error: "), lines
     assert "File too large" in lines[0] or "temporary" in lines[0], lines
     assert set(tmp_path.iterdir()) == before
+
+
+def test_text_starting_with_a_dash_is_spoken_not_read_as_an_option(tmp_path):
+    """The text went to espeak-ng as an argument: "-h hello" printed espeak's help and no speech."""
+    from enliven.motion.audio import speak
+
+    if not shutil.which("espeak-ng") and not os.environ.get("CI"):
+        pytest.skip("espeak-ng is not installed")
+    wav = speak("-h hello there", tmp_path / "speech.wav")
+    with __import__("wave").open(str(wav)) as speech:
+        assert speech.getnframes() / speech.getframerate() > 0.5  # "h hello there" takes about a second

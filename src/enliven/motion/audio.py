@@ -35,6 +35,7 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus"}
 RATE = 16000
 FLOOR_DB, RANGE_DB = -45.0, 33.0
 LIP_CLOSED, LIP_WIDE = 0.02, 0.34
+MAX_TEXT = 10_000  # characters of --text
 
 
 def read_audio(path: str | os.PathLike, rate: int = RATE) -> Iterator[np.ndarray]:
@@ -142,7 +143,16 @@ def speak(text: str, wav: str | os.PathLike, voice: str = "en") -> Path:
         raise EnlivenError("--text needs espeak-ng: install it (Debian/Ubuntu: apt-get install espeak-ng)")
     if not text.strip():
         raise EnlivenError("--text is empty")
-    done = subprocess.run([exe, "-v", voice, "-w", str(wav), text], capture_output=True, text=True)
-    if done.returncode != 0 or not Path(wav).is_file():
-        raise EnlivenError(f"espeak-ng failed: {done.stderr.strip() or done.returncode}")
+    if len(text) > MAX_TEXT:
+        raise EnlivenError(f"--text is {len(text):,} characters; at most {MAX_TEXT:,} (about ten minutes of speech)")
+    # The text goes in on stdin: as an argument, text starting with "-" would be read as an option.
+    seconds = 60 + len(text) / 100  # espeak-ng speaks far faster than real time; past this it is stuck
+    try:
+        done = subprocess.run([exe, "-v", voice, "-w", str(wav), "--stdin"], input=text, capture_output=True,
+                              text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise EnlivenError(f"espeak-ng did not finish within {seconds:.0f} s") from None
+    if done.returncode != 0 or not Path(wav).is_file() or Path(wav).stat().st_size <= 44:
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}, no speech written"])[0]
+        raise EnlivenError(f"espeak-ng failed (voice {voice!r}): {why}")
     return Path(wav)
