@@ -1,6 +1,6 @@
-"""Follow-Your-Emoji (``landmark-diffusion``), in progress (issue 10).
+"""Follow-Your-Emoji (``landmark-diffusion``): expression-aware landmarks guide a Stable Diffusion video model.
 
-Landed:
+What is here:
 
 * ``drawing``: the landmark pictures exactly as the release draws them; ``alignment``: its motion alignment on
   our landmark model.
