@@ -102,6 +102,48 @@ def test_loading_refuses_a_file_that_does_not_match(tiny_fye, tmp_path):
         load_official(tmp_path / "nothing")
 
 
+def test_older_base_model_files_load_to_the_same_modules(tiny_fye, models, tmp_path):
+    """sd-vae-ft-mse as published uses diffusers' pre-0.14 attention names (query/key/value/proj_attn; the
+    oldest files as 1×1 convolutions), and older transformers saved CLIP's position_ids buffer. Written that way
+    by hand here, they must load to exactly the modules the current names give."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "w" / "pretrained_models"
+    shutil.copytree(tiny_fye, copy)
+    vae_file = copy / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors"
+    old_names = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+    renamed, convolutions = {}, 0
+    for key, value in load_file(vae_file).items():
+        for new, old in old_names.items():
+            if new in key and ".attentions." in key:
+                key = key.replace(new, old)
+                if value.ndim == 2 and convolutions % 2 == 0:  # every other one as the oldest files have it
+                    value = value[:, :, None, None]
+                convolutions += value.ndim == 4
+        renamed[key] = value.contiguous()
+    assert any(".query." in k for k in renamed) and convolutions > 0  # the renaming above did happen
+    save_file(renamed, str(vae_file), metadata={"format": "pt"})
+    encoder_file = copy / "sd-image-variations-diffusers" / "image_encoder" / "model.safetensors"
+    encoder = load_file(encoder_file)
+    config = models["image_encoder"].config
+    positions = config.image_size // config.patch_size
+    encoder["vision_model.embeddings.position_ids"] = torch.arange(positions**2 + 1)[None]
+    save_file(encoder, str(encoder_file), metadata={"format": "pt"})
+
+    loaded = load_official(copy.parent)
+    for name in ("vae", "image_encoder"):
+        want, got = models[name].state_dict(), loaded[name].state_dict()
+        assert want.keys() == got.keys()
+        assert all(torch.equal(want[k], got[k]) for k in want), name
+
+    encoder["vision_model.embeddings.position_ids"] = torch.arange(positions**2 + 1).flip(0)[None]
+    save_file(encoder, str(encoder_file), metadata={"format": "pt"})
+    with pytest.raises(EnlivenError, match="position_ids"):
+        load_official(copy.parent)
+
+
 def test_reference_attention_is_attention_over_own_and_reference_tokens():
     from diffusers.models.attention_processor import Attention
 
