@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import av
@@ -108,3 +109,16 @@ def write_still_video(path: Path, image: np.ndarray, frames: int, fps: int = 25)
                 dst.mux(p)
         for p in stream.encode():
             dst.mux(p)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's counts (tests/fuzz): cases per class, how each ended, what failed. The hook lives here
+    because a second conftest.py would shadow this one for the tests that import helpers from it."""
+    harness = sys.modules.get("fuzz_harness")
+    if harness is None or not sum(harness.TALLY.counts.values()):
+        return
+    terminalreporter.section("fuzz")
+    for line in harness.TALLY.lines():
+        terminalreporter.write_line(line)
+    for outcome in harness.TALLY.failures[:40]:
+        terminalreporter.write_line(outcome.describe())
