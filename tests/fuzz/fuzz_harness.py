@@ -87,12 +87,14 @@ class Tally:
         self.problem_classes: Counter[tuple[str, str]] = Counter()
         self.seconds: Counter[str] = Counter()
         self.slowest: dict[str, float] = {}
+        self.peak_rss = 0
 
     def add(self, outcome: Outcome) -> None:
         kind = outcome.case.kind
         self.counts[(kind, outcome.verdict)] += 1
         self.seconds[kind] += outcome.seconds
         self.slowest[kind] = max(self.slowest.get(kind, 0.0), outcome.seconds)
+        self.peak_rss = max(self.peak_rss, outcome.peak_rss)
         if outcome.problems:
             self.failures.append(outcome)
             for problem in outcome.problems:
@@ -101,7 +103,9 @@ class Tally:
     def lines(self) -> list[str]:
         kinds = sorted({kind for kind, _ in self.counts})
         total = sum(self.counts.values())
-        out = [f"fuzz cases: {total} run, {sum(self.counts[(k, 'failed')] for k in kinds)} failed"]
+        failed = sum(self.counts[(k, "failed")] for k in kinds)
+        out = [f"fuzz cases: {total} run, {failed} failed; highest peak memory of a case "
+               f"{self.peak_rss / 2**30:.2f} GiB (limit {MEMORY_LIMIT / 2**30:.0f} GiB)"]
         for kind in kinds:
             n = {v: self.counts[(kind, v)] for v in ("done", "refused", "failed")}
             out.append(f"  {kind:<16} {sum(n.values()):4d} cases: {n['done']:4d} done, {n['refused']:4d} refused, "
