@@ -28,7 +28,7 @@ from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
 from enliven.io.video import VideoReader, VideoWriter
 from enliven.motion import edits
-from enliven.motion.align import AlignOptions, MotionAligner
+from enliven.motion.align import AlignOptions, Controls, MotionAligner
 from enliven.motion.audio import AUDIO_SUFFIXES, audio_motion, speak
 from enliven.motion.frame import MotionFrame, MotionSequence, TrackingSummary
 from enliven.motion.landmark_image import draw_motion_frame
@@ -194,10 +194,13 @@ def _progress(total: int | None, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def _ticking(items: Iterable, bar: tqdm) -> Iterator:
-    for item in items:
+def _ticking(items: Iterable, bar: tqdm, on_frame=None) -> Iterator:
+    """``items``, ticking ``bar`` and calling ``on_frame(done, total)`` (``AnimateOptions.on_frame``) after each."""
+    for done, item in enumerate(items, 1):  # counted here: a disabled bar counts nothing
         yield item
         bar.update()
+        if on_frame is not None:
+            on_frame(done, bar.total)
 
 
 @dataclass
@@ -247,6 +250,19 @@ class Animation:
             for face, crop in zip(self.faces, crops):
                 face.paster.paste(out, crop, out=out)
             yield out
+
+    def still(self, controls: Controls) -> np.ndarray:
+        """The picture with every face at rest and ``controls`` applied (live editing: the faces were found and
+        prepared once, so each call is one render and paste; per-frame engines only, like ``render``)."""
+        out = self.image.copy()
+        for face in self.faces:
+            rest = face.motion.reference  # presets and driving images hold the face's own shape at rest
+            if rest is None:
+                raise EnlivenError("a still edit needs motion built on the face: prepare it with a preset")
+            options = replace(face.aligner.options, controls=controls, smooth=False)
+            target = MotionAligner(face.landmarks, self.fps, options, reference=rest)(rest)
+            face.paster.paste(out, self.engine.render(face.state, target, rest), out=out)
+        return out
 
 
 def _targets(face: _Face, frames: Iterable[list[MotionFrame]], index: int) -> Iterator[tuple[np.ndarray, MotionFrame]]:
@@ -347,7 +363,7 @@ def animate(
     count = 0
     with atomic_output(output) as tmp, _progress(total, "animating", opts.progress) as bar:
         with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
-            for picture in _ticking(job.frames(fps), bar):
+            for picture in _ticking(job.frames(fps), bar, opts.on_frame):
                 writer.write(picture)
                 count += 1
     seconds = time.perf_counter() - started
@@ -396,7 +412,7 @@ def _animate_video_source(
         with atomic_output(output) as tmp, _progress(total, "editing", opts.progress) as bar:
             with VideoWriter(tmp, reader.fps, audio_from=audio, crf=opts.crf) as writer:
                 sources = itertools.chain([first], frames_in)
-                for image, frame in _ticking(zip(sources, frames), bar):
+                for image, frame in _ticking(zip(sources, frames), bar, opts.on_frame):
                     faces = analyzer.detect(image)
                     if not faces:
                         writer.write(image)

@@ -262,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("driving", help="folder of driving videos")
     _add_bench_options(p)
 
+    p = sub.add_parser("app", help="open the web page: animate, and edit a still with live sliders (enliven[app])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p = sub.add_parser("serve", help="HTTP job API: POST /v1/animate, poll, download, cancel (enliven[app])")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--data-dir", default="enliven-data", help="folder for jobs and results (default ./enliven-data)")
+    p.add_argument("--workers", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more are refused with 503")
+    p.add_argument("--keep-hours", type=float, default=24.0, help="finished jobs are deleted after this (default 24)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="larger requests get 413 (default 200)")
+    p.add_argument("--max-upload-pixels", type=_pixel_count, default=40_000_000, metavar="N",
+                   help="largest uploaded picture or video frame, width × height (default 40,000,000)")
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
     return parser
@@ -341,6 +354,16 @@ def _run_command(args: argparse.Namespace) -> int:
             run = run_cross(args.sources, args.driving, engines, **options)
         for path in write_report(run, args.output):
             say(f"wrote {path}")
+    elif args.command == "serve":
+        from enliven.serve import serve
+
+        serve(args.host, args.port, args.data_dir, workers=args.workers, queue_size=args.queue_size,
+              keep_hours=args.keep_hours, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+              max_pixels=args.max_upload_pixels)
+    elif args.command == "app":
+        from enliven.app import launch
+
+        launch(args.host, args.port)
     elif args.command == "presets":
         from enliven.motion.presets import PRESETS
 

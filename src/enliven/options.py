@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from enliven.checks import number, whole
@@ -62,6 +63,9 @@ class AnimateOptions:
     """H.264 quality: lower is better and larger (18 is visually lossless for most content)."""
     progress: bool = True
     """Show progress bars on stderr."""
+    on_frame: Callable[[int, int | None], None] | None = None
+    """Called after each output frame with (frames done, frames in all or None if unknown): progress for a page or
+    a job queue. Whatever it raises stops the run there (how a job is cancelled); the unfinished output is removed."""
 
     def __post_init__(self) -> None:
         if isinstance(self.controls, dict):
