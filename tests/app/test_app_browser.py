@@ -1,0 +1,154 @@
+"""`enliven app` in a real browser: Playwright for Python driving Debian's chromium (installed by .ci/run; Playwright's
+own browser download is not reachable here). Screenshots are written to $ENLIVEN_SCREENSHOTS (default: the test's
+temporary folder) to be looked at."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
+httpx = pytest.importorskip("httpx")
+
+from PIL import Image  # noqa: E402
+
+from enliven import api  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI=true but chromium is missing: .ci/run installs it with apt-get install chromium")
+    pytest.skip("chromium is not installed here (apt-get install chromium; .ci/run does)", allow_module_level=True)
+
+DRIVER_FRAMES, DRIVER_FPS = 10, 5.0
+EDIT_UPDATE_LIMIT_S = 1.0  # slider move to new picture in the browser, round trip included
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_process(tmp_path_factory):
+    """`enliven app` on a free loopback port, started first: importing Gradio takes ~10 s here, and the inputs are
+    made and the browser started meanwhile (``page`` waits for it)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "enliven", "app", "--port", str(port)], stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        yield process, f"http://127.0.0.1:{port}", log
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_process) -> str:
+    process, url, log = app_process
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the app did not come up in 90 s:\n" + log.read_text()
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def page(app_process, small_inputs, app_url):  # in this order: the inputs are made while the app starts
+    with playwright.sync_playwright() as p:
+        # --no-sandbox: chromium's sandbox refuses to run as root, which CI containers are.
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("ENLIVEN_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """A 256-pixel portrait and a 2 s driving clip of it at 5 fps: small, so the page renders them quickly."""
+    folder = tmp_path_factory.mktemp("inputs")
+    portrait = folder / "portrait.png"
+    Image.open(api.bundled_portrait()).convert("RGB").resize((256, 256)).save(portrait)
+    driver = folder / "driver.mp4"
+    api.animate(portrait, "preset:mouth", driver, fps=DRIVER_FPS, progress=False)
+    return portrait, driver
+
+
+def _fetch(app_url: str, src: str) -> bytes:
+    url = src if src.startswith("http") else app_url + src
+    return httpx.get(url, timeout=30).content
+
+
+def test_animate_uploads_plays_and_downloads(page, app_url, small_inputs, shots, tmp_path):
+    portrait, driver = small_inputs
+    page.locator("#source input[type=file]").set_input_files(portrait)
+    page.locator("#driving input[type=file]").set_input_files(driver)
+    playwright.expect(page.get_by_label("uploaded file")).to_be_checked()  # the upload chose it as the motion
+    page.locator("#animate").click()
+    video = page.locator("#result video")
+    video.wait_for(timeout=90_000)
+    # It plays: the browser decodes it and time advances.
+    page.wait_for_function("() => { const v = document.querySelector('#result video');"
+                           " return v && v.readyState >= 2 && v.currentTime > 0.2 && !v.paused; }", timeout=30_000)
+    page.screenshot(path=str(shots / "animate.png"), full_page=True)
+    data = _fetch(app_url, video.get_attribute("src"))
+    (tmp_path / "result.mp4").write_bytes(data)
+    with av.open(str(tmp_path / "result.mp4")) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (frames, float(stream.average_rate)) == (DRIVER_FRAMES, DRIVER_FPS)
+        assert (stream.codec_context.width, stream.codec_context.height) == (256, 256)
+
+
+def _picture(page, app_url, selector: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(_fetch(app_url, page.locator(selector).get_attribute("src")))), float)
+
+
+def test_edit_smile_slider_changes_the_picture_live(page, app_url, shots):
+    page.get_by_role("tab", name="Edit").click()
+    page.wait_for_function("() => document.querySelector('#edit-timing')?.innerText.includes('rendered')",
+                           timeout=60_000)
+    before_src = page.locator("#edited img").get_attribute("src")
+    before = _picture(page, app_url, "#edited img")
+    number = page.locator("#smile input[type=number]")
+    started = time.perf_counter()
+    number.fill("1.2")
+    number.press("Enter")
+    page.wait_for_function("(old) => document.querySelector('#edited img')?.getAttribute('src') !== old",
+                           arg=before_src, timeout=10_000)
+    seconds = time.perf_counter() - started
+    after = _picture(page, app_url, "#edited img")
+    page.screenshot(path=str(shots / "edit.png"), full_page=True)
+    changed = np.abs(after - before).max(axis=2) > 20
+    assert changed.sum() > 100  # the mouth moved
+    rows, cols = np.nonzero(changed)
+    assert rows.min() > 100 and rows.max() < 260 and cols.min() > 150 and cols.max() < 330  # only on the face
+    print(f"smile slider to new picture in the browser: {seconds * 1000:.0f} ms")
+    assert seconds < EDIT_UPDATE_LIMIT_S
