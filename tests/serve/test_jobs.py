@@ -208,6 +208,6 @@ def test_the_cleaner_thread_deletes_old_jobs_by_itself(tmp_path, open_stores, fa
 
 
 def test_a_store_needs_a_worker_and_a_queue_place(tmp_path):
-    for kwargs in (dict(workers=0), dict(queue_size=0)):
+    for kwargs in ({"workers": 0}, {"queue_size": 0}):
         with pytest.raises(EnlivenError):
             JobStore(tmp_path, **kwargs)
