@@ -182,6 +182,8 @@ def build_page(work_dir: str | os.PathLike | None = None) -> gr.Blocks:
                 controls = _controls(*option_values[-12:], rest=SLIDERS_AT_START)
                 options = _options(engine_name, *option_values[:-12], controls=controls)
                 try:
+                    if engine_name in ENGINE_WEIGHTS:  # missing weights: the library's line now, not after the
+                        weights.resolve(ENGINE_WEIGHTS[engine_name])  # faces are found (seconds on a CPU)
                     return _animate(work, _path_of(source_file), kind, _path_of(driving_file), preset_name, words,
                                     voice_name, options, want_drawing, progress)
                 except EnlivenError as exc:
