@@ -25,7 +25,7 @@ class TorchBackend:
         elif on_cpu:
             self.modules = optimise_for_cpu(modules)
             # after the rewrite, whose float64 temporaries then go back to the system; from here on the
-            # decoder's ~5.6 GB of per-frame tensors reuse their pages instead of faulting them in anew
+            # decoder's ~3.5 GB of per-frame tensors reuse their pages instead of faulting them in anew
             keep_freed_memory()
         else:
             self.modules = fold_for_inference(modules)
