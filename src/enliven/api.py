@@ -347,9 +347,11 @@ def animate(
     if not is_image_path(source):
         if driving_is_image:
             raise EnlivenError("a video source needs a driving video, template or preset, not an image")
+        # A windowed engine's frames come from one reference picture, denoised together: refused before its
+        # weights load (minutes on a big model), not after.
+        if engines.is_windowed(engines.engine_class(opts.engine)):
+            raise EnlivenError(f"engine {opts.engine!r} animates still pictures; for a video source use mesh or keypoint")
         engine = _create_engine(opts, _align(opts))
-        if engines.is_windowed(engine):  # its frames come from one reference picture, denoised together
-            raise EnlivenError(f"engine {engine.name!r} animates still pictures; for a video source use mesh or keypoint")
         return _animate_video_source(source, driving, output, opts, engine, started)
     job = prepare_animation(read_image(source), driving, str(source), **options)
     name, faces = job.engine.name, len(job.faces)

@@ -13,6 +13,7 @@ import fnmatch
 import shutil
 import time
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -167,6 +168,41 @@ def test_driving_video_template_and_image(models, portrait_path, portrait, tmp_p
     assert np.abs(picture.astype(int) - portrait)[mask > 0.99].mean() > 5
     with pytest.raises(EnlivenError, match="animates still pictures"):
         api.animate(video, "preset:mouth", tmp_path / "x.mp4", **options)
+
+
+def test_video_source_is_refused_before_the_weights_load(portrait, tmp_path):
+    """A windowed engine cannot re-animate a video source; saying so must not wait for (or need) its weights."""
+    video = tmp_path / "source.mp4"
+    write_still_video(video, portrait, frames=2)
+    with pytest.raises(EnlivenError, match="animates still pictures"):
+        api.animate(video, "preset:mouth", tmp_path / "x.mp4", engine="landmark-diffusion",
+                    weights=tmp_path / "no-weights-here", progress=False)
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_audio_drives_it_and_the_sound_is_kept(models, portrait_path, tmp_path):
+    """Audio goes through the shared motion path: one frame per 1/25 s of sound, the sound muxed in, and the
+    mouth of the landmark pictures the engine is given follows the loudness (silence, then a tone)."""
+    rate, seconds = 16000, 1.2
+    t = np.arange(int(seconds * rate)) / rate
+    signal = (0.3 * np.sin(2 * np.pi * 220 * t) * (t > 0.6)).astype(np.float32)
+    wav = tmp_path / "tone.wav"
+    with av.open(str(wav), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(signal[None], format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    options = dict(engine="landmark-diffusion", engine_options=dict(models=models, **FAST), progress=False)
+    job = api.prepare_animation(api.read_image(portrait_path), wav, str(portrait_path), **options)
+    face = job.faces[0]
+    # the inner-lip gap (points 13 and 14) of the targets the engine is given, in crop pixels
+    gaps = [np.linalg.norm(t[13, :2] - t[14, :2]) for t in (face.aligner(frame) for frame in face.motion)]
+    result = api.animate(portrait_path, wav, tmp_path / "a.mp4", **options)
+    assert result.frames == len(read_frames(tmp_path / "a.mp4")) == len(gaps) == 30
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        assert container.streams.audio
+    assert np.mean(gaps[18:]) > np.mean(gaps[:12]) + 1.0, "the mouth opens while the tone sounds"
 
 
 @pytest.mark.parametrize("option,value,message", [

@@ -6,11 +6,12 @@ from enliven.engines.base import (
     WindowedEngine,
     available,
     create,
+    engine_class,
     is_windowed,
     register,
     render_stream,
 )
 
 __all__ = [
-    "Engine", "SourceState", "WindowedEngine", "available", "create", "is_windowed", "register", "render_stream",
+    "Engine", "SourceState", "WindowedEngine", "available", "create", "engine_class", "is_windowed", "register", "render_stream",
 ]

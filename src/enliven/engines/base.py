@@ -118,12 +118,18 @@ def available() -> dict[str, str]:
     return {name: needs for name, (_, needs) in _BUILTIN.items()} | {n: needs for n, (_, needs) in _REGISTRY.items()}
 
 
-def create(name: str, **options: Any) -> Engine | WindowedEngine:
+def engine_class(name: str) -> Callable[..., Engine | WindowedEngine]:
+    """The registered factory (class) of engine ``name``, imported on first use but not built: what it can do is
+    known before its weights load."""
     if name not in _REGISTRY and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name][0])
     if name not in _REGISTRY:
         raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(available()))}")
-    factory = _REGISTRY[name][0]
+    return _REGISTRY[name][0]
+
+
+def create(name: str, **options: Any) -> Engine | WindowedEngine:
+    factory = engine_class(name)
     try:
         return factory(**options)
     except TypeError as exc:  # an option this engine does not have
