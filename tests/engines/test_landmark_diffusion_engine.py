@@ -38,6 +38,7 @@ from enliven.engines.landmark_diffusion.pipeline import (  # noqa: E402
 )
 from enliven.engines.landmark_diffusion.tiny import save_tiny_official  # noqa: E402
 from enliven.errors import EnlivenError  # noqa: E402
+from enliven.face.analyzer import FaceAnalyzer  # noqa: E402
 from enliven.io.video import VideoWriter  # noqa: E402
 from enliven.motion.template import save_template  # noqa: E402
 
@@ -203,6 +204,29 @@ def test_audio_drives_it_and_the_sound_is_kept(models, portrait_path, tmp_path):
     with av.open(str(tmp_path / "a.mp4")) as container:
         assert container.streams.audio
     assert np.mean(gaps[18:]) > np.mean(gaps[:12]) + 1.0, "the mouth opens while the tone sounds"
+
+
+def test_every_face_of_a_group_picture_is_redrawn(models, portrait, tmp_path):
+    """Two faces, ``all_faces``: each gets its own reference, stream and paste-back; far from both, the picture
+    is the original (up to the video codec's loss)."""
+    from test_pipeline import _two_face_picture
+
+    group = _two_face_picture(portrait)
+    Image.fromarray(group).save(tmp_path / "group.png")
+    options = dict(engine="landmark-diffusion", engine_options=dict(models=models, **FAST), progress=False)
+    result = api.animate(tmp_path / "group.png", "preset:mouth", tmp_path / "g.mp4", all_faces=True, fps=2, **options)
+    frames = read_frames(tmp_path / "g.mp4")
+    assert result.faces == 2 and len(frames) == result.frames == 4
+    with FaceAnalyzer(static=True, max_faces=4) as analyzer:
+        boxes = sorted((f.box for f in analyzer.detect(group)), key=lambda b: b[0])
+    assert len(boxes) == 2
+    for frame in frames:
+        changed = np.abs(frame.astype(int) - group).sum(-1)
+        for x0, y0, x1, y1 in (np.asarray(b, int) for b in boxes):
+            cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, (x1 - x0) // 4
+            assert changed[cy - r:cy + r, cx - r:cx + r].mean() > 15, "each face is redrawn (random weights: noise)"
+        below = max(int(b[3]) for b in boxes) + int(max(b[2] - b[0] for b in boxes))  # well past both crops
+        assert below < group.shape[0] and changed[below:].mean() < 2
 
 
 @pytest.mark.parametrize("option,value,message", [
