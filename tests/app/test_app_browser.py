@@ -33,7 +33,8 @@ if CHROMIUM is None:
     pytest.skip("chromium is not installed here (apt-get install chromium; .ci/run does)", allow_module_level=True)
 
 DRIVER_FRAMES, DRIVER_FPS = 10, 5.0
-EDIT_UPDATE_LIMIT_S = 1.0  # slider move to new picture in the browser, round trip included
+# A slider move must reach the picture (a liveness bound, not a speed target: speed is benchmarks/edit_speed.py's).
+EDIT_UPDATE_TIMEOUT_MS = 10_000
 
 
 def free_port() -> int:
@@ -143,16 +144,16 @@ def test_edit_smile_slider_changes_the_picture_live(page, app_url, shots):
     number.fill("1.2")
     number.press("Enter")
     page.wait_for_function("(old) => document.querySelector('#edited img')?.getAttribute('src') !== old",
-                           arg=before_src, timeout=10_000)
+                           arg=before_src, timeout=EDIT_UPDATE_TIMEOUT_MS)
     seconds = time.perf_counter() - started
     after = _picture(page, app_url, "#edited img")
     page.screenshot(path=str(shots / "edit.png"), full_page=True)
     changed = np.abs(after - before).max(axis=2) > 20
     assert changed.sum() > 100  # the mouth moved
     rows, cols = np.nonzero(changed)
-    assert rows.min() > 60 and rows.max() < 260 and cols.min() > 150 and cols.max() < 330  # only on the face (the smile lifts the cheeks up to row ~96)
+    # only on the face (the smile lifts the cheeks up to row ~96)
+    assert rows.min() > 60 and rows.max() < 260 and cols.min() > 150 and cols.max() < 330
     print(f"smile slider to new picture in the browser: {seconds * 1000:.0f} ms")
-    assert seconds < EDIT_UPDATE_LIMIT_S
 
 
 def test_engines_without_weights_are_listed_with_their_needs_and_fail_with_one_line(page, app_process, shots):
