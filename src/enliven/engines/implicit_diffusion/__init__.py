@@ -1,0 +1,1 @@
+"""HunyuanPortrait (``implicit-diffusion``): implicit appearance and motion conditions on Stable Video Diffusion."""
