@@ -23,8 +23,8 @@ httpx = pytest.importorskip("httpx")
 
 from PIL import Image  # noqa: E402
 
-from enliven import api  # noqa: E402
-from enliven.app.page import DRIVE_PRESET, ENGINE_WEIGHTS  # noqa: E402
+from enliven import api, engines  # noqa: E402
+from enliven.app.page import DRIVE_PRESET  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -168,7 +168,7 @@ def test_engines_without_weights_are_listed_with_their_needs_and_fail_with_one_l
     listed = page.locator("#engine-status").inner_text()
     for name in missing:
         assert f"{name}: not ready here; needs" in listed, listed
-        assert f"enliven weights download {ENGINE_WEIGHTS[name]}" in listed, listed
+        assert f"enliven weights download {engines.weights_name(name)}" in listed, listed
     # A preset rather than the clip uploaded above: the engine is what fails, and a preset reaches it without the
     # driving clip's first pass (~5 s per engine here).
     page.get_by_label(DRIVE_PRESET, exact=True).check()
@@ -177,10 +177,10 @@ def test_engines_without_weights_are_listed_with_their_needs_and_fail_with_one_l
         page.locator("#engine input").click()
         page.get_by_role("option", name=f"{name} (needs weights or extras: see below)").click()
         page.locator("#animate").click()
-        toast = toasts.filter(has_text=f"no {ENGINE_WEIGHTS[name]} weights")
+        toast = toasts.filter(has_text=f"no {engines.weights_name(name)} weights")
         toast.wait_for(timeout=30_000)
         text = toast.inner_text()
-        assert f"enliven weights download {ENGINE_WEIGHTS[name]}" in text and "Traceback" not in text, text
+        assert f"enliven weights download {engines.weights_name(name)}" in text and "Traceback" not in text, text
         page.screenshot(path=str(shots / f"engine-{name}.png"), full_page=True)
         page.locator(".toast-close").first.click()  # so the next engine's toast is its own
     assert app_process[0].poll() is None  # the app is still up

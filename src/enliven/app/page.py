@@ -7,7 +7,6 @@ makes (``api.animate``, ``api.animate_text``, ``api.prepare_animation`` + ``Anim
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 import time
@@ -29,8 +28,6 @@ from enliven.motion.presets import PRESETS  # noqa: E402
 
 DRIVE_FILE, DRIVE_PRESET, DRIVE_TEXT = "uploaded file", "preset", "text to speak"
 # What each engine's weights are called in ``weights``; engines not named here need none.
-ENGINE_WEIGHTS = {"keypoint": "liveportrait", "landmark-diffusion": "follow-your-emoji"}
-ENGINE_EXTRAS = {"landmark-diffusion": "diffusers"}
 SLIDERS_AT_START = {"eye_left": 0.3, "eye_right": 0.3, "lip": 0.0}  # the Animate tab's eye and lip sliders
 RATIO_STEP = 0.005  # eye and lip sliders closer than this to the picture's own ratio leave that feature alone
 # No web fonts: the page must look right offline.
@@ -39,19 +36,7 @@ THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monos
 
 def engine_status() -> dict[str, str | None]:
     """Each engine and, if it cannot run here, what it needs (None: ready)."""
-    status = {}
-    for name, needs in engines.available().items():
-        missing = None
-        module = ENGINE_EXTRAS.get(name)
-        if module and importlib.util.find_spec(module) is None:
-            missing = needs
-        elif name in ENGINE_WEIGHTS:
-            try:
-                weights.resolve(ENGINE_WEIGHTS[name])
-            except EnlivenError:
-                missing = needs
-        status[name] = missing
-    return status
+    return {name: engines.readiness(name) for name in engines.available()}
 
 
 def _engine_table(status: dict[str, str | None]) -> str:
@@ -133,8 +118,9 @@ def build_page(work_dir: str | os.PathLike | None = None) -> gr.Blocks:
                                      file_types=sorted(IMAGE_SUFFIXES | api.VIDEO_SUFFIXES), elem_id="source")
                     drive_kind = gr.Radio([DRIVE_FILE, DRIVE_PRESET, DRIVE_TEXT], value=DRIVE_PRESET,
                                           label="Motion from", elem_id="drive-kind")
+                    driving_types = IMAGE_SUFFIXES | api.VIDEO_SUFFIXES | AUDIO_SUFFIXES | {".npz"}
                     driving = gr.File(label="Driving video, picture, motion template (.npz) or audio file",
-                                      file_types=sorted(IMAGE_SUFFIXES | api.VIDEO_SUFFIXES | AUDIO_SUFFIXES | {".npz"}),
+                                      file_types=sorted(driving_types),
                                       elem_id="driving")
                     preset = gr.Dropdown([(f"{p.name}: {p.description}", p.name) for p in PRESETS.values()],
                                          value="demo", label="Preset", elem_id="preset")
@@ -182,8 +168,8 @@ def build_page(work_dir: str | os.PathLike | None = None) -> gr.Blocks:
                 controls = _controls(*option_values[-12:], rest=SLIDERS_AT_START)
                 options = _options(engine_name, *option_values[:-12], controls=controls)
                 try:
-                    if engine_name in ENGINE_WEIGHTS:  # missing weights: the library's line now, not after the
-                        weights.resolve(ENGINE_WEIGHTS[engine_name])  # faces are found (seconds on a CPU)
+                    if engines.weights_name(engine_name):  # missing weights: the library's line now, not after
+                        weights.resolve(engines.weights_name(engine_name))  # the faces are found (seconds on a CPU)
                     return _animate(work, _path_of(source_file), kind, _path_of(driving_file), preset_name, words,
                                     voice_name, options, want_drawing, progress)
                 except EnlivenError as exc:

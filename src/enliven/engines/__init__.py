@@ -8,10 +8,13 @@ from enliven.engines.base import (
     create,
     engine_class,
     is_windowed,
+    readiness,
     register,
     render_stream,
+    weights_name,
 )
 
 __all__ = [
-    "Engine", "SourceState", "WindowedEngine", "available", "create", "engine_class", "is_windowed", "register", "render_stream",
+    "Engine", "SourceState", "WindowedEngine", "available", "create", "engine_class", "is_windowed", "readiness",
+    "register", "render_stream", "weights_name",
 ]

@@ -10,6 +10,7 @@ here; nothing else in the pipeline changes.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,6 +102,35 @@ _BUILTIN = {
         ),
     ),
 }
+
+
+# What a built-in engine needs before it can run: (its weights' name in ``enliven.weights``, a module its extra
+# installs). ``readiness`` checks them without building the engine.
+_PREREQUISITES: dict[str, tuple[str, str | None]] = {
+    "keypoint": ("liveportrait", None),
+    "landmark-diffusion": ("follow-your-emoji", "diffusers"),
+}
+
+
+def readiness(name: str) -> str | None:
+    """None if engine ``name`` can run here, else what it needs (its ``needs`` line): the extra's module is
+    importable and its weights are where ``--weights``-less runs look. Nothing is loaded."""
+    weights_name, module = _PREREQUISITES.get(name, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        return available()[name]
+    if weights_name is not None:
+        from enliven import weights
+
+        try:
+            weights.resolve(weights_name)
+        except EnlivenError:
+            return available()[name]
+    return None
+
+
+def weights_name(name: str) -> str | None:
+    """The name ``enliven weights download`` knows engine ``name``'s weights by (None: it needs none)."""
+    return _PREREQUISITES.get(name, (None, None))[0]
 
 
 def register(name: str, needs: str) -> Callable:
