@@ -42,6 +42,18 @@ def prepared(portrait, portrait_face):
     return engine, engine.prepare(crop.cut(portrait), landmarks), landmarks
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For tiny random networks (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): they gain nothing
+    from threads, and on a shared machine they lose a lot to contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory):
     """A folder in the official LivePortrait layout holding tiny random-initialised networks (the keypoint engine's

@@ -42,17 +42,10 @@ from enliven.face.analyzer import FaceAnalyzer  # noqa: E402
 from enliven.io.video import VideoWriter  # noqa: E402
 from enliven.motion.template import save_template  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = 64
 FAST = dict(steps=2, seed=5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a shared machine they lose a lot to contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

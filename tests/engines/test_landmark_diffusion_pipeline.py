@@ -27,16 +27,9 @@ from enliven.engines.landmark_diffusion.checkpoints import LoadReport, load_offi
 from enliven.engines.landmark_diffusion.pipeline import Context, generate  # noqa: E402
 from enliven.engines.landmark_diffusion.tiny import save_tiny_official, tiny_modules  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a shared machine they lose a lot to contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
