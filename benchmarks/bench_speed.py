@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from memory import peak_rss_mib  # a sibling module (benchmarks/ is on the path when a script here runs)
 
 
 def make_clip(path: Path, frames: int) -> None:
@@ -41,7 +42,7 @@ def child(folder: str) -> None:
     write_report(run, Path(folder) / "report")
     seconds = time.perf_counter() - started
     frames = sum(s["mesh"].counts["frames"] for s in run["results"].values())
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(f"{frames} {seconds:.2f} {peak:.1f}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from long_video import write_speech  # a sibling script, not a package
+from memory import peak_rss_mib  # a sibling module (benchmarks/ is on the path when a script here runs)
 
 
 def render_child(wav: str, out: str, size: int) -> None:
@@ -42,7 +42,7 @@ def render_child(wav: str, out: str, size: int) -> None:
     write_image(source, cv2.resize(read_image(api.bundled_portrait()), (size, size), interpolation=cv2.INTER_AREA))
     started = time.perf_counter()
     result = api.animate(source, wav, out, crop_size=size, progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(f"{result.frames} {time.perf_counter() - started:.1f} {peak:.1f}")
 
 

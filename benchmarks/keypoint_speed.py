@@ -27,15 +27,14 @@ import copy
 import gc
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
+from memory import peak_rss_mib, reset_peak_rss  # a sibling module (benchmarks/ is on the path)
 
 from enliven.engines.cpu_memory import keep_freed_memory
 from enliven.engines.keypoint import kinematics as kin
@@ -155,23 +154,6 @@ MODES = {
 }
 
 
-def _peak_mib() -> float:
-    """Peak resident memory since the last _reset_peak (Linux's VmHWM), else since the process started."""
-    try:
-        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-    except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_peak() -> bool:
-    """Start the peak resident memory afresh (Linux: writing 5 to clear_refs resets VmHWM)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def inputs(weights: str | None, frames: int):
     """The networks and one source and ``frames`` driving crops, the same in every process (seeded)."""
     plain = load_official(weights) if weights else random_modules()
@@ -196,9 +178,9 @@ def child(mode: str, args) -> None:
     gc.collect()
     if mode != "baseline":  # after the rewrite, as the engine's backend does: its float64 temporaries go back first
         kept = keep_freed_memory()
-    reset = _reset_peak()  # the peak of warping and decoding frames, not of building or rewriting the networks
+    reset = reset_peak_rss()  # the peak of warping and decoding frames, not of building or rewriting the networks
     ms, faults, _ = measure(modules, feature, x_s, source, drivers, context, cache_source)
-    print(json.dumps({"ms": ms, "faults": faults, "peak_mib": _peak_mib(), "peak_reset": reset, "kept": kept}))
+    print(json.dumps({"ms": ms, "faults": faults, "peak_mib": peak_rss_mib(), "peak_reset": reset, "kept": kept}))
 
 
 def _spread(values: list[float]) -> str:

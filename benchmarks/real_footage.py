@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from enliven import api, engines
-from enliven.bench.placement import NEAR, TARGETS, DlibFaces, PlacementMeter, verdicts
+from enliven.bench.placement import NEAR, DlibFaces, PlacementMeter, verdicts
 from enliven.errors import EnlivenError
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.geometry import lip_open_ratio
