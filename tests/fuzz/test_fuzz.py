@@ -291,6 +291,33 @@ WORDS = st.one_of(NUMBERS, st.sampled_from(["auto", "largest", "neutral", "first
 BASES = ("template", "still", "render", "extract", "text", "audio", "clip")
 
 
+def base_command(base: str, folder: Path, seeds, *, clip: str = "mp4", audio: str = "wav",
+                 text: str = "Hello there.", voice: str | None = None) -> tuple[list[str], str]:
+    """The command line (after the program name) and output name of one ordinary job of kind ``base``: animate a
+    template, a driving picture (still), a driving clip, audio or text; extract or render motion. Inputs it names are
+    copied into ``folder`` from the seeds (``clip``, ``audio``: their formats)."""
+    if base == "template":
+        return ["-q", "animate", "source.png", "motion.npz", "-o", "out.mp4"], "out.mp4"
+    if base == "still":
+        shutil.copy(seeds.of_format("jpg"), folder / "drive.jpg")
+        return ["-q", "animate", "source.png", "drive.jpg", "-o", "out.png"], "out.png"
+    if base == "render":
+        return ["-q", "motion", "render", "motion.npz", "-o", "out.mp4"], "out.mp4"
+    if base == "extract":
+        shutil.copy(seeds.of_format(clip), folder / f"clip.{clip}")
+        return ["-q", "motion", "extract", f"clip.{clip}", "-o", "out.npz"], "out.npz"
+    if base == "text":
+        return ["-q", "animate", "source.png", "--text", text, *(["--voice", voice] if voice is not None else []),
+                "-o", "out.mp4"], "out.mp4"
+    if base == "audio":
+        shutil.copy(seeds.of_format(audio), folder / f"speech.{audio}")
+        return ["-q", "animate", "source.png", "--audio", f"speech.{audio}", "-o", "out.mp4"], "out.mp4"
+    if base == "clip":
+        shutil.copy(seeds.of_format(clip), folder / f"clip.{clip}")
+        return ["-q", "animate", "source.png", f"clip.{clip}", "-o", "out.mp4"], "out.mp4"
+    raise ValueError(base)
+
+
 @fuzz_settings(70)
 @seed(FUZZ_SEED)
 @given(base=st.sampled_from(BASES),
@@ -303,26 +330,9 @@ BASES = ("template", "still", "render", "extract", "text", "audio", "clip")
 def test_option_values(fuzzer, cases, seeds, base, values, pairs, flags, size, text, voice):
     """Every option with absurd values: NaN, infinities, negative, huge, malformed numbers and words."""
     folder = cases.folder()
-    if base == "template":
-        argv, out = ["-q", "animate", "source.png", "motion.npz", "-o", "out.mp4"], "out.mp4"
-    elif base == "still":
-        shutil.copy(seeds.of_format("jpg"), folder / "drive.jpg")
-        argv, out = ["-q", "animate", "source.png", "drive.jpg", "-o", "out.png"], "out.png"
-    elif base == "render":
-        argv, out = ["-q", "motion", "render", "motion.npz", "-o", "out.mp4"], "out.mp4"
-        if size is not None:
-            argv += ["--size", size]
-    elif base == "extract":
-        shutil.copy(seeds.of_format("mp4"), folder / "clip.mp4")
-        argv, out = ["-q", "motion", "extract", "clip.mp4", "-o", "out.npz"], "out.npz"
-    elif base == "text":
-        argv, out = ["-q", "animate", "source.png", "--text", text, "--voice", voice, "-o", "out.mp4"], "out.mp4"
-    elif base == "audio":
-        shutil.copy(seeds.of_format("wav"), folder / "speech.wav")
-        argv, out = ["-q", "animate", "source.png", "--audio", "speech.wav", "-o", "out.mp4"], "out.mp4"
-    else:
-        shutil.copy(seeds.of_format("mp4"), folder / "clip.mp4")
-        argv, out = ["-q", "animate", "source.png", "clip.mp4", "-o", "out.mp4"], "out.mp4"
+    argv, out = base_command(base, folder, seeds, text=text, voice=voice)
+    if base == "render" and size is not None:
+        argv += ["--size", size]
     animating = argv[1] == "animate"
     if animating:
         for option, value in {**values, **pairs}.items():
@@ -397,27 +407,13 @@ def test_paths(fuzzer, cases, seeds, name, place, kind):
 
 @fuzz_settings(30)
 @seed(FUZZ_SEED)
-@given(base=st.sampled_from(("video", "still", "extract", "render", "text", "audio")),
+@given(base=st.sampled_from(("template", "still", "extract", "render", "text", "audio")),
        limit=st.one_of(st.integers(0, 4096), st.integers(4096, 400_000)))
 def test_full_disk(fuzzer, cases, seeds, base, limit):
     """A disk that fills up mid-write (RLIMIT_FSIZE: writes past the limit fail as on a full disk): one line,
     and no half-written file."""
     folder = cases.folder()
-    if base == "video":
-        argv, out = ["-q", "animate", "source.png", "motion.npz", "-o", "out.mp4"], "out.mp4"
-    elif base == "still":
-        shutil.copy(seeds.of_format("jpg"), folder / "drive.jpg")
-        argv, out = ["-q", "animate", "source.png", "drive.jpg", "-o", "out.png"], "out.png"
-    elif base == "extract":
-        shutil.copy(seeds.of_format("mkv"), folder / "clip.mkv")
-        argv, out = ["-q", "motion", "extract", "clip.mkv", "-o", "out.npz"], "out.npz"
-    elif base == "render":
-        argv, out = ["-q", "motion", "render", "motion.npz", "-o", "out.mp4"], "out.mp4"
-    elif base == "audio":
-        shutil.copy(seeds.of_format("flac"), folder / "speech.flac")
-        argv, out = ["-q", "animate", "source.png", "--audio", "speech.flac", "-o", "out.mp4"], "out.mp4"
-    else:
-        argv, out = ["-q", "animate", "source.png", "--text", "Hello there.", "-o", "out.mp4"], "out.mp4"
+    argv, out = base_command(base, folder, seeds, clip="mkv", audio="flac")
     check(fuzzer, Case("full-disk", f"{base} with files limited to {limit} bytes", folder, folder / out, argv,
                        fsize=limit))
 
