@@ -173,7 +173,7 @@ def test_engines_without_weights_are_listed_with_their_needs_and_fail_with_one_l
     # driving clip's first pass (~5 s per engine here).
     page.get_by_label(DRIVE_PRESET, exact=True).check()
     toasts = page.locator(".toast-body")
-    for n, name in enumerate(missing, 1):
+    for name in missing:
         page.locator("#engine input").click()
         page.get_by_role("option", name=f"{name} (needs weights or extras: see below)").click()
         page.locator("#animate").click()

@@ -60,7 +60,9 @@ def test_relative_motion_is_identity_when_driver_equals_its_first_frame(region):
     moved = k.relative_motion(source, driver, driver, region)
     expected = source.t.clone()
     expected[:, 2] = 0
-    torch.testing.assert_close(moved.keypoints(), k.transform_keypoints(source.kp, source.rotation, source.exp, source.scale, expected))
+    torch.testing.assert_close(
+        moved.keypoints(), k.transform_keypoints(source.kp, source.rotation, source.exp, source.scale, expected)
+    )
 
 
 def test_relative_motion_regions_touch_only_their_keypoints():
@@ -78,7 +80,10 @@ def test_relative_motion_regions_touch_only_their_keypoints():
 def test_relative_rotation_composes_like_liveportrait():
     source, ref, driver = _motion(1), _motion(2), _motion(3)
     moved = k.relative_motion(source, driver, ref)
-    r = lambda m: m.rotation[0].numpy()
+
+    def r(m):
+        return m.rotation[0].numpy()
+
     np.testing.assert_allclose(moved.rotation[0].numpy(), r(driver) @ r(ref).T @ r(source), atol=1e-6)
 
 

@@ -43,9 +43,9 @@ def test_eye_open_targets_one_eye(shape, side):
 
 def test_smile_lifts_and_widens_the_mouth_corners(shape):
     out = edits.smile(shape, 1.0)
-    r, l = lm.MOUTH_CORNERS
-    assert out[r, 0] < shape[r, 0] and out[l, 0] > shape[l, 0]
-    assert out[r, 1] < shape[r, 1] and out[l, 1] < shape[l, 1]
+    right, left = lm.MOUTH_CORNERS
+    assert out[right, 0] < shape[right, 0] and out[left, 0] > shape[left, 0]
+    assert out[right, 1] < shape[right, 1] and out[left, 1] < shape[left, 1]
     np.testing.assert_allclose(out[list(lm.RIGID)], shape[list(lm.RIGID)], atol=1e-9)
     # symmetric edit on a symmetric face stays symmetric
     mirrored = out[geometry.face_model().mirror] * np.array([-1, 1, 1])
