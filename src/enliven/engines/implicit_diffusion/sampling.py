@@ -1,0 +1,343 @@
+"""HunyuanPortrait's sampling: Euler on SVD's Karras schedule, three-branch guidance, circular shifted windows.
+
+**Schedule.** The release loads SVD-xt's ``scheduler_config.json`` into its own ``EulerDiscreteScheduler``
+subclass, which hands its arguments to diffusers' by position. As diffusers 0.29 actually builds it (run and
+printed, ``shared/reference/diffusion.md``), the effective schedule is: v-prediction, Karras sigmas (ρ = 7)
+from ``SIGMA_MAX`` = 700 down to ``SIGMA_MIN`` = 0.002 over the steps, then 0; the model's timestep is
+``0.25 · ln σ``; no churn (its step draws noise it never uses). That is what is reproduced here, as plain
+functions (``karras_sigmas``, ``schedule``, ``euler_step``), not through a scheduler object: the release resets
+its scheduler's step index for every window, so every window takes the same step, which a pure function
+says directly. It depends on diffusers' version; a later diffusers may read the same config differently.
+
+**Start.** ``i2i_noise_strength`` 1: every frame starts at ``0.18215 · mean(reference latent) + noise · 700``.
+
+**Guidance.** Three branches per window: unconditional (no image tokens, no motion tokens, zero reference
+latent), appearance only (image tokens and reference latent, motion tokens zero) and full. The guided
+prediction is ``u + g1·(a − u) + g2·(f − a)``; g1 (appearance) and g2 (motion) go linearly from their
+minimum to their maximum over the steps (the release: 2.0 to 2.0). The pose guider's features go to all three.
+With both scales 1 it is exactly the full branch, and only that branch runs.
+
+**Windows.** Each step covers the clip (pads included) with windows of ``window`` frames starting every
+``window − overlap`` frames, all moved left by the step's shift, indices taken modulo the clip length
+(circular: the end pads wrap onto the start pads, both still faces). Each window takes the Euler step on its
+own frames; a frame's new latent is the mean of what the windows holding it gave. After every step the
+shift grows by ``shift_offset`` (modulo the window), so seams never stay in one place. ``window_plan`` is
+this as index arithmetic.
+
+**Pads.** ``pad`` frames before the clip carry the first frame's motion tokens × i/pad (i = 0…pad−1), and
+``pad`` after it the last frame's × (1 − i/pad); they are cut off after decoding.
+
+**Memory.** Every step visits every window, so the clip's latents are held whole (not streamed): per frame
+(at 512²) the latent and its step accumulator, 2 × 64 KB in fp32, plus its motion tokens (64 × 1024: 256 KB
+in fp32, 128 KB in fp16), all on ``store`` (the CPU by default), each window moved to the model's device
+when it runs. The model itself only ever sees one window (three branches of ``window`` frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SIGMA_MIN = 0.002
+SIGMA_MAX = 700.0
+RHO = 7.0
+LATENT_SCALE = 0.18215  # the release multiplies the reference's latent mean by this literal (SVD's VAE factor)
+
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE = (2.0, 2.0)  # appearance, motion: the release's min = max = 2.0 for both
+WINDOW = 25
+OVERLAP = 3
+SHIFT_OFFSET = 3
+PAD = 15
+FPS = 12.5  # the UNet's added time ids: fps as is (not fps − 1), motion bucket 0, noise augmentation 0
+MOTION_BUCKET = 0
+NOISE_AUGMENTATION = 0.0
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def karras_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO):
+    """Karras et al.'s noise levels, float64: σ_i = (σ_max^(1/ρ) + i/(n−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ."""
+    ramp = np.linspace(0, 1, steps)
+    low, high = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (high + ramp * (low - high)) ** rho
+
+
+def schedule(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sigmas, timesteps) as the release's scheduler holds them: ``steps + 1`` float32 sigmas ending in 0, and
+    ``steps`` float32 model timesteps ``0.25 · ln σ``."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    sigmas = torch.from_numpy(karras_sigmas(steps)).to(torch.float32)
+    timesteps = 0.25 * sigmas.log()
+    return torch.cat([sigmas, sigmas.new_zeros(1)]), timesteps
+
+
+def scale_input(latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return latents / ((sigma**2 + 1) ** 0.5)
+
+
+def euler_step(latents: torch.Tensor, prediction: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor):
+    """One Euler step from σ to σ_next for a v-prediction model (the release's step, no churn)."""
+    denoised = prediction * (-sigma / (sigma**2 + 1) ** 0.5) + latents / (sigma**2 + 1)
+    derivative = (latents - denoised) / sigma
+    return latents + derivative * (sigma_next - sigma)
+
+
+def guidance_scales(guidance, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step (appearance, motion) scales from ``guidance`` = (appearance, motion), each a number or a
+    (min, max) pair, linear over the steps as the release's ``linspace``."""
+    if len(guidance) != 2:
+        raise ValueError(f"guidance is (appearance, motion), got {guidance!r}")
+    scales = []
+    for g in guidance:
+        low, high = (g, g) if np.isscalar(g) else tuple(g)
+        scales.append(torch.linspace(float(low), float(high), steps))
+    return scales[0], scales[1]
+
+
+def guide(unconditional, appearance, full, appearance_scale, motion_scale):
+    """The three-branch guided prediction ``u + g1·(a − u) + g2·(f − a)``."""
+    return unconditional + appearance_scale * (appearance - unconditional) + motion_scale * (full - appearance)
+
+
+# ---------------------------------------------------------------- windows and pads
+
+
+def step_shifts(steps: int, window: int, shift_offset: int) -> list[int]:
+    """The shift of every step: 0, then + ``shift_offset`` modulo ``window`` after each step."""
+    shifts, shift = [], 0
+    for _ in range(steps):
+        shifts.append(shift)
+        shift = (shift + shift_offset) % window
+    return shifts
+
+
+def window_plan(frames: int, window: int, overlap: int, shift: int) -> list[list[int]]:
+    """The windows of one step: clip frame indices (circular), one list of ``window`` per window, in the
+    release's order. A clip shorter than the window repeats frames inside a window, as the release does."""
+    if frames < 1:
+        return []
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window={window}, overlap={overlap}")
+    return [[(start - shift + j) % frames for j in range(window)] for start in range(0, frames, window - overlap)]
+
+
+def blend_weights(plan: list[list[int]], frames: int) -> list[np.ndarray]:
+    """Per window, the weight of each of its slots: 1 / how many slots of the step hold that frame, so a frame's
+    new latent is the mean of its windows' results (weights sum to one on every frame)."""
+    counts = np.zeros(frames)
+    for indices in plan:
+        np.add.at(counts, indices, 1)
+    if np.any(counts == 0):
+        raise ValueError(f"windows leave frames uncovered: {np.flatnonzero(counts == 0)[:10].tolist()}")
+    return [1.0 / counts[indices] for indices in plan]
+
+
+def pad_weights(frames: int, pad: int) -> tuple[list[int], list[float]]:
+    """For a clip of ``frames`` with ``pad`` frames added at each end: which clip frame each padded frame takes
+    its motion from, and the factor on it (the release's ramps: i/pad in, 1 − i/pad out, 1 inside)."""
+    sources = [0] * pad + list(range(frames)) + [frames - 1] * pad
+    factors = [i / pad for i in range(pad)] + [1.0] * frames + [1 - i / pad for i in range(pad)]
+    return sources, factors
+
+
+def pad_motion(motion_tokens: torch.Tensor, pad: int) -> torch.Tensor:
+    """(T, n, D) motion tokens → (T + 2·pad, n, D) with the release's ramped pads."""
+    if pad == 0:
+        return motion_tokens
+    first = torch.stack([motion_tokens[0] * (i / pad) for i in range(pad)])
+    last = torch.stack([motion_tokens[-1] * (1 - i / pad) for i in range(pad)])
+    return torch.cat([first, motion_tokens, last])
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@dataclass
+class Conditions:
+    """What the UNet sees, for a clip of F frames (pads included): image tokens (1, n, D) shared by every frame;
+    motion tokens (F, m, D); pose features (1 or F, C0, h, w); the reference latent (1, 4, h, w), unscaled
+    (the VAE posterior's mean, which is its mode)."""
+
+    image_tokens: torch.Tensor
+    motion_tokens: torch.Tensor
+    pose_features: torch.Tensor
+    reference_latent: torch.Tensor
+
+
+def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
+    weight = models["unet"].conv_in.weight
+    return weight.device, weight.dtype
+
+
+def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, fps: float, three: bool):
+    """The guided prediction (1, W, 4, h, w) for window latents ``x`` at clip frames ``indices``."""
+    device, dtype = _device_dtype(models)
+    width = len(indices)
+    index = torch.as_tensor(indices, device=conditions.motion_tokens.device)
+    motion = conditions.motion_tokens.index_select(0, index).to(device, dtype)
+    image = conditions.image_tokens.to(device, dtype).expand(width, -1, -1)
+    pose = conditions.pose_features
+    pose = pose.expand(width, -1, -1, -1) if pose.shape[0] == 1 else pose.index_select(0, index.to(pose.device))
+    pose = pose.to(device, dtype)[None]
+    reference = conditions.reference_latent.to(device, dtype)[:, None].expand(1, width, -1, -1, -1)
+    scaled = scale_input(x, sigma)
+    time_ids = torch.tensor([[fps, MOTION_BUCKET, NOISE_AUGMENTATION]], device=device, dtype=dtype)
+    if not three:
+        sample = torch.cat([scaled, reference], dim=2)
+        return models["unet"](
+            sample,
+            t,
+            encoder_hidden_states=(image, [motion]),
+            pose_cond_fea=pose,
+            added_time_ids=time_ids,
+            return_dict=False,
+        )[0]
+    zeros_image, zeros_motion = torch.zeros_like(image), torch.zeros_like(motion)
+    sample = torch.cat(
+        [scaled.repeat(3, 1, 1, 1, 1), torch.cat([torch.zeros_like(reference), reference, reference])], dim=2
+    )
+    out = models["unet"](
+        sample,
+        t,
+        encoder_hidden_states=(
+            torch.cat([zeros_image, image, image]),
+            [torch.cat([zeros_motion, zeros_motion, motion])],
+        ),
+        pose_cond_fea=pose.repeat(3, 1, 1, 1, 1),
+        added_time_ids=time_ids.repeat(3, 1),
+        return_dict=False,
+    )[0]
+    unconditional, appearance, full = out.chunk(3)
+    return guide(unconditional, appearance, full, g1, g2)
+
+
+@torch.no_grad()
+def sample(
+    models: dict,
+    image_tokens: torch.Tensor,
+    motion_tokens: torch.Tensor,
+    pose_features: torch.Tensor,
+    reference_latent: torch.Tensor,
+    *,
+    steps: int = DEFAULT_STEPS,
+    guidance=DEFAULT_GUIDANCE,
+    window: int = WINDOW,
+    overlap: int = OVERLAP,
+    shift_offset: int = SHIFT_OFFSET,
+    pad: int = PAD,
+    latents: torch.Tensor | None = None,
+    seed: int | None = None,
+    fps: float = FPS,
+    store: str | torch.device = "cpu",
+    skip_unguided: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """The release's windowed three-branch Euler sampling from encoded conditions; the clean latents
+    (1, T + 2·pad, 4, h, w) in the UNet's latent scale (pads included: ``decode`` drops them).
+
+    ``image_tokens``: (1, n, D), after ``image_proj``; ``motion_tokens``: (T, m, D) of the T driving frames
+    (pads are added here); ``pose_features``: the pose guider's (1 or T, C0, h, w) (one map: every frame);
+    ``reference_latent``: (1, 4, h, w) the VAE posterior mean of the reference, unscaled.
+    ``guidance``: (appearance, motion), each a scale or a (min, max) pair. ``latents``: the initial noise
+    (1, T + 2·pad, 4, h, w) (else ``frame_noise(seed, i)`` per padded frame). ``store``: where the clip's
+    latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
+    only the full branch (the same prediction, a third of the work).
+    """
+    from enliven.engines.landmark_diffusion.pipeline import frame_noise
+
+    device, dtype = _device_dtype(models)
+    store = torch.device(store)
+    if motion_tokens.ndim != 3 or image_tokens.ndim != 3 or image_tokens.shape[0] != 1:
+        raise ValueError("image tokens must be (1, n, D) and motion tokens (T, m, D)")
+    if pose_features.shape[0] not in (1, len(motion_tokens)):
+        raise ValueError(f"pose features for {pose_features.shape[0]} frames, motion for {len(motion_tokens)}")
+    motion = pad_motion(motion_tokens.to(store), pad)
+    if pose_features.shape[0] > 1:  # the release pads the pose pictures with the first frame's, at both ends
+        pose_features = pose_features[[0] * pad + list(range(len(motion_tokens))) + [0] * pad]
+    conditions = Conditions(image_tokens, motion, pose_features, reference_latent)
+    frames = len(motion)
+    latent_size = tuple(reference_latent.shape[-2:])
+    shape = (1, frames, 4, *latent_size)
+    if latents is None:
+        seed = int(torch.seed()) if seed is None else int(seed)
+        latents = torch.stack([frame_noise(seed, f, latent_size, device, torch.float32)[0] for f in range(frames)])[
+            None
+        ]
+    elif tuple(latents.shape) != shape:
+        raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+
+    sigmas, timesteps = schedule(steps)
+    sigmas, timesteps = sigmas.to(device), timesteps.to(device)
+    g1, g2 = guidance_scales(guidance, steps)
+    three = not (skip_unguided and bool((g1 == 1).all()) and bool((g2 == 1).all()))
+    start = reference_latent.to(store, torch.float32)[:, None] * LATENT_SCALE
+    current = (start + latents.to(store, torch.float32) * sigmas[0].to(store)).to(dtype)
+
+    for i, shift in enumerate(step_shifts(steps, window, shift_offset)):
+        plan = window_plan(frames, window, overlap, shift)
+        accumulated = torch.zeros_like(current)
+        counts = torch.zeros(frames, dtype=current.dtype, device=store)
+        for indices in plan:
+            x = current[:, indices].to(device)
+            prediction = _predict(
+                models, x, sigmas[i], timesteps[i], conditions, indices, g1[i].item(), g2[i].item(), fps, three
+            )
+            stepped = euler_step(x, prediction, sigmas[i], sigmas[i + 1]).to(store)
+            for slot, f in enumerate(indices):  # in the release's order: a frame twice in a window counts twice
+                accumulated[:, f] += stepped[:, slot]
+                counts[f] += 1
+        current = accumulated / counts.view(1, -1, 1, 1, 1)
+        if on_step is not None:
+            on_step(i)
+    return current
+
+
+def decode_chunks(models: dict, latents: torch.Tensor, chunk: int = 8, pad: int = 0):
+    """Decode (1, F, 4, h, w) latents as the release does: ``chunk`` frames at a time from the first (pads
+    included: the temporal decoder mixes the frames of a chunk, so the chunking is part of the result), each
+    chunk with ``num_frames`` its length; yields the frames H×W×3 float32 in [0, 1], pads dropped, chunks
+    made of pads only skipped."""
+    vae = models["vae"]
+    device = vae.device
+    frames = latents.shape[1]
+    for begin in range(0, frames, chunk):
+        end = min(begin + chunk, frames)
+        keep = range(max(begin, pad), min(end, frames - pad))
+        if not len(keep):
+            continue
+        part = latents[0, begin:end].to(device, vae.dtype) / vae.config.scaling_factor
+        pictures = vae.decode(part, num_frames=end - begin).sample
+        pictures = (pictures.float() * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        for f in keep:
+            yield pictures[f - begin]
+
+
+def window_coverage(frames: int, window: int, overlap: int, shift: int) -> np.ndarray:
+    """How much weight each frame gets in one step's blend (ones everywhere, for tests and checks)."""
+    plan = window_plan(frames, window, overlap, shift)
+    total = np.zeros(frames)
+    for indices, weights in zip(plan, blend_weights(plan, frames)):
+        np.add.at(total, indices, weights)
+    return total
+
+
+__all__: Sequence[str] = (
+    "blend_weights",
+    "decode_chunks",
+    "euler_step",
+    "guidance_scales",
+    "guide",
+    "karras_sigmas",
+    "pad_motion",
+    "pad_weights",
+    "sample",
+    "schedule",
+    "step_shifts",
+    "window_plan",
+)
