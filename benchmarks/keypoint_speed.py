@@ -34,12 +34,13 @@ import sys
 import time
 
 import torch
-from memory import peak_rss_mib, reset_peak_rss  # a sibling module (benchmarks/ is on the path)
 
 from enliven.engines.cpu_memory import keep_freed_memory
 from enliven.engines.keypoint import kinematics as kin
 from enliven.engines.keypoint import load_official, random_modules
 from enliven.engines.keypoint.accelerate import optimise_for_cpu
+
+from memory import peak_rss_mib, reset_peak_rss  # a sibling module (benchmarks/ is on the path)
 
 MODULES = ("motion_extractor", "stitching", "warping_module", "spade_generator")
 
@@ -202,7 +203,8 @@ def timings_in_turn(args) -> dict[str, list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", help="official LivePortrait weights folder (default: random official-size weights)")
+    parser.add_argument("--weights",
+                        help="official LivePortrait weights folder (default: random official-size weights)")
     parser.add_argument("--frames", type=int, default=3, help="driving frames timed per run, after one warm-up frame")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs, alternated")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -242,7 +244,8 @@ def main() -> None:
     page = os.sysconf("SC_PAGE_SIZE")
 
     def faulted(faults: dict[str, list[int]]) -> str:  # median frame's page faults of W and G, in GB
-        return " + ".join(f"{statistics.median(faults[k]) * page / 1e9:.2f}" for k in ("warping_module", "spade_generator"))
+        modules = ("warping_module", "spade_generator")
+        return " + ".join(f"{statistics.median(faults[k]) * page / 1e9:.2f}" for k in modules)
 
     print("page-faulted in per frame, warping + decoder (GB): " + ", ".join(
         f"{m} {faulted({k: [f for run in runs[m] for f in run['faults'][k]] for k in MODULES})}" for m in MODES))

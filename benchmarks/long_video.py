@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+
 from memory import peak_rss_mib  # a sibling module (benchmarks/ is on the path when a script here runs)
 
 RATE = 16000

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from memory import peak_rss_mib  # a sibling module (benchmarks/ is on the path when a script here runs)
 
 

@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import read_frames
 from PIL import Image
 
 from enliven.cli import main
+
+from conftest import read_frames
 
 
 def _run(argv, capsys):

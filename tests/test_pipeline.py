@@ -5,7 +5,6 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from conftest import read_frames, write_still_video
 from PIL import Image
 
 from enliven import api
@@ -14,6 +13,8 @@ from enliven.face.crop import face_crop
 from enliven.face.geometry import eye_open_ratios
 from enliven.io.video import VideoWriter
 from enliven.motion.presets import get_preset
+
+from conftest import read_frames, write_still_video
 
 
 def _lip_ratios(frames):
@@ -211,7 +212,8 @@ def test_video_source_is_re_animated_and_keeps_its_background(tmp_path, portrait
         face = analyzer.detect(portrait)[0]
     x0, y0, x1, y1 = face.box
     far = np.ones(portrait.shape[:2], bool)
-    far[max(0, int(y0 - 0.9 * (y1 - y0))) : int(y1 + 0.9 * (y1 - y0)), max(0, int(x0 - 0.9 * (x1 - x0))) : int(x1 + 0.9 * (x1 - x0))] = False
+    reach_y, reach_x = 0.9 * (y1 - y0), 0.9 * (x1 - x0)
+    far[max(0, int(y0 - reach_y)) : int(y1 + reach_y), max(0, int(x0 - reach_x)) : int(x1 + reach_x)] = False
     baseline_path = tmp_path / "baseline.mp4"  # what re-encoding alone does to these pixels
     with VideoWriter(baseline_path, 25) as writer:
         writer.write(src_frames[0])
@@ -333,7 +335,8 @@ def _inside_eye_outline(face) -> list[bool]:
     import cv2
 
     return [
-        cv2.pointPolygonTest(face.landmarks[list(loop), :2].astype(np.float32), tuple(map(float, face.landmarks[iris, :2])), False) > 0
+        cv2.pointPolygonTest(face.landmarks[list(loop), :2].astype(np.float32),
+                             tuple(map(float, face.landmarks[iris, :2])), False) > 0
         for iris, loop in zip((468, 473), outlines)
     ]
 

@@ -350,7 +350,8 @@ def animate(
         # A windowed engine's frames come from one reference picture, denoised together: refused before its
         # weights load (minutes on a big model), not after.
         if engines.is_windowed(engines.engine_class(opts.engine)):
-            raise EnlivenError(f"engine {opts.engine!r} animates still pictures; for a video source use mesh or keypoint")
+            raise EnlivenError(
+                f"engine {opts.engine!r} animates still pictures; for a video source use mesh or keypoint")
         engine = _create_engine(opts, _align(opts))
         return _animate_video_source(source, driving, output, opts, engine, started)
     job = prepare_animation(read_image(source), driving, str(source), **options)

@@ -78,12 +78,16 @@ def _pixel_count(text: str) -> int:
 
 def _add_animation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("animation")
-    g.add_argument("--engine", default="mesh", help="rendering engine (default: mesh, needs no downloads); see `enliven engines`")
-    g.add_argument("--absolute", action="store_true", help="copy the driver's expression and head pose instead of its change from its first frame")
-    g.add_argument("--multiplier", type=float, default=1.0, metavar="M", help="scale the motion: 0 still, 1 as driven (default), 1.5 exaggerated")
+    g.add_argument("--engine", default="mesh",
+                   help="rendering engine (default: mesh, needs no downloads); see `enliven engines`")
+    g.add_argument("--absolute", action="store_true",
+                   help="copy the driver's expression and head pose instead of its change from its first frame")
+    g.add_argument("--multiplier", type=float, default=1.0, metavar="M",
+                   help="scale the motion: 0 still, 1 as driven (default), 1.5 exaggerated")
     g.add_argument("--no-smooth", dest="smooth", action="store_false", help="turn off jitter smoothing of video motion")
     g.add_argument("--fps", type=float, default=None, help="output frame rate (default: the driving video's)")
-    g.add_argument("--face-index", type=int, default=0, metavar="N", help="which face to animate, 0 = the largest (default)")
+    g.add_argument("--face-index", type=int, default=0, metavar="N",
+                   help="which face to animate, 0 = the largest (default)")
     g.add_argument("--all-faces", action="store_true", help="animate every face in the source picture")
     d = p.add_argument_group("driving video (real footage: cuts, several people, zoom, lost faces)")
     d.add_argument("--driver-face", default="auto", metavar="auto|largest|N",
@@ -95,31 +99,41 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--follow-camera", action="store_true",
                    help="follow the driver's camera zoom and shift in full (default: within 0.9-1.1 zoom and ±10%% of "
                    "the face's width)")
-    g.add_argument("--crop-scale", type=float, default=2.3, metavar="S", help="face crop size as a multiple of the face (default 2.3)")
-    g.add_argument("--no-audio", dest="mux_audio", action="store_false", help="do not copy the driving audio into the output")
-    g.add_argument("--allow-pickle", action="store_true", help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
+    g.add_argument("--crop-scale", type=float, default=2.3, metavar="S",
+                   help="face crop size as a multiple of the face (default 2.3)")
+    g.add_argument("--no-audio", dest="mux_audio", action="store_false",
+                   help="do not copy the driving audio into the output")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="accept a LivePortrait .pkl template as DRIVING (pickles can run code: trusted files only)")
     g.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     c = p.add_argument_group("manual controls (on top of the motion)")
-    c.add_argument("--eyes-open", metavar="L,R", help="eye open ratios as seen left to right in the picture (0 closed … 0.8 wide)")
+    c.add_argument("--eyes-open", metavar="L,R",
+                   help="eye open ratios as seen left to right in the picture (0 closed … 0.8 wide)")
     c.add_argument("--lip-open", type=float, metavar="R", help="inner-lip gap / mouth width (0 closed … 0.8)")
-    c.add_argument("--normalize-lip", action="store_true", help="start from a closed mouth (lips apart in the source are closed first)")
+    c.add_argument("--normalize-lip", action="store_true",
+                   help="start from a closed mouth (lips apart in the source are closed first)")
     for angle in ("yaw", "pitch", "roll"):
-        c.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG", help=f"add this {angle} to the head (degrees)")
+        c.add_argument(f"--{angle}", type=float, default=0.0, metavar="DEG",
+                       help=f"add this {angle} to the head (degrees)")
     c.add_argument("--smile", type=float, default=0.0, help="1 broad smile, negative frown")
     c.add_argument("--brows", type=float, default=0.0, help="1 raised eyebrows, negative lowered")
     c.add_argument("--pout", type=float, default=0.0, help="1 pursed lips")
     c.add_argument("--wink", type=float, default=0.0, help="1 shuts the eye on the picture's left")
     c.add_argument("--gaze", metavar="X,Y", help="look aside: X 1 to the picture's right, -1 left; Y 1 down, -1 up")
     k = p.add_argument_group("keypoint engine (LivePortrait)")
-    k.add_argument("--weights", metavar="DIR", help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
-    k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"), help="animate only this region (default: all)")
-    k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None, help="turn off the stitching MLP")
+    k.add_argument("--weights", metavar="DIR",
+                   help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
+    k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"),
+                   help="animate only this region (default: all)")
+    k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None,
+                   help="turn off the stitching MLP")
     k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
     k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
     f = p.add_argument_group("landmark-diffusion engine (Follow-Your-Emoji)")
     f.add_argument("--device", help="cpu, cuda or auto (default: auto, the GPU if PyTorch sees one)")
     f.add_argument("--steps", type=int, help="denoising steps (default 30): fewer is faster and rougher")
-    f.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 3.5); 1 or less turns it off")
+    f.add_argument("--guidance", type=float,
+                   help="classifier-free guidance scale (default 3.5); 1 or less turns it off")
     f.add_argument("--seed", type=int, help="initial noise seed (default 12580, the release's): same seed, same frames")
 
 
@@ -156,10 +170,11 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         smile=args.smile, brows=args.brows, pout=args.pout, wink=args.wink,
     )
     return dict(
-        controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier, smooth=args.smooth,
-        normalize_lip=args.normalize_lip,
+        controls=controls, engine=args.engine, relative=not args.absolute, multiplier=args.multiplier,
+        smooth=args.smooth, normalize_lip=args.normalize_lip,
         driver_face=args.driver_face, reference=args.reference, follow_camera=args.follow_camera,
-        fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale, audio=args.mux_audio, crf=args.crf,
+        fps=args.fps, face_index=args.face_index, all_faces=args.all_faces, crop_scale=args.crop_scale,
+        audio=args.mux_audio, crf=args.crf,
         weights=args.weights, engine_options=engine_options, allow_pickle=args.allow_pickle, progress=not args.quiet,
     )
 
@@ -214,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="portrait image (png, jpg, ...), or a video to re-animate (video-to-video editing)")
     p.add_argument("driving", nargs="?", help="driving video, driving image (writes a still), motion template .npz, "
                    "audio file, or preset:NAME")
-    p.add_argument("--audio", metavar="FILE", help="drive with speech audio instead (wav, mp3, ...; muxed into the output)")
+    p.add_argument("--audio", metavar="FILE",
+                   help="drive with speech audio instead (wav, mp3, ...; muxed into the output)")
     p.add_argument("--text", help="drive with this text, spoken by espeak-ng")
     p.add_argument("--voice", default="en", help="espeak-ng voice for --text (default: en)")
     p.add_argument("-o", "--output", required=True, help="output file: .mp4 (or .png/.jpg for a driving image)")

@@ -12,7 +12,6 @@ from enliven.face.crop import CropSpec
 from enliven.motion.align import Controls
 from enliven.motion.tracking import TrackOptions
 
-
 MAX_MULTIPLIER = 10.0  # 1 follows the driver, 1.5 exaggerates; far beyond, every face folds
 
 

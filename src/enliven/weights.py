@@ -96,14 +96,16 @@ def resolve(name: str, folder: str | os.PathLike | None = None) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            candidates.append(Path(snapshot_download(model.repo_id, allow_patterns=list(model.patterns), local_files_only=True)))
+            candidates.append(Path(snapshot_download(model.repo_id, allow_patterns=list(model.patterns),
+                                                     local_files_only=True)))
         except Exception:  # noqa: BLE001 - not in the cache (or hub not installed): try the others
             pass
     for path in candidates:
         if path.is_dir():
             return path
     where = folder or f"{default_root() / name} or the Hugging Face cache"
-    raise EnlivenError(f"no {name} weights in {where}; get them with `enliven weights download {name}` or pass --weights DIR")
+    raise EnlivenError(
+        f"no {name} weights in {where}; get them with `enliven weights download {name}` or pass --weights DIR")
 
 
 def _hub_fetch(repo_id: str, allow_patterns: list[str], local_dir: str) -> object:

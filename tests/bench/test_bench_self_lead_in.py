@@ -9,9 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import read_frames
 
 from enliven.cli import main
+
+from conftest import read_frames
 
 LEAD_IN = 5  # black frames before the face appears
 TALKING = 25  # frames of the talking clip kept: enough motion to score, quick to render on 2 cores

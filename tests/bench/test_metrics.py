@@ -94,7 +94,8 @@ def test_identity_is_high_for_the_same_face_and_lower_for_others(portrait, portr
         others = []
         lfw = skimage.data.lfw_subset()  # 25x25 grey faces of other people (Labeled Faces in the Wild)
         for face in lfw[::20]:
-            im = cv2.resize((np.stack([face] * 3, -1) * 255).astype(np.uint8), (256, 256), interpolation=cv2.INTER_CUBIC)
+            im = cv2.resize((np.stack([face] * 3, -1) * 255).astype(np.uint8), (256, 256),
+                            interpolation=cv2.INTER_CUBIC)
             found = analyzer.detect(im)
             if found:
                 others.append(M.cosine(ref, embed(im, found[0].landmarks)))

@@ -212,9 +212,9 @@ def test_keypoint_template_round_trip_equals_the_video(tmp_path, tiny_weights, d
 
 
 def test_video_source_with_the_keypoint_engine(tmp_path, tiny_weights, portrait, driving_video, monkeypatch):
-    from conftest import write_still_video
-
     from enliven.engines.keypoint.engine import KeypointEngine
+
+    from conftest import write_still_video
 
     # Spy on the motion the engine applies to each source frame (expression, rotation, zoom and shift offsets).
     # The rendered pixels cannot show it here: random networks turn the sub-pixel jitter of each source frame's
@@ -274,7 +274,8 @@ def test_onnx_export_matches_pytorch_and_drives_the_engine(tmp_path, tiny_weight
     out_torch, out_onnx = tmp_path / "t.mp4", tmp_path / "o.mp4"
     common = dict(engine="keypoint", weights=str(tiny_weights), fps=5, progress=False)
     api.animate(api.bundled_portrait(), driving_video, out_torch, **common)
-    api.animate(api.bundled_portrait(), driving_video, out_onnx, engine_options={"backend": "onnx", "onnx_dir": str(onnx_dir)}, **common)
+    onnx_options = {"backend": "onnx", "onnx_dir": str(onnx_dir)}
+    api.animate(api.bundled_portrait(), driving_video, out_onnx, engine_options=onnx_options, **common)
     a, b = read_frames(out_torch), read_frames(out_onnx)
     assert len(a) == len(b) == 25
     # Untrained decoders amplify rounding differences, so compare on average: the same picture, codec noise aside.

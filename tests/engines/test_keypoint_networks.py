@@ -87,7 +87,8 @@ def test_official_forward_signatures(official):
         assert feat.shape == (1, 32, 16, 64, 64)
         raw = official["motion_extractor"].eval()(x)
         assert {k: tuple(v.shape) for k, v in raw.items()} == {
-            "kp": (1, 63), "exp": (1, 63), "pitch": (1, 66), "yaw": (1, 66), "roll": (1, 66), "t": (1, 3), "scale": (1, 1)
+            "kp": (1, 63), "exp": (1, 63), "pitch": (1, 66), "yaw": (1, 66), "roll": (1, 66), "t": (1, 3),
+            "scale": (1, 1)
         }
 
 
@@ -165,7 +166,8 @@ def test_folding_for_inference_keeps_outputs():
         a, b = modules["warping_module"](feat, kp_d, kp_s), folded["warping_module"](feat, kp_d, kp_s)
         for key in ("out", "occlusion_map", "deformation"):
             torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(modules["spade_generator"](a["out"]), folded["spade_generator"](a["out"]), atol=1e-6, rtol=0)
+        torch.testing.assert_close(modules["spade_generator"](a["out"]), folded["spade_generator"](a["out"]),
+                                   atol=1e-6, rtol=0)
 
 
 def test_cached_source_work_gives_the_same_warp():

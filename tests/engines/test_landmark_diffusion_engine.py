@@ -22,7 +22,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 import torch  # noqa: E402
-from conftest import read_frames, write_still_video  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from enliven import api, engines, weights  # noqa: E402
@@ -41,6 +40,8 @@ from enliven.errors import EnlivenError  # noqa: E402
 from enliven.face.analyzer import FaceAnalyzer  # noqa: E402
 from enliven.io.video import VideoWriter  # noqa: E402
 from enliven.motion.template import save_template  # noqa: E402
+
+from conftest import read_frames, write_still_video  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -45,10 +45,12 @@ def test_canonical_round_trip_and_pose_invariance():
     points = geometry.from_canonical(shape, pose)
     np.testing.assert_allclose(geometry.to_canonical(points, pose), shape, atol=1e-9)
     # the open ratios are picture-plane ones: unchanged by roll, scale and shift, foreshortened by a turn
-    rolled = geometry.from_canonical(shape, geometry.Pose(geometry.rotation_from_angles(0, 0, -25), 80.0, pose.translation))
+    rolled = geometry.from_canonical(shape, geometry.Pose(geometry.rotation_from_angles(0, 0, -25), 80.0,
+                                                          pose.translation))
     np.testing.assert_allclose(geometry.lip_open_ratio(rolled), geometry.lip_open_ratio(shape))
     np.testing.assert_allclose(geometry.eye_open_ratios(rolled), geometry.eye_open_ratios(shape))
-    nodded = geometry.from_canonical(shape, geometry.Pose(geometry.rotation_from_angles(0, 30, 0), 80.0, pose.translation))
+    nodded = geometry.from_canonical(shape, geometry.Pose(geometry.rotation_from_angles(0, 30, 0), 80.0,
+                                                          pose.translation))
     assert np.all(geometry.eye_open_ratios(nodded) < geometry.eye_open_ratios(shape))
 
 

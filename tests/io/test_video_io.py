@@ -162,9 +162,9 @@ def test_an_older_ffmpegs_rotate_tag_is_honoured_too():
 
 
 def test_video_frames_over_the_pixel_limit_are_refused_in_one_line(tmp_path):
-    from conftest import write_still_video
-
     from enliven.io.images import pixel_limit
+
+    from conftest import write_still_video
 
     clip = tmp_path / "wide.mp4"
     write_still_video(clip, np.zeros((64, 96, 3), np.uint8), frames=2)

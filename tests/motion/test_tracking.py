@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-from conftest import read_frames
 
 from enliven import api
 from enliven.errors import EnlivenError
@@ -14,6 +13,8 @@ from enliven.io.images import read_image
 from enliven.motion import tracking as tr
 from enliven.motion.sources import video_motion
 from enliven.motion.tracking import Detection, TrackOptions
+
+from conftest import read_frames
 
 RNG = np.random.default_rng(7)
 PERSON_SHAPE = {p: RNG.normal(0, 0.05, 76) for p in "AB"}  # two people's rigid shapes ...

@@ -150,7 +150,8 @@ def test_preset_and_driving_image(client, tmp_path):
     assert wait(client, job_id)["state"] == "done"
     assert mp4_frames(client.get(f"/v1/jobs/{job_id}/result").content, tmp_path / "b.mp4") == (12, 4.0)
     with open(api.bundled_portrait(), "rb") as picture:  # a driving picture gives a still
-        job_id = submit(client, files={"driving": ("face.png", picture)}, options={"controls": {"wink": 1}}).json()["id"]
+        job_id = submit(client, files={"driving": ("face.png", picture)},
+                        options={"controls": {"wink": 1}}).json()["id"]
     assert wait(client, job_id)["state"] == "done"
     result = client.get(f"/v1/jobs/{job_id}/result")
     assert result.headers["content-type"] == "image/png" and result.content.startswith(b"\x89PNG")

@@ -3,8 +3,8 @@
 An engine turns a source face crop into crop-space frames for target landmarks. It never reads files
 or parses arguments: it gets arrays and returns arrays. Two shapes: a per-frame ``Engine`` (``render`` one
 target at a time) and a ``WindowedEngine`` (``render_stream``: the stream of targets in, frames out, with a
-bounded look-ahead); ``render_stream(engine, ...)`` drives either, so the pipeline has one loop. Adding an engine means registering a factory
-here; nothing else in the pipeline changes.
+bounded look-ahead); ``render_stream(engine, ...)`` drives either, so the pipeline has one loop. Adding an
+engine means registering a factory here; nothing else in the pipeline changes.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 glibc serves blocks over 32 MiB with fresh ``mmap`` calls and unmaps them on ``free``: each frame of
 a large network then touches all its intermediates as new pages, which the kernel must fault in
 and zero. On the LivePortrait decoder that is some 3.5 GB per frame, and 1.3 GB in its warping module
-(``benchmarks/keypoint_speed.py`` prints them, and how much time keeping them saves). Serving every block from the heap and
-never trimming it makes the second frame reuse the first frame's pages; the price is that the
+(``benchmarks/keypoint_speed.py`` prints them, and how much time keeping them saves). Serving every block
+from the heap and never trimming it makes the second frame reuse the first frame's pages; the price is that the
 process keeps its peak memory until it exits.
 
 Intel's PyTorch CPU tuning guide gets the same effect by preloading jemalloc or TCMalloc; this

@@ -36,7 +36,8 @@ class Crop:
             # A big face in a big picture: average pixels down first (bilinear sampling alone would alias),
             # then warp what is left, a rotation at about unit scale.
             h, w = image.shape[:2]
-            small = cv2.resize(image, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, (max(1, round(w * shrink)), max(1, round(h * shrink))),
+                               interpolation=cv2.INTER_AREA)
             sx, sy = small.shape[1] / w, small.shape[0] / h
             m = np.concatenate([m[:, :1] / sx, m[:, 1:2] / sy, m[:, 2:]], axis=1)
             image = small

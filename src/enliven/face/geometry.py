@@ -109,5 +109,6 @@ def eye_open_ratios(points: np.ndarray) -> np.ndarray:
 
 
 def lip_open_ratio(points: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over mouth width (outer corners); 0 closed, ~0.3 wide open. In the picture's plane, as the eyes'."""
+    """Inner-lip gap over mouth width (outer corners); 0 closed, ~0.3 wide open. In the picture's plane, as the
+    eyes'."""
     return np.abs(signed_opening(points, lm.INNER_LIP_MIDDLE, lm.MOUTH_CORNERS))

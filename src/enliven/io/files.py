@@ -11,7 +11,6 @@ from pathlib import Path
 
 from enliven.errors import EnlivenError
 
-
 # Why a write fails though the output was checked writable beforehand: the disk filled up (or the file size or
 # quota limit was reached), the device failed, or it became read-only meanwhile.
 WRITE_FAILURES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}

@@ -90,7 +90,8 @@ def speech_features(path: str | os.PathLike, fps: float) -> Iterator[tuple[float
         yield level, centroid
 
 
-def audio_motion(path: str | os.PathLike, base: np.ndarray | None = None, fps: float = 25.0, seed: int = 0) -> MotionSequence:
+def audio_motion(path: str | os.PathLike, base: np.ndarray | None = None, fps: float = 25.0,
+                 seed: int = 0) -> MotionSequence:
     """Motion for a face (canonical ``base``) speaking the audio in ``path``."""
     base = geometry.face_model().canonical if base is None else np.asarray(base, np.float64)
     rest = edits.expression_ratios(base)

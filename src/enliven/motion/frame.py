@@ -24,8 +24,9 @@ class MotionFrame:
     ``keypoints`` is LivePortrait's motion for this frame (``kp``, ``exp``, ``rotation``, ``scale``, ``t``,
     ``angles``), when a template carries it (extracted with the keypoint engine, or imported from a
     LivePortrait ``.pkl``; ``kp`` is NaN where the template had none: LivePortrait builds the driving
-    keypoints from the source's own canonical ones). ``shot`` numbers the driving clip's shots (cuts, see ``motion.tracking``) and
-    ``anchor`` is the frame this shot's motion is measured from (None: the sequence's reference).
+    keypoints from the source's own canonical ones). ``shot`` numbers the driving clip's shots (cuts, see
+    ``motion.tracking``) and ``anchor`` is the frame this shot's motion is measured from (None: the sequence's
+    reference).
     """
 
     shape: np.ndarray

@@ -82,10 +82,13 @@ PRESETS: dict[str, Preset] = {
         Preset("blink", "3 s: three blinks", 3.0, {"blink": _blinks(0.4, 1.4, 2.3)}),
         Preset(
             "talk", "4 s: syllable-like mouth motion", 4.0,
-            {"lip_open": _syllables(0.2, [0.2, 0.06, 0.26, 0.1, 0.3, 0.04, 0.22, 0.12, 0.28, 0.05, 0.2, 0.08, 0.24, 0.1, 0.18, 0.06, 0.22, 0.1, 0.15, 0.05])},
+            {"lip_open": _syllables(0.2, [0.2, 0.06, 0.26, 0.1, 0.3, 0.04, 0.22, 0.12, 0.28, 0.05, 0.2, 0.08, 0.24,
+                                          0.1, 0.18, 0.06, 0.22, 0.1, 0.15, 0.05])},
         ),
-        Preset("nod", "3 s: two nods", 3.0, {"pitch": [(0.0, 0.0), (0.5, 8.0), (1.0, -2.0), (1.6, 8.0), (2.2, -2.0), (2.8, 0.0)]}),
-        Preset("smile", "3 s: a smile that comes and goes", 3.0, {"smile": [(0.0, 0.0), (0.8, 1.0), (2.0, 1.0), (2.8, 0.0)]}),
+        Preset("nod", "3 s: two nods", 3.0,
+               {"pitch": [(0.0, 0.0), (0.5, 8.0), (1.0, -2.0), (1.6, 8.0), (2.2, -2.0), (2.8, 0.0)]}),
+        Preset("smile", "3 s: a smile that comes and goes", 3.0,
+               {"smile": [(0.0, 0.0), (0.8, 1.0), (2.0, 1.0), (2.8, 0.0)]}),
         Preset(
             "mouth", "2 s: mouth from closed to lip-open ratio 0.3 and closed again", 2.0,
             {"lip_open": [(0.0, 0.0), (1.0, 0.3), (2.0, 0.0)]},

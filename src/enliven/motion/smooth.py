@@ -41,7 +41,8 @@ class OneEuroFilter:
         return self._x.copy()
 
 
-def smooth_motion(frames: Iterable[MotionFrame], fps: float, min_cutoff: float = 1.0, beta: float = 5.0) -> Iterator[MotionFrame]:
+def smooth_motion(frames: Iterable[MotionFrame], fps: float, min_cutoff: float = 1.0,
+                  beta: float = 5.0) -> Iterator[MotionFrame]:
     """One-euro smoothing of the motion itself (canonical shape in eye-distance units, rotation, scale, shift).
 
     Used where the target landmarks cannot be smoothed because the source moves too (video sources)."""

@@ -17,7 +17,8 @@ SCHEMA_VERSION = 2  # 2: shots and each shot's reference frame (anchor); 1 is st
 KEYPOINT_FIELDS = ("kp", "exp", "rotation", "scale", "t", "angles")
 
 
-def save_template(path: str | os.PathLike, sequence: MotionSequence, frames: Iterable[MotionFrame] | None = None) -> int:
+def save_template(path: str | os.PathLike, sequence: MotionSequence,
+                  frames: Iterable[MotionFrame] | None = None) -> int:
     """Write every frame of ``sequence`` (or ``frames``, an iterator over it) to ``path``; returns the count."""
     frames = list(sequence if frames is None else frames)
     if not frames:

@@ -51,7 +51,8 @@ def uses_guidance(scale: float) -> bool:
 
 
 @torch.no_grad()
-def sample_sliding(predict: Predictor, latents: torch.Tensor, scheduler, steps: int, window: int, overlap: int) -> torch.Tensor:
+def sample_sliding(predict: Predictor, latents: torch.Tensor, scheduler, steps: int, window: int,
+                   overlap: int) -> torch.Tensor:
     """Denoise ``latents`` (B, C, F, h, w) over ``steps``, each step predicting window by window and blending."""
     frames = latents.shape[2]
     windows = sliding_windows(frames, window, overlap)

@@ -39,7 +39,8 @@ class TorchBackend:
     def source_cache(self, feature: torch.Tensor, x_s: torch.Tensor) -> dict | None:
         return self.modules["warping_module"].prepare_source(feature, x_s)
 
-    def warp_decode(self, feature: torch.Tensor, x_d: torch.Tensor, x_s: torch.Tensor, cache: dict | None) -> torch.Tensor:
+    def warp_decode(self, feature: torch.Tensor, x_d: torch.Tensor, x_s: torch.Tensor,
+                    cache: dict | None) -> torch.Tensor:
         warped = self.modules["warping_module"](feature, x_d, x_s, cache)
         return self.modules["spade_generator"](warped["out"])
 
@@ -62,7 +63,8 @@ class OnnxBackend:
     def source_cache(self, feature: torch.Tensor, x_s: torch.Tensor) -> dict | None:
         return None  # the exported warp graph recomputes the source side itself
 
-    def warp_decode(self, feature: torch.Tensor, x_d: torch.Tensor, x_s: torch.Tensor, cache: dict | None) -> torch.Tensor:
+    def warp_decode(self, feature: torch.Tensor, x_d: torch.Tensor, x_s: torch.Tensor,
+                    cache: dict | None) -> torch.Tensor:
         return self.graphs.warp_decode(feature, x_d, x_s)
 
     def mlp(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -36,7 +36,8 @@ def checkpoint_root(weights_dir: str | os.PathLike) -> Path:
         return root / "liveportrait"
     if (root / "base_models").is_dir():
         return root
-    raise EnlivenError(f"{root} does not look like LivePortrait weights: no base_models/ folder in it or in liveportrait/")
+    raise EnlivenError(
+        f"{root} does not look like LivePortrait weights: no base_models/ folder in it or in liveportrait/")
 
 
 def _read(stem: Path) -> dict[str, torch.Tensor]:
@@ -68,7 +69,8 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
-        raise EnlivenError(f"{what} does not match the LivePortrait architecture: {' '.join(first[:3])[:300]}") from None
+        detail = " ".join(first[:3])[:300]
+        raise EnlivenError(f"{what} does not match the LivePortrait architecture: {detail}") from None
 
 
 def _retargeting_state(root: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -102,7 +104,8 @@ CONFIG_FILE = "enliven_config.json"
 
 
 def load_config(weights_dir: str | os.PathLike) -> LivePortraitConfig:
-    """The official configuration, unless the folder says otherwise (``enliven_config.json``, e.g. tiny test weights)."""
+    """The official configuration, unless the folder says otherwise (``enliven_config.json``, e.g. tiny test
+    weights)."""
     path = checkpoint_root(weights_dir) / CONFIG_FILE
     if not path.is_file():
         return LivePortraitConfig()

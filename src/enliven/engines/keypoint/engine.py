@@ -225,8 +225,10 @@ class KeypointEngine:
         eyes = float(np.mean(geometry.eye_open_ratios(target)))
         lip = float(geometry.lip_open_ratio(target))
         with torch.no_grad():
-            x_d = x_d + kin.retarget_eyes(self.backend.mlp("retarget_eye"), cache["x_s"], cache["eyes"], torch.tensor([[eyes]]))
-            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.tensor([[lip]]))
+            x_d = x_d + kin.retarget_eyes(self.backend.mlp("retarget_eye"), cache["x_s"], cache["eyes"],
+                                          torch.tensor([[eyes]]))
+            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"],
+                                         torch.tensor([[lip]]))
         return x_d
 
     @torch.no_grad()
@@ -241,7 +243,8 @@ class KeypointEngine:
             x_d = kin.stitch(self.backend.mlp("stitching"), cache["x_s"], x_d)
         # landmark targets come from the aligner, which closed the source's mouth already
         if from_pixels and self.normalize_lip and float(cache["lip"]) >= LIP_NORMALIZE_THRESHOLD:
-            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.zeros(1, 1))
+            x_d = x_d + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"],
+                                         torch.zeros(1, 1))
         if from_pixels and self.multiplier != 1.0:  # landmark targets already carry it (the aligner applied it)
             x_d = cache["x_s"] + (x_d - cache["x_s"]) * self.multiplier
         if from_pixels:  # eye/lip retargeting targets (LivePortrait's sliders); the landmark path has them already
@@ -255,7 +258,8 @@ class KeypointEngine:
             target = torch.tensor([[float(np.mean(eyes))]])
             delta = delta + kin.retarget_eyes(self.backend.mlp("retarget_eye"), cache["x_s"], cache["eyes"], target)
         if lip is not None:
-            delta = delta + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"], torch.tensor([[lip]]))
+            delta = delta + kin.retarget_lip(self.backend.mlp("retarget_lip"), cache["x_s"], cache["lip"],
+                                             torch.tensor([[lip]]))
         return delta
 
     @torch.no_grad()

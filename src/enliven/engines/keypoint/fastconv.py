@@ -30,7 +30,8 @@ def _polynomial(roots: list[Fraction]) -> list[Fraction]:
     coefficients = [Fraction(1)]
     for root in roots:
         shifted = [Fraction(0)] + coefficients
-        coefficients = [shifted[i] - root * (coefficients[i] if i < len(coefficients) else 0) for i in range(len(shifted))]
+        coefficients = [shifted[i] - root * (coefficients[i] if i < len(coefficients) else 0)
+                        for i in range(len(shifted))]
     return coefficients
 
 
@@ -43,7 +44,7 @@ def winograd_matrices(points, m: int = 4, r: int = 3) -> tuple[torch.Tensor, tor
     n = m + r - 1
     if len(a) != n - 1 or len(set(a)) != len(a):
         raise ValueError(f"F({m}, {r}) needs {n - 1} distinct finite points")
-    at, g, bt = torch.zeros(m, n, dtype=torch.float64), torch.zeros(n, r, dtype=torch.float64), torch.zeros(n, n, dtype=torch.float64)
+    at, g, bt = (torch.zeros(shape, dtype=torch.float64) for shape in ((m, n), (n, r), (n, n)))
     for j, aj in enumerate(a):
         others = a[:j] + a[j + 1 :]
         scale = 1
@@ -255,7 +256,8 @@ class UpsampledConv2d(nn.Module):
         for scale, channels, phases in self.layout:
             out = y.new_empty(b, h, scale, w, scale, channels)  # channels last: each phase copies whole pixels
             for i, (row_start, col_start, first) in enumerate(phases):
-                block = y[:, row_start + 1 : row_start + 1 + h, col_start + 1 : col_start + 1 + w, first : first + channels]
+                block = y[:, row_start + 1 : row_start + 1 + h, col_start + 1 : col_start + 1 + w,
+                          first : first + channels]
                 out[:, :, i // scale, :, i % scale] = block
             # back to channels first: the convolutions that read these write channels first, and the
             # element-wise SPADE arithmetic is slow on mixed memory layouts

@@ -59,7 +59,8 @@ class KeypointMotion:
 
     @classmethod
     def from_numpy(cls, arrays: dict[str, np.ndarray]) -> KeypointMotion:
-        return cls(**{k: torch.as_tensor(np.asarray(arrays[k])) for k in ("kp", "exp", "rotation", "scale", "t", "angles")})
+        names = ("kp", "exp", "rotation", "scale", "t", "angles")
+        return cls(**{k: torch.as_tensor(np.asarray(arrays[k])) for k in names})
 
 
 def decode_motion(raw: dict[str, torch.Tensor]) -> KeypointMotion:
@@ -132,14 +133,16 @@ def stitch(stitching: torch.nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> 
     return out
 
 
-def retarget_eyes(module: torch.nn.Module, x_s: torch.Tensor, source_eyes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def retarget_eyes(module: torch.nn.Module, x_s: torch.Tensor, source_eyes: torch.Tensor,
+                  target: torch.Tensor) -> torch.Tensor:
     """Keypoint offsets that bring the eyes to ``target`` open ratio; inputs [x_s, c_s,L, c_s,R, c_d]."""
     b = x_s.shape[0]
     feat = torch.cat([x_s.reshape(b, -1), source_eyes.reshape(b, 2), target.reshape(b, 1)], dim=1)
     return module(feat).reshape(b, -1, 3)
 
 
-def retarget_lip(module: torch.nn.Module, x_s: torch.Tensor, source_lip: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def retarget_lip(module: torch.nn.Module, x_s: torch.Tensor, source_lip: torch.Tensor,
+                 target: torch.Tensor) -> torch.Tensor:
     """Keypoint offsets that bring the lips to ``target`` open ratio; inputs [x_s, c_s,lip, c_d,lip]."""
     b = x_s.shape[0]
     feat = torch.cat([x_s.reshape(b, -1), source_lip.reshape(b, 1), target.reshape(b, 1)], dim=1)

@@ -56,7 +56,8 @@ def _require_onnx() -> None:
         raise EnlivenError("ONNX export needs onnx and onnxruntime: pip install 'enliven[onnx]'") from None
 
 
-def export_onnx(modules: dict[str, nn.Module], out_dir: str | os.PathLike, config: LivePortraitConfig | None = None) -> list[Path]:
+def export_onnx(modules: dict[str, nn.Module], out_dir: str | os.PathLike,
+                config: LivePortraitConfig | None = None) -> list[Path]:
     """Write the engine's ONNX graphs into ``out_dir``; returns the files."""
     _require_onnx()
     config = config or LivePortraitConfig()
@@ -121,7 +122,8 @@ class OnnxModules:
         missing = [n for n in ("appearance_feature_extractor", "motion_extractor", "warping_spade", *MLPS)
                    if not (folder / f"{n}.onnx").is_file()]
         if missing:
-            raise EnlivenError(f"{folder} lacks {', '.join(m + '.onnx' for m in missing)}; run `enliven weights export-onnx`")
+            names = ", ".join(m + ".onnx" for m in missing)
+            raise EnlivenError(f"{folder} lacks {names}; run `enliven weights export-onnx`")
         self._s = {n.stem: _Session(n, threads) for n in folder.glob("*.onnx")}
 
     def appearance_feature_extractor(self, image: torch.Tensor) -> torch.Tensor:

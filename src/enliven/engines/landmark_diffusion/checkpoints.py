@@ -92,7 +92,8 @@ def _checkpoint(stem: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor]
 
 
 def _diffusers_weights(folder: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
-    return _read_tensors(folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.bin", lazy=lazy)
+    return _read_tensors(folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.bin",
+                         lazy=lazy)
 
 
 def _config(folder: Path) -> dict:

@@ -104,7 +104,8 @@ def condition(models, reference_image: np.ndarray, guidance: float = DEFAULT_GUI
     encoder = models["image_encoder"]
     clip_states = encoder(clip_pixels[None].to(device=device, dtype=encoder.dtype)).last_hidden_state
     reference = reference_tokens(models["reference_net"], encode_reference(models, reference_image), clip_states)
-    if sampling.uses_guidance(guidance):  # batch rows: unconditional (zero CLIP states, no reference tokens), conditional
+    # batch rows: unconditional (zero CLIP states, no reference tokens), conditional
+    if sampling.uses_guidance(guidance):
         states = torch.cat([torch.zeros_like(clip_states), clip_states])
         reference = {k: v.repeat(2, 1, 1) for k, v in reference.items()}
         return Conditioning(states, reference, torch.tensor([False, True], device=device), guidance)

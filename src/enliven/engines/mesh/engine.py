@@ -167,7 +167,8 @@ def _lash_tint(image: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
     # The lashes are the darkest thing just above the contour (it may sit on them or on the eyeball below).
     steps = np.append(np.linspace(0.0, LASH_HEIGHT, 6), LID_LIFT).astype(np.float32)
     at = edge[None] + steps[:, None, None] * up[None]
-    band = cv2.remap(image, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    band = cv2.remap(image, at[..., 0], at[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     lashes = band[band[:-1].sum(-1).argmin(0), np.arange(len(upper))]
     return np.clip(np.median(lashes, 0) / np.maximum(np.median(band[-1], 0), 1.0), 0.15, 1.0).astype(np.float32)
 
@@ -229,7 +230,8 @@ class MeshEngine:
         # (top) just above it: the lashes stay a thin line at the lid's edge instead of stretching with the lid.
         base += len(remap)
         k = len(lm.RIGHT_EYE_UPPER)
-        self._lash_rows = [(base + 2 * k * side + np.arange(k), base + 2 * k * side + k + np.arange(k)) for side in (0, 1)]
+        self._lash_rows = [(base + 2 * k * side + np.arange(k),
+                            base + 2 * k * side + k + np.arange(k)) for side in (0, 1)]
         self._lash_triangles = [
             np.concatenate([np.stack([b[:-1], b[1:], t[1:]], 1), np.stack([b[:-1], t[1:], t[:-1]], 1)])
             for b, t in self._lash_rows
@@ -404,7 +406,8 @@ class MeshEngine:
         target = self.renderable_target(state, target)
         closing, closure = self._closure(state, target)
         map_x, map_y = self.sampling_map(state, target, closing, closure)
-        out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
         out = self._irises(state, target, out)
         out = self._lash_lines(state, target, out, closing, closure)
         return self._mouth_cavity(state, target, out, map_x, map_y)
@@ -462,7 +465,8 @@ class MeshEngine:
             # Where each target pixel of the disc comes from in the source.
             offset = np.stack([xs - centre[0], ys - centre[1]], -1) @ np.linalg.inv(turn).T
             qx, qy = src_centre[0] + offset[..., 0], src_centre[1] + offset[..., 1]
-            show = _iris_mask(_eye_loop(target, side), centre, radius * scale, xs, ys) & _inside(_eye_loop(src, side), qx, qy)
+            show = _iris_mask(_eye_loop(target, side), centre, radius * scale, xs, ys)
+            show &= _inside(_eye_loop(src, side), qx, qy)
             if not show.any():
                 continue
             iris = cv2.remap(state.crop_image, qx.astype(np.float32), qy.astype(np.float32), cv2.INTER_LINEAR,
@@ -498,7 +502,8 @@ class MeshEngine:
             cover = np.clip(half[nearest] + 0.5 - dist.min(-1), 0.0, 1.0)  # anti-aliased: one pixel of ramp
             a = (LASH_DARK * closure[side] * cover)[..., None]
             region = out[y0:y1, x0:x1].astype(np.float32)
-            out[y0:y1, x0:x1] = np.clip(region * (1.0 - a + a * state.cache["lash_tint"][side]) + 0.5, 0, 255).astype(np.uint8)
+            out[y0:y1, x0:x1] = np.clip(region * (1.0 - a + a * state.cache["lash_tint"][side]) + 0.5, 0,
+                                        255).astype(np.uint8)
         return out
 
     def _mouth_cavity(self, state, target, out, map_x, map_y) -> np.ndarray:

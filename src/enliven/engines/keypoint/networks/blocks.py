@@ -10,7 +10,8 @@ from torch import nn
 class SameBlock2d(nn.Module):
     """Conv → BatchNorm → (Leaky)ReLU at constant resolution."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1, lrelu: bool = False):
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1,
+                 lrelu: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(in_features, out_features, kernel_size, padding=padding)
         self.norm = nn.BatchNorm2d(out_features, affine=True)

@@ -43,7 +43,9 @@ class ConvNeXtV2(nn.Module):
             for i in range(1, len(dims))
         ]
         self.downsample_layers = nn.ModuleList(downs)
-        self.stages = nn.ModuleList(nn.Sequential(*(ConvNeXtV2Block(d) for _ in range(n))) for d, n in zip(dims, depths))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(ConvNeXtV2Block(d) for _ in range(n))) for d, n in zip(dims, depths)
+        )
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
         width = dims[-1]
         self.fc_kp = nn.Linear(width, 3 * num_kp)
