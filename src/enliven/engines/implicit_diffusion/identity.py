@@ -21,9 +21,11 @@ from enliven.engines.implicit_diffusion.motion import five_points
 CROP = 112
 # ArcFace's 5-point template for 112×112 (InsightFace's 96×112 one with x + 8): eyes, nose tip, mouth corners,
 # image-left first.
-TEMPLATE = np.array(
-    [(30.2946, 51.6963), (65.5318, 51.5014), (48.0252, 71.7366), (33.5493, 92.3655), (62.7299, 92.2041)]
-) + (8.0, 0.0)
+_TEMPLATE_96 = np.array(
+    [(30.2946, 51.6963), (65.5318, 51.5014), (48.0252, 71.7366), (33.5493, 92.3655), (62.7299, 92.2041)], np.float32
+)
+# Shifted in float32 as the release does, so our crop is the release's to ~1e-7.
+TEMPLATE = (_TEMPLATE_96 + np.array([8, 0], np.float32)).astype(np.float64)
 EMBEDDING = 512
 
 

@@ -314,18 +314,22 @@ def _resize_256(picture_uint8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(resized.copy()).permute(2, 0, 1).float() / 255
 
 
-def face_crop_256(frame_uint8: np.ndarray, landmarks, box_landmarks=None, reach: float = 0.45) -> torch.Tensor:
-    """The expression encoder's input for one driving frame: (3, 256, 256) in [0, 1].
+def face_crop_256(frame_uint8: np.ndarray, landmarks, box_landmarks=None) -> torch.Tensor:
+    """The expression encoder's input for one driving frame: (3, 256, 256) in [0, 1] (``face_crop_from_box`` of
+    the frame's ``five_points`` and a face box). The release's face box is the *first* driving frame's YOLO box
+    for every frame; pass the first frame's landmarks as ``box_landmarks`` to do the same (default: this
+    frame's). Our box is ``face_box`` of the mesh, not YOLO's, so the crop is about the same size and place but
+    not the same pixels."""
+    box = face_box(landmarks if box_landmarks is None else box_landmarks)
+    return face_crop_from_box(frame_uint8, five_points(landmarks), box)
 
-    As the release: the box of the frame's 5 points is pushed out toward the face box by ``reach`` (0.45) of
-    the gap on each side; a square of the larger side (integer half-side) about its integer centre is cut,
-    black outside the frame, and resized to 256² (PIL bilinear). The release's face box is the *first* driving
-    frame's YOLO box for every frame; pass the first frame's landmarks as ``box_landmarks`` to do the same
-    (default: this frame's). Our face box is ``face_box`` of the mesh, not YOLO's, so the crop is about the
-    same size but not the same pixels.
-    """
-    points = five_points(landmarks)
-    bx0, by0, bx1, by1 = face_box(landmarks if box_landmarks is None else box_landmarks)
+
+def face_crop_from_box(frame_uint8: np.ndarray, points5, box, reach: float = 0.45) -> torch.Tensor:
+    """The release's driving-face crop: the box of the 5 points pushed out toward the face ``box`` (x0, y0, x1,
+    y1) by ``reach`` of the gap on each side; a square of the larger side (integer half-side) about its integer
+    centre, black outside the frame, resized to 256² (PIL bilinear) → (3, 256, 256) in [0, 1]."""
+    points = np.asarray(points5, np.float64)
+    bx0, by0, bx1, by1 = box
     (px0, py0), (px1, py1) = points.min(0), points.max(0)
     x0, x1 = px0 - (px0 - bx0) * reach, px1 + (bx1 - px1) * reach
     y0, y1 = py0 - (py0 - by0) * reach, py1 + (by1 - py1) * reach
