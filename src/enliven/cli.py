@@ -129,12 +129,16 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    help="turn off the stitching MLP")
     k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
     k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
-    f = p.add_argument_group("landmark-diffusion engine (Follow-Your-Emoji)")
+    f = p.add_argument_group("diffusion engines: landmark-diffusion (Follow-Your-Emoji), implicit-diffusion "
+                             "(HunyuanPortrait)")
     f.add_argument("--device", help="cpu, cuda or auto (default: auto, the GPU if PyTorch sees one)")
-    f.add_argument("--steps", type=int, help="denoising steps (default 30): fewer is faster and rougher")
+    f.add_argument("--steps", type=int,
+                   help="denoising steps (default 30 / 25, the releases'): fewer is faster and rougher")
     f.add_argument("--guidance", type=float,
-                   help="classifier-free guidance scale (default 3.5); 1 or less turns it off")
-    f.add_argument("--seed", type=int, help="initial noise seed (default 12580, the release's): same seed, same frames")
+                   help="classifier-free guidance scale (default 3.5 / 2.0); landmark-diffusion: 1 or less turns it "
+                        "off; implicit-diffusion: both its scales (appearance and motion), 1 runs the plain prediction")
+    f.add_argument("--seed", type=int,
+                   help="initial noise seed (default the release's: 12580 / 72580): same seed, same frames")
 
 
 def _animation_kwargs(args: argparse.Namespace) -> dict:
@@ -260,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="download and convert model weights (for engines that need them)")
     wsub = weights.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     p = wsub.add_parser("download", help="download a model's weights from the Hugging Face Hub (needs a network)")
-    p.add_argument("model", choices=("liveportrait", "follow-your-emoji"), help="which model")
+    p.add_argument("model", choices=("liveportrait", "follow-your-emoji", "hunyuan-portrait"), help="which model")
     p.add_argument("--dir", help="where to put them (default: ~/.cache/enliven/MODEL or $ENLIVEN_WEIGHTS/MODEL)")
     p = wsub.add_parser("convert", help="write .safetensors beside official .pth files (then preferred when loading)")
-    p.add_argument("dir", help="folder with the official LivePortrait or Follow-Your-Emoji layout")
+    p.add_argument("dir", help="folder with the official LivePortrait, Follow-Your-Emoji or HunyuanPortrait layout")
     p = wsub.add_parser("export-onnx", help="export the keypoint engine to ONNX graphs (for --backend onnx)")
     p.add_argument("dir", help="folder with the official LivePortrait layout")
     p.add_argument("-o", "--output", help="folder for the .onnx files (default: DIR/onnx)")
@@ -343,6 +347,8 @@ def _run_command(args: argparse.Namespace) -> int:
         if any((Path(args.dir) / sub / FYE).is_dir() and (Path(args.dir) / sub / BASE).is_dir()
                for sub in ("", "pretrained_models")):
             from enliven.engines.landmark_diffusion import convert_to_safetensors
+        elif any((Path(args.dir) / sub / "hyportrait").is_dir() for sub in ("", "pretrained_weights")):
+            from enliven.engines.implicit_diffusion import convert_to_safetensors
         else:
             from enliven.engines.keypoint import convert_to_safetensors
 

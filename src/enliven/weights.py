@@ -71,6 +71,29 @@ MODELS = {
             RepoFiles("guoyww/animatediff", "pretrained_models/AnimateDiff", (("mm_sd_v15_v2.ckpt",),)),
         ),
     ),
+    # HunyuanPortrait's official pretrained_weights/ layout (its README's download steps, shared/reference/
+    # diffusion.md §b): its seven networks, SVD-xt's UNet and scheduler configs and fp16 VAE (a gated repository:
+    # accept its licence on the Hub and log in first), Arc2Face's arcface.onnx. Not yoloface_v5m.pt: our
+    # MediaPipe analysis finds the faces.
+    "hunyuan-portrait": ModelSource(
+        "hunyuan-portrait",
+        "tencent/HunyuanPortrait",
+        (),
+        "pretrained_weights/hyportrait/unet.pth",
+        "HunyuanPortrait (its seven networks, SVD-xt's configs and VAE, Arc2Face's ArcFace), "
+        "for --engine implicit-diffusion",
+        parts=(
+            RepoFiles("tencent/HunyuanPortrait", "pretrained_weights/hyportrait", tuple(
+                (f"{name}.pth",) for name in
+                ("dino", "expression", "headpose", "image_proj", "motion_proj", "pose_guider", "unet")
+            ), flatten=True),
+            RepoFiles("stabilityai/stable-video-diffusion-img2vid-xt", "pretrained_weights", (
+                ("unet/config.json",), ("scheduler/scheduler_config.json",), ("vae/config.json",),
+                ("vae/diffusion_pytorch_model.fp16.safetensors",),
+            )),
+            RepoFiles("FoivosPar/Arc2Face", "pretrained_weights", (("arcface.onnx",),)),
+        ),
+    ),
 }
 
 # fetch(repo_id, allow_patterns, local_dir): download the matching files of a repository into local_dir, keeping

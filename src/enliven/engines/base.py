@@ -101,6 +101,13 @@ _BUILTIN = {
             "`enliven weights download follow-your-emoji` or --weights DIR; a GPU (--device cuda) in practice"
         ),
     ),
+    "implicit-diffusion": (
+        "enliven.engines.implicit_diffusion",
+        (
+            "the diffusion extra (pip install 'enliven[diffusion]') and the official HunyuanPortrait weights: "
+            "`enliven weights download hunyuan-portrait` or --weights DIR; a GPU (--device cuda) in practice"
+        ),
+    ),
 }
 
 
@@ -109,6 +116,7 @@ _BUILTIN = {
 _PREREQUISITES: dict[str, tuple[str, str | None]] = {
     "keypoint": ("liveportrait", None),
     "landmark-diffusion": ("follow-your-emoji", "diffusers"),
+    "implicit-diffusion": ("hunyuan-portrait", "diffusers"),
 }
 
 

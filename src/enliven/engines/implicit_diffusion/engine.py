@@ -1,0 +1,174 @@
+"""The ``implicit-diffusion`` engine: HunyuanPortrait on our pipeline (a windowed engine).
+
+Per source (``prepare``): the face crop, resized to the working size (512, the release's; the UNet's own
+sample size when smaller, as test weights are), is the reference picture; its landmarks, scaled the same way,
+place ArcFace's aligned crop. The paste-back mask is a feathered square inside the crop (the model redraws the
+whole crop, background included; the release pastes back with a 10 % linear border, ours feathers over 10 %).
+
+Per stream (``render_stream``): the model reads motion from the driver's *pixels* (expression and head-pose
+encoders), not from our retargeted landmarks, so each driving frame must carry the driver's crop
+(``driving_crop``: one axis-aligned box per shot, about the release's box: the face box grown by its own size
+on every side, made square). The driver's landmarks, mapped into that crop, give the expression crop and the
+intensity buckets. Frames where the driver's face is lost repeat the last seen one (the first seen one before
+any). ``pose_limits`` do not apply: no target landmarks are drawn.
+
+The release's sampling visits every window of the clip at every step, so the whole driving stream is read
+(and turned into motion tokens, its pixels dropped chunk by chunk) before the first frame comes out; frames
+then come out as each decoded chunk is ready. ``lookahead`` is therefore the clip-length limit, ``MAX_FRAMES``.
+
+``--guidance G`` sets both of the release's scales (appearance and motion) to G (default 2.0, the release's);
+G = 1 gives the plain full-condition prediction and runs a third of the UNet work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from enliven.checks import number, whole
+from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.errors import EnlivenError
+from enliven.face.crop import CropSpec
+from enliven.face.paste import feathered_mask
+from enliven.motion.align import AlignOptions
+from enliven.motion.frame import MotionFrame
+
+DEFAULT_SEED = 72580  # the release's config/hunyuan-portrait.yaml
+DEFAULT_STEPS = 25
+DEFAULT_GUIDANCE = 2.0
+MAX_STEPS = 1000
+MAX_GUIDANCE = 30.0
+WORK_SIZE = 512  # the release's width and height
+MAX_FRAMES = 10000  # the release's frame_num: about 400 KB of latents and motion tokens per frame are held
+# The release's driving and source box: the face box grown by 1× its size on each side, made square. Our face
+# extent (brows to chin, across the oval) is a little smaller than YOLO-face's box, hence a bit over 3.
+DRIVING_CROP_SCALE = 3.2
+DRIVING_CROP_VY = -0.05  # YOLO's box reaches higher on the forehead than our brows-to-chin extent
+
+
+def _device(name) -> str:
+    from enliven.engines.landmark_diffusion.engine import _device as landmark_device
+
+    return landmark_device(name)
+
+
+@register("implicit-diffusion", needs=_BUILTIN["implicit-diffusion"][1])
+class ImplicitDiffusionEngine:
+    name = "implicit-diffusion"
+    pose_limits = (90.0, 90.0, 90.0)  # not used: the model reads the driver's pixels, not target landmarks
+    lookahead = MAX_FRAMES
+
+    def __init__(
+        self,
+        weights: str | None = None,
+        device: str = "auto",
+        steps: int = DEFAULT_STEPS,
+        guidance: float = DEFAULT_GUIDANCE,
+        seed: int | None = None,
+        align: AlignOptions | None = None,
+        models: dict | None = None,
+    ):
+        """``models``: already loaded modules (tests, benchmarks); else from ``weights`` (``--weights DIR``)."""
+        self.steps = whole("steps", steps, 1, MAX_STEPS)
+        self.guidance = number("guidance", guidance, 0, MAX_GUIDANCE)
+        self.seed = DEFAULT_SEED if seed is None else whole("seed", seed, 0, 2**63 - 1)
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            raise EnlivenError(
+                "engine 'implicit-diffusion' needs the diffusion extra: pip install 'enliven[diffusion]'"
+            ) from None
+        import torch
+
+        from enliven.engines.implicit_diffusion.checkpoints import load_official
+
+        self.device = _device(device)
+        if models is None:
+            from enliven import weights as weight_store
+
+            folder = weight_store.resolve("hunyuan-portrait", weights)
+            # fp16 on a GPU, as the release runs; CPUs have no fast fp16 convolutions
+            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+            models = load_official(folder, device=self.device, dtype=dtype)
+        self.models = models
+        self.size = min(WORK_SIZE, int(models["unet"].config.sample_size) * 8)
+        self.driving_crop = CropSpec(size=self.size, scale=DRIVING_CROP_SCALE, vy=DRIVING_CROP_VY, rotate=False)
+
+    def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
+        crop_size = crop_image.shape[0]
+        interpolation = cv2.INTER_AREA if crop_size > self.size else cv2.INTER_CUBIC
+        reference = cv2.resize(crop_image, (self.size, self.size), interpolation=interpolation)
+        inset = 0.06 * crop_size
+        square = np.array(
+            [
+                [inset, inset],
+                [crop_size - inset, inset],
+                [crop_size - inset, crop_size - inset],
+                [inset, crop_size - inset],
+            ]
+        )
+        landmarks = np.asarray(landmarks, np.float64)
+        return SourceState(
+            crop_image=crop_image,
+            landmarks=landmarks,
+            paste_mask=feathered_mask(square, crop_size, feather=0.1 * crop_size),
+            cache={"reference": reference, "reference_landmarks": landmarks[:, :2] * (self.size / crop_size)},
+            session={} if session is None else session,
+        )
+
+    def driving_frames(self, targets: Iterable[tuple[np.ndarray, MotionFrame]]):
+        """The model's view of each driving frame (``pipeline.DrivingFrame``), lost faces filled in."""
+        from enliven.engines.implicit_diffusion.pipeline import DrivingFrame
+
+        last, missing, count = None, 0, 0
+        for _target, frame in targets:
+            count += 1
+            if count > MAX_FRAMES:
+                raise EnlivenError(f"engine 'implicit-diffusion' holds the whole clip: at most {MAX_FRAMES} frames")
+            if frame.crop is None:
+                if frame.valid:
+                    raise EnlivenError(
+                        "engine 'implicit-diffusion' reads the driver's pixels: drive it with a video or a picture "
+                        "(presets, audio and motion templates carry none)"
+                    )
+                if last is None:  # lost before the face was first seen: filled with the first sighting
+                    missing += 1
+                    continue
+                yield last
+                continue
+            if frame.anchor is None:  # a driving picture: its motion frame is a canonical shape, not its landmarks
+                raise EnlivenError("engine 'implicit-diffusion' needs a driving video (it reads the driver's pixels)")
+            box = self.driving_crop.crop(frame.anchor.landmarks())
+            crop = frame.crop
+            if crop.shape[0] != self.size:
+                crop = cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            last = DrivingFrame(crop, box.to_crop(frame.landmarks()) * (self.size / box.size))
+            for _ in range(missing + 1):
+                yield last
+            missing = 0
+        if missing:
+            raise EnlivenError("the driver's face is never seen in the driving video")
+
+    def render_stream(
+        self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
+    ) -> Iterator[np.ndarray]:
+        from enliven.engines.implicit_diffusion.pipeline import generate_stream
+
+        crop_size = state.crop_image.shape[0]
+        interpolation = cv2.INTER_CUBIC if crop_size > self.size else cv2.INTER_AREA
+        frames = generate_stream(
+            self.models,
+            state.cache["reference"],
+            self.driving_frames(targets),
+            reference_landmarks=state.cache["reference_landmarks"],
+            steps=self.steps,
+            guidance=(self.guidance, self.guidance),
+            seed=self.seed,
+        )
+        for frame in frames:
+            picture = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            if crop_size != self.size:
+                picture = cv2.resize(picture, (crop_size, crop_size), interpolation=interpolation)
+            yield picture
