@@ -385,3 +385,11 @@ def test_face_crop_is_square_around_the_points_and_black_outside(portrait, portr
     )
     pose = motion.pose_crop_256(np.full((512, 512, 3), 255, np.uint8))
     assert pose.shape == (3, 256, 256) and float(pose.min()) == 1.0
+
+
+def test_dtypes_per_module(tiny_root):
+    loaded = load_official(tiny_root, dtype={"unet": torch.float16, "dino": torch.bfloat16})
+    assert next(loaded["unet"].parameters()).dtype == torch.float16
+    assert next(loaded["dino"].parameters()).dtype == torch.bfloat16
+    assert next(loaded["vae"].parameters()).dtype == torch.float32  # its file is fp16: cast up
+    assert next(loaded["motion_proj"].parameters()).dtype == torch.float32

@@ -155,7 +155,8 @@ def resolve_sizes(root: Path | None = None, sizes: dict | None = None) -> dict[s
 
 
 def build_modules(root: Path, sizes: dict[str, dict]) -> dict[str, nn.Module]:
-    """The modules at the given sizes and the folder's UNet/VAE configs, randomly initialised."""
+    """The modules at the given sizes and the folder's UNet/VAE configs, randomly initialised (on the current
+    default device: ``load_official`` builds them on the meta device, so nothing is allocated twice)."""
     from diffusers import AutoencoderKLTemporalDecoder
 
     from enliven.engines.implicit_diffusion.unet import build_unet
@@ -173,7 +174,11 @@ def build_modules(root: Path, sizes: dict[str, dict]) -> dict[str, nn.Module]:
 
 
 def _load_exact(
-    module: nn.Module, state: dict[str, torch.Tensor], name: str, report: LoadReport, sized: str | None = None
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    name: str,
+    report: LoadReport,
+    sized: str | None = None,
 ) -> None:
     """Load ``state`` into ``module`` with every key matched both ways and every shape equal; one line if not.
     ``sized``: the module's name in ``sizes``, named in the error when only shapes differ."""
@@ -194,7 +199,11 @@ def _load_exact(
             raise EnlivenError(
                 f"{name}: {key} is {list(value.shape)} in the file but {list(own[key].shape)} at the sizes used{hint}"
             )
-    module.load_state_dict(state, strict=True)
+    # the file's tensors become the parameters (the module was built on the meta device: no second copy)
+    module.load_state_dict(state, strict=True, assign=True)
+    unset = [key for key, tensor in (*module.named_parameters(), *module.named_buffers()) if tensor.is_meta]
+    if unset:  # a buffer the files do not hold would have no value: a bug in our modules, not in the files
+        raise RuntimeError(f"{name}: {len(unset)} tensors of the module have no value after loading (e.g. {unset[0]})")
 
 
 def arcface_session(path: str | os.PathLike, providers: list | None = None):
@@ -213,30 +222,35 @@ def load_official(
     weights_dir: str | os.PathLike,
     sizes: dict | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | dict[str, torch.dtype] = torch.float32,
     report: LoadReport | None = None,
     providers: list | None = None,
 ) -> dict:
     """HunyuanPortrait's modules with the official weights, in eval mode: ``dino``, ``image_proj``,
     ``pose_guider``, ``expression``, ``headpose``, ``motion_proj``, ``unet``, ``vae``; ``arcface`` (an
     onnxruntime session, when ``arcface.onnx`` is there) and ``scheduler_config`` (the folder's dict).
-    ``report`` (if given) is filled with the per-file counts. ``providers``: onnxruntime's, for ArcFace."""
+
+    ``dtype``: one for all, or per module name (others float32; the release runs ``unet``, ``vae``, ``dino``,
+    ``image_proj`` and ``pose_guider`` in fp16 and the three motion modules in fp32). ``report`` (if given) is
+    filled with the per-file counts. ``providers``: onnxruntime's, for ArcFace (default: CPU)."""
     root = weights_root(weights_dir)
     report = report if report is not None else LoadReport()
     resolved = resolve_sizes(root, sizes)
     scheduler_config = _json(root / "scheduler" / "scheduler_config.json")
-    modules = build_modules(root, resolved)
-    for name in MODULE_FILES:
-        state, path = _checkpoint(root / HYPORTRAIT / name)
+    with torch.device("meta"):
+        modules = build_modules(root, resolved)
+    for name in (*MODULE_FILES, "vae"):
+        if name == "vae":
+            state, path = _read_tensors(*(root / "vae" / f for f in VAE_FILES))
+        else:
+            state, path = _checkpoint(root / HYPORTRAIT / name)
         if name == "image_proj":
             state = {f"linear.{k}": v for k, v in state.items()}
+        wanted = dtype.get(name, torch.float32) if isinstance(dtype, dict) else dtype
+        # cast the file's tensors, not the module (diffusers warns on any module cast, even fp16 → fp32)
+        state = {k: v.to(wanted) if v.is_floating_point() else v for k, v in state.items()}
         _load_exact(modules[name], state, str(path.relative_to(root)), report, name if name in resolved else None)
-    vae, vae_path = _read_tensors(*(root / "vae" / f for f in VAE_FILES))
-    _load_exact(modules["vae"], vae, str(vae_path.relative_to(root)), report)
-    for module in modules.values():
-        module.to(device)
-        if dtype != torch.float32:  # (diffusers warns on any dtype cast, even a no-op one)
-            module.to(dtype)
+        modules[name].to(device)
     models: dict = {name: module.eval().requires_grad_(False) for name, module in modules.items()}
     if (root / "arcface.onnx").is_file():
         models["arcface"] = arcface_session(root / "arcface.onnx", providers)
