@@ -1,0 +1,142 @@
+"""``--engine implicit-diffusion`` on the shared pipeline, with tiny random weights in the official layout (CPU).
+
+Golden values: the source picture itself (as the same lossless encoder gives it back) for every pixel away from
+the paste mask; the driving clip's frame count; the official ``pretrained_weights/`` layout of the release's
+README for the download plan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("onnxruntime")
+
+from enliven import api, engines, weights  # noqa: E402
+from enliven.cli import main  # noqa: E402
+from enliven.engines.implicit_diffusion import load_official  # noqa: E402
+from enliven.engines.implicit_diffusion.checkpoints import weights_root  # noqa: E402
+from enliven.engines.implicit_diffusion.tiny import save_tiny  # noqa: E402
+from enliven.errors import EnlivenError  # noqa: E402
+from enliven.io.video import VideoWriter  # noqa: E402
+
+from conftest import read_frames, write_still_video  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny_hp(tmp_path_factory):
+    """The folder holding ``pretrained_weights/`` (what ``--weights`` names)."""
+    return save_tiny(tmp_path_factory.mktemp("hp"), seed=0).parent
+
+
+@pytest.fixture(scope="module")
+def models(tiny_hp):
+    return load_official(tiny_hp)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory, portrait):
+    path = tmp_path_factory.mktemp("drv") / "still.mp4"
+    write_still_video(path, portrait, frames=3)
+    return path
+
+
+def _paste_mask(job) -> np.ndarray:
+    full = np.zeros(job.image.shape[:2])
+    paster = job.faces[0].paster
+    full[paster.roi] = paster.mask[..., 0]
+    return full
+
+
+def test_cli_animates_a_video_with_the_tiny_weights(tiny_hp, models, driver, portrait_path, portrait, tmp_path,
+                                                    capsys):
+    out = tmp_path / "out.mp4"
+    args = ["animate", str(portrait_path), str(driver), "--engine", "implicit-diffusion", "--weights", str(tiny_hp),
+            "-o", str(out), "--steps", "1", "--seed", "5", "--guidance", "2", "--device", "cpu", "--crf", "0", "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    frames = read_frames(out)
+    assert len(frames) == 3 and frames[0].shape == portrait.shape
+    options = dict(engine="implicit-diffusion", engine_options=dict(models=models), progress=False)
+    full = _paste_mask(api.prepare_animation(portrait, driver, **options))
+    # Lossless H.264 changes a picture only through the RGB → YUV 4:2:0 conversion (2×2 chroma blocks): a few
+    # pixels away from the mask, every frame must be the source exactly as the same encoder gives it back.
+    far = cv2.dilate((full > 0).astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    with VideoWriter(tmp_path / "baseline.mp4", 25, crf=0) as writer:
+        writer.write(portrait)
+    baseline = read_frames(tmp_path / "baseline.mp4")[0]
+    assert far.mean() > 0.5 and max(np.abs(f.astype(int) - baseline)[far].max() for f in frames) == 0
+    for frame in frames:  # inside: redrawn (random weights: noise)
+        assert np.abs(frame.astype(int) - portrait)[full > 0.99].mean() > 5
+
+
+def test_motion_without_pixels_is_refused_in_one_line(models, portrait):
+    options = dict(engine="implicit-diffusion", engine_options=dict(models=models, steps=1), progress=False)
+    with pytest.raises(EnlivenError, match="reads the driver's pixels"):
+        list(api.prepare_animation(portrait, "preset:mouth", **options).frames(fps=5))
+
+
+def test_missing_weights_fail_with_one_line(portrait_path, driver, tmp_path, capsys):
+    code = main(["animate", str(portrait_path), str(driver), "--engine", "implicit-diffusion", "--weights",
+                 str(tmp_path / "nothing"), "-o", str(tmp_path / "o.mp4"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "\n" not in err and "hunyuan-portrait" in err and "weights download" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("steps", 0, "steps must be between 1 and 1000, got 0"),
+    ("guidance", -1.0, "guidance must be between 0 and 30"),
+    ("seed", -1, "seed must be between 0 and"),
+    ("device", "tpu", "device must be auto, cpu or cuda"),
+])
+def test_options_are_checked_before_any_work(option, value, message):
+    with pytest.raises(EnlivenError, match=message):
+        engines.create("implicit-diffusion", **{option: value}, models={})
+
+
+# The three repositories as the Hub lists them (the files that matter, and some that must not be fetched).
+FAKE_HUB = {
+    "tencent/HunyuanPortrait": ["README.md", *(f"hyportrait/{n}.pth" for n in (
+        "dino", "expression", "headpose", "image_proj", "motion_proj", "pose_guider", "unet"))],
+    "stabilityai/stable-video-diffusion-img2vid-xt": [
+        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+        "image_encoder/config.json", "svd_xt.safetensors",
+    ],
+    "FoivosPar/Arc2Face": ["arcface.onnx", "arc2face/config.json", "encoder/pytorch_model.bin"],
+}
+
+
+def _fake_fetch(hub, calls):
+    def fetch(repo_id, allow_patterns, local_dir):  # snapshot_download's matching: fnmatch on repo paths
+        calls.append(repo_id)
+        for path in hub[repo_id]:
+            if any(fnmatch.fnmatch(path, pattern) for pattern in allow_patterns):
+                target = weights.Path(local_dir) / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(f"{repo_id}/{path}")
+        return local_dir
+    return fetch
+
+
+def test_download_plan_writes_the_official_layout(tmp_path):
+    calls = []
+    target = weights.download("hunyuan-portrait", tmp_path / "hp", fetch=_fake_fetch(FAKE_HUB, calls))
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert files == sorted("pretrained_weights/" + f for f in [
+        "arcface.onnx", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+        *(f"hyportrait/{n}.pth" for n in ("dino", "expression", "headpose", "image_proj", "motion_proj",
+                                          "pose_guider", "unet")),
+    ])
+    assert set(calls) == set(FAKE_HUB)
+    assert weights_root(target) == target / "pretrained_weights"  # what load_official reads
+    assert weights.resolve("hunyuan-portrait", target) == target
+    assert main(["engines"]) == 0
