@@ -9,6 +9,10 @@ embedding, an up-projection; ×0.2 it is added to the block's MLP output, before
 Parameter names follow the release's ``dino.pth`` / ``image_proj.pth`` so the files load as they are
 (``image_proj.pth`` holds the inner Linear's ``weight``/``bias``; ``checkpoints`` prefixes them with
 ``linear.``). Sizes are constructor arguments; ``checkpoints.RELEASE_SIZES`` has the release's.
+
+Checked against the release's ``encode_image_with_id_features`` and ``ImageProjector`` (its code on CPU, fp32,
+the same files, at full size and reduced): max relative difference ≤ 7e-7; ``dino_picture`` equals its
+torchvision preprocessing (``RandomResizedCrop`` at scale 1, ``Normalize``) exactly.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ mean/std; the network's output is divided by its L2 norm.
 Difference: the release takes its 5 points from a YOLOv5-face detector; we take them from our MediaPipe
 landmarks (``motion.five_points``: iris centres, nose tip, mouth corners), so the crop can sit a pixel or two
 differently and the embedding differ a little.
+
+Checked against the release's ``align_face`` (skimage) on the same picture and points: the crops differ by at
+most 2.3e-6 (its template statistics are float32), the embeddings from one ONNX network by 2e-6 relative.
 """
 
 from __future__ import annotations
