@@ -1,13 +1,24 @@
-"""Seconds per output frame and peak memory of Follow-Your-Emoji's sampling (random weights).
+"""Seconds per output frame and peak memory of the diffusion engines' sampling (random weights).
 
     python benchmarks/diffusion_speed.py --config tiny            # 64×64, the test configuration
     python benchmarks/diffusion_speed.py --config full --device cuda   # the release's sizes, 512×512, fp16
+    python benchmarks/diffusion_speed.py --engine implicit-diffusion --config tiny
+    python benchmarks/diffusion_speed.py --engine implicit-diffusion --config full --device cuda --frames 50
+
+``--engine landmark-diffusion`` (Follow-Your-Emoji, the default) or ``implicit-diffusion`` (HunyuanPortrait).
 
 ``full`` builds the release's sizes (SD-1.5 UNet widths for the reference net and the denoiser, CLIP ViT-L/14,
 the SD VAE, 21 temporal modules, the guider) with random weights, written in the official layout and loaded
 back through ``load_official``, so it times exactly what real weights would run. On a CPU it takes very long
 (tens of minutes per frame at 30 steps); it is meant for a GPU. Peak memory: CUDA's allocator peak on a GPU,
 the process's resident-set peak on a CPU.
+
+HunyuanPortrait: ``full`` builds the release's sizes (SVD-xt's UNet with the motion attention, SVD's temporal
+VAE, DINOv2-L with the adapters, the ResNet-50/18 encoders, the refiner, the pose guider) in memory with random
+weights (the modules ``load_official`` builds; the 2 GB of files are not written and read back), and times
+``generate`` from pictures: appearance, motion tokens, the windowed three-branch sampling of the frames plus
+2 × 15 pads, and the chunked decoding. Seconds per frame count the driving frames only (the pads cost as much
+each): a clip of F frames runs ⌈(F + 30) / 22⌉ windows of 3 × 25 frames per step.
 """
 
 from __future__ import annotations
@@ -55,6 +66,66 @@ def save_full_official(folder: Path) -> Path:
     return save_official(modules, folder, unet_config)
 
 
+def hunyuan_full_modules() -> dict:
+    """HunyuanPortrait's modules at the release's sizes, random weights, as ``load_official`` builds them."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    from enliven.engines.implicit_diffusion.checkpoints import _BUILDERS, RELEASE_SIZES
+    from enliven.engines.implicit_diffusion.unet import build_unet
+
+    unet_config = dict(  # stabilityai/stable-video-diffusion-img2vid-xt unet/config.json
+        sample_size=96, in_channels=8, out_channels=4, block_out_channels=[320, 640, 1280, 1280],
+        down_block_types=["CrossAttnDownBlockSpatioTemporal"] * 3 + ["DownBlockSpatioTemporal"],
+        up_block_types=["UpBlockSpatioTemporal"] + ["CrossAttnUpBlockSpatioTemporal"] * 3,
+        addition_time_embed_dim=256, projection_class_embeddings_input_dim=768, layers_per_block=2,
+        cross_attention_dim=1024, transformer_layers_per_block=1, num_attention_heads=[5, 10, 20, 20], num_frames=25,
+    )
+    modules = {name: builder(**RELEASE_SIZES[name]) for name, builder in _BUILDERS.items()}
+    modules["unet"] = build_unet(unet_config)
+    modules["vae"] = AutoencoderKLTemporalDecoder(  # its vae/config.json
+        block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4, layers_per_block=2,
+        latent_channels=4, sample_size=768, scaling_factor=0.18215, force_upcast=True,
+    )
+    return modules
+
+
+def bench_hunyuan(args) -> None:
+    from enliven.engines.implicit_diffusion import DrivingFrame, generate, load_official
+    from enliven.engines.implicit_diffusion.tiny import save_tiny
+
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    if args.config == "tiny":
+        with tempfile.TemporaryDirectory() as tmp:
+            save_tiny(tmp)
+            models = load_official(tmp, device=args.device, dtype=dtype)
+        size = 64
+    else:
+        models = {k: m.to(args.device, dtype).eval().requires_grad_(False) for k, m in hunyuan_full_modules().items()}
+        size = 512
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    landmarks = np.zeros((478, 3))
+    landmarks[:, :2] = rng.uniform(0.3 * size, 0.7 * size, (478, 2))  # a face-sized cloud: crops and buckets work
+    frames = [
+        DrivingFrame(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), landmarks) for _ in range(args.frames)
+    ]
+    guidance = 2.0 if args.guidance is None else args.guidance
+    steps = 25 if args.steps is None else args.steps
+    generate(models, reference, frames[:1], reference_landmarks=landmarks, steps=1, pad=1, seed=0)  # warm-up
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    generate(models, reference, frames, reference_landmarks=landmarks, steps=steps, guidance=(guidance, guidance),
+             seed=0)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    print(f"implicit-diffusion {args.config} {size}x{size}, {args.frames} frames (+30 pads), {steps} steps, "
+          f"guidance {guidance}, {args.device} {str(dtype).removeprefix('torch.')}: {seconds / args.frames:.3f} s per "
+          f"frame, peak memory {peak_memory_mb(args.device):.0f} MB")
+
+
 def peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
@@ -63,15 +134,22 @@ def peak_memory_mb(device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=("landmark-diffusion", "implicit-diffusion"), default="landmark-diffusion")
     parser.add_argument("--config", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--guidance", type=float, default=3.5)
+    parser.add_argument("--frames", type=int, default=None, help="default 16 (landmark-diffusion), 25 (implicit)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the release's (30, 25)")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the release's (3.5, 2.0)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.engine == "implicit-diffusion":
+        args.frames = args.frames or 25
+        return bench_hunyuan(args)
+    args.frames = args.frames or 16
+    args.steps = 30 if args.steps is None else args.steps
+    args.guidance = 3.5 if args.guidance is None else args.guidance
     size = 64 if args.config == "tiny" else 512
     dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
     with tempfile.TemporaryDirectory() as tmp:
