@@ -140,3 +140,25 @@ def test_download_plan_writes_the_official_layout(tmp_path):
     assert weights_root(target) == target / "pretrained_weights"  # what load_official reads
     assert weights.resolve("hunyuan-portrait", target) == target
     assert main(["engines"]) == 0
+
+
+def test_lost_driver_frames_repeat_the_nearest_seen_one(models, portrait_face):
+    """Before the first sighting: the first seen frame; after one: the last seen frame (the tracker marks a lost
+    frame ``valid=False`` with no crop). Landmarks land in the crop's pixels (the crop box of the shot's anchor)."""
+    from dataclasses import replace
+
+    from enliven.motion.frame import MotionFrame
+
+    engine = engines.create("implicit-diffusion", models=models)
+    seen = MotionFrame.from_landmarks(portrait_face.landmarks)
+    seen = replace(seen, anchor=seen)
+    first = replace(seen, crop=np.full((engine.size, engine.size, 3), 1, np.uint8))
+    second = replace(seen, crop=np.full((engine.size, engine.size, 3), 2, np.uint8))
+    lost = replace(seen, crop=None).lost()
+    out = list(engine.driving_frames((None, f) for f in (lost, first, lost, second)))
+    assert [int(f.crop[0, 0, 0]) for f in out] == [1, 1, 1, 2]
+    expected = engine.driving_crop.crop(seen.landmarks()).to_crop(seen.landmarks())
+    np.testing.assert_allclose(out[0].landmarks, expected)
+    assert (out[0].landmarks[:, :2] > 0).all() and (out[0].landmarks[:, :2] < engine.size).all()
+    with pytest.raises(EnlivenError, match="never seen"):
+        list(engine.driving_frames([(None, lost)]))
