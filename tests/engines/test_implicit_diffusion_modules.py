@@ -7,7 +7,8 @@ Golden values, all independent of our code:
   its ``encode_image_with_id_features``, ``ImageProjector``, ``HeadExpression``, ``HeadPose`` fed ``x·2 + 1``,
   ``IntensityAwareMotionRefiner``, ``PoseGuider``, and ``inference.py``'s motion-token concatenation), run in a
   separate venv (torch 2.13 CPU, diffusers 0.29, fp32) on the weights and inputs ``implicit_diffusion_helpers``
-  makes, at ``FIXTURE_SIZES`` (the ResNets at full size, on 64² pictures). Measured there on the same files,
+  makes, at ``FIXTURE_SIZES`` (the ResNets at full size, on 64² pictures), and its motion-bucket ids
+  (``get_head_exp_motion_bucketid``) on four random 5-point tracks. Measured there on the same files,
   through ``load_official``: max relative difference ≤ 1e-6 per module at this size and at full size;
 * skimage's ``SimilarityTransform`` + ``warp`` (what the release aligns ArcFace crops with);
 * constructed landmark tracks whose spread is known in closed form, for the motion buckets.
@@ -139,6 +140,14 @@ def test_release_sizes_give_the_release_tensor_counts_and_shapes():
     assert states["pose_guider"]["conv_out.weight"].shape[0] == 320
     assert states["expression"]["resnet50.fc.weight"].shape == (512, 2048)
     assert states["headpose"]["head_pose_net.fc.weight"].shape == (6, 512)
+    # and the VAE class we build from vae/config.json, at SVD's config, holds the release's 374 tensors
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    with torch.device("meta"):
+        vae = AutoencoderKLTemporalDecoder(
+            down_block_types=["DownEncoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2
+        )
+    assert len(vae.state_dict()) == 374
 
 
 def test_sizes_that_do_not_fit_the_files_fail_with_one_line(tiny_root, tmp_path):
@@ -359,6 +368,10 @@ def test_intensity_buckets_on_tracks_of_known_spread():
     moving[:, [0, 1, 3, 4]] += r * circle[:, None, :]
     head, expression = motion.intensity_buckets(moving)
     assert head == 0 and expression == int(4 * r / 5 / scale * 1024) == 23
+
+    # tracks and ids the release's own get_head_exp_motion_bucketid gave (data/implicit_diffusion_release.npz)
+    golden = np.load(GOLDEN)
+    assert [motion.intensity_buckets(t) for t in golden["bucket_tracks"]] == [tuple(b) for b in golden["buckets"]]
 
     huge = moving.copy()
     huge[:, [0, 1, 3, 4]] += 40 * circle[:, None, :]
