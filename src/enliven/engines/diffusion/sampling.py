@@ -34,6 +34,18 @@ SCHEDULER_CONFIG = dict(
 Predictor = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
 
 
+def frame_noise(seed: int, index: int, latent_size: tuple[int, int], device, dtype, channels: int = 4) -> torch.Tensor:
+    """The initial noise (1, channels, h, w) of clip frame ``index``: its own generator, seeded from (seed, index),
+    so a frame's noise does not depend on the clip's length or on how it is cut into windows (the same numbers
+    as ``landmark_diffusion.pipeline.frame_noise``)."""
+    import numpy as np
+
+    mixed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
+    generator = torch.Generator(device)
+    generator.manual_seed(mixed)
+    return torch.randn((1, channels, *latent_size), generator=generator, device=device, dtype=dtype)
+
+
 def make_scheduler(**overrides):
     from diffusers import DDIMScheduler
 

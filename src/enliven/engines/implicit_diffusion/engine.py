@@ -48,10 +48,19 @@ DRIVING_CROP_SCALE = 3.2
 DRIVING_CROP_VY = -0.05  # YOLO's box reaches higher on the forehead than our brows-to-chin extent
 
 
-def _device(name) -> str:
-    from enliven.engines.landmark_diffusion.engine import _device as landmark_device
+DEVICES = ("auto", "cpu", "cuda")
 
-    return landmark_device(name)
+
+def _device(name) -> str:
+    import torch
+
+    if not isinstance(name, str) or not (name in DEVICES or name.startswith("cuda:")):
+        raise EnlivenError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EnlivenError(f"device {name} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+    return name
 
 
 @register("implicit-diffusion", needs=_BUILTIN["implicit-diffusion"][1])

@@ -249,7 +249,7 @@ def sample(
     latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
     only the full branch (the same prediction, a third of the work).
     """
-    from enliven.engines.landmark_diffusion.pipeline import frame_noise
+    from enliven.engines.diffusion.sampling import frame_noise
 
     device, dtype = _device_dtype(models)
     store = torch.device(store)
