@@ -30,8 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enliven.engines.landmark_diffusion.guider import LandmarkGuider
-
 BUCKETS = 128  # motion-bucket ids 0–127 (the refiner's embedding tables)
 
 
@@ -236,12 +234,29 @@ class IntensityAwareMotionRefiner(nn.Module):
         return self.connector(features[:, None, :], intensity)
 
 
-class PoseGuider(LandmarkGuider):
-    """The release's pose guider: Follow-Your-Emoji's layout (conv_in, 3×3 + stride-2 pairs, conv_out), widths
-    (16, 32, 96, 256), 320 out; (B, 3, F, H, W) → (B, 320, F, H/8, W/8). The release feeds it black pictures."""
+class PoseGuider(nn.Module):
+    """The release's pose guider, Follow-Your-Emoji's layout: ``conv_in`` 3 → widths[0]; per step to the next
+    width a 3×3 conv and a stride-2 3×3 conv (``blocks.0``, ``blocks.1``, …); SiLU after every conv but the
+    last; ``conv_out`` to ``channels`` (the UNet's first width). Each frame on its own:
+    (B, 3, F, H, W) → (B, channels, F, H/8, W/8). The release feeds it black pictures."""
 
     def __init__(self, channels: int = 320, widths: tuple[int, ...] = (16, 32, 96, 256)):
-        super().__init__(out_channels=channels, widths=tuple(widths))
+        super().__init__()
+        widths = tuple(widths)
+        self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.blocks = nn.ModuleList()
+        for narrow, wide in zip(widths, widths[1:]):
+            self.blocks.append(nn.Conv2d(narrow, narrow, 3, padding=1))
+            self.blocks.append(nn.Conv2d(narrow, wide, 3, padding=1, stride=2))
+        self.conv_out = nn.Conv2d(widths[-1], channels, 3, padding=1)
+
+    def forward(self, pictures: torch.Tensor) -> torch.Tensor:
+        videos, _, frames = pictures.shape[:3]
+        x = F.silu(self.conv_in(pictures.transpose(1, 2).flatten(0, 1)))
+        for block in self.blocks:
+            x = F.silu(block(x))
+        x = self.conv_out(x)
+        return x.unflatten(0, (videos, frames)).transpose(1, 2)
 
 
 def motion_tokens(
