@@ -184,6 +184,11 @@ def download(name: str, folder: str | os.PathLike | None = None, fetch: Fetch | 
     except EnlivenError:
         raise
     except Exception as exc:  # noqa: BLE001 - offline, DNS, HTTP errors all mean the same to the user
+        if type(exc).__name__ == "GatedRepoError":  # huggingface_hub's: the repository needs its licence accepted
+            raise EnlivenError(
+                f"{repo_id} is gated: accept its licence at https://huggingface.co/{repo_id}, log in "
+                "(huggingface-cli login) and run the download again"
+            ) from None
         raise EnlivenError(
             f"could not download {repo_id} ({type(exc).__name__}); are you online? "
             f"Or copy the files into {target} by hand"

@@ -141,6 +141,17 @@ def test_download_plan_writes_the_official_layout(tmp_path):
     assert weights.resolve("hunyuan-portrait", target) == target
     assert main(["engines"]) == 0
 
+    class GatedRepoError(Exception):  # huggingface_hub's, by name
+        pass
+
+    def gated(repo_id, allow_patterns, local_dir):
+        if repo_id.startswith("stabilityai/"):
+            raise GatedRepoError("401 Client Error")
+        return _fake_fetch(FAKE_HUB, [])(repo_id, allow_patterns, local_dir)
+
+    with pytest.raises(EnlivenError, match="stable-video-diffusion-img2vid-xt is gated: accept its licence"):
+        weights.download("hunyuan-portrait", tmp_path / "gated", fetch=gated)
+
 
 def test_lost_driver_frames_repeat_the_nearest_seen_one(models, portrait_face):
     """Before the first sighting: the first seen frame; after one: the last seen frame (the tracker marks a lost
