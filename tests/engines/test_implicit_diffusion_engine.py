@@ -173,3 +173,23 @@ def test_lost_driver_frames_repeat_the_nearest_seen_one(models, portrait_face):
     assert (out[0].landmarks[:, :2] > 0).all() and (out[0].landmarks[:, :2] < engine.size).all()
     with pytest.raises(EnlivenError, match="never seen"):
         list(engine.driving_frames([(None, lost)]))
+
+
+def test_kept_motion_gives_the_chunks_motion_tokens(models):
+    """What is kept per frame (expression features, pose values, buckets) gives back, for any frames in any order,
+    the tokens ``motion.motion_tokens`` makes for their whole chunk."""
+    import torch
+
+    from enliven.engines.implicit_diffusion import motion
+    from enliven.engines.implicit_diffusion.pipeline import DrivingMotion
+
+    gen = torch.Generator().manual_seed(0)
+    chunks = [(torch.rand(3, 3, 64, 64, generator=gen), torch.rand(3, 3, 64, 64, generator=gen), 5, 40),
+              (torch.rand(2, 3, 64, 64, generator=gen), torch.rand(2, 3, 64, 64, generator=gen), 90, 2)]
+    kept = DrivingMotion(models)
+    for chunk in chunks:
+        kept.add_chunk(*chunk)
+    whole = torch.cat([motion.motion_tokens(models, *chunk) for chunk in chunks])
+    order = [4, 0, 3, 3, 1, 2]
+    torch.testing.assert_close(kept.tokens(order), whole[order], rtol=1e-5, atol=1e-5)
+    assert len(kept) == 5

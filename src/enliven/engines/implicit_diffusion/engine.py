@@ -13,8 +13,8 @@ intensity buckets. Frames where the driver's face is lost repeat the last seen o
 any). ``pose_limits`` do not apply: no target landmarks are drawn.
 
 The release's sampling visits every window of the clip at every step, so the whole driving stream is read
-(and turned into motion tokens, its pixels dropped chunk by chunk) before the first frame comes out; frames
-then come out as each decoded chunk is ready. ``lookahead`` is therefore the clip-length limit, ``MAX_FRAMES``.
+(its motion encoded and its pixels dropped chunk by chunk) before the first frame comes out; frames then come
+out as each decoded chunk is ready. ``lookahead`` is therefore the clip-length limit, ``MAX_FRAMES``.
 
 ``--guidance G`` sets both of the release's scales (appearance and motion) to G (default 2.0, the release's);
 G = 1 gives the plain full-condition prediction and runs a third of the UNet work.
@@ -41,7 +41,7 @@ DEFAULT_GUIDANCE = 2.0
 MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
 WORK_SIZE = 512  # the release's width and height
-MAX_FRAMES = 10000  # the release's frame_num: about 400 KB of latents and motion tokens per frame are held
+MAX_FRAMES = 10000  # the release's frame_num: about 130 KB of latents per frame (512², fp32) are held
 # The release's driving and source box: the face box grown by 1× its size on each side, made square. Our face
 # extent (brows to chin, across the oval) is a little smaller than YOLO-face's box, hence a bit over 3.
 DRIVING_CROP_SCALE = 3.2

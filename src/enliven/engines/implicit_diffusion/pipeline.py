@@ -10,8 +10,10 @@ As the release's ``inference.py`` + ``HunyuanLongSVDPipeline``, from the point w
   computed once and shared by every frame.
 * **Motion** (per chunk of ``window`` driving frames from the first, as the release): the expression crop
   (``motion.face_crop_256``, boxed by the first driving frame's face), the head-pose crop (the driving crop at
-  256²), the chunk's intensity buckets from the landmarks' 5 points, then ``motion.motion_tokens``. Driving
-  pixels are dropped as soon as their chunk is encoded: only the tokens are kept.
+  256²), the chunk's intensity buckets from the landmarks' 5 points. Driving pixels are dropped as soon as their
+  chunk is encoded: what is kept per frame is the expression encoder's 512 values and the 6 pose values
+  (``DrivingMotion``), and the refiner makes a window's 64 motion tokens per frame when the window runs (the
+  tokens ``motion.motion_tokens`` gives, 128 times smaller to hold).
 * **Sampling** and **decoding**: ``sampling.sample`` and ``sampling.decode_chunks``.
 """
 
@@ -84,18 +86,58 @@ def pose_features(models, size: tuple[int, int]) -> torch.Tensor:
     return guider(black)[:, :, 0].float()
 
 
+class DrivingMotion:
+    """A clip's motion kept small (a ``sampling.MotionSource``): per frame, the expression encoder's features
+    and the 6 pose values (rotation in degrees ‖ translation × 0, as the release), and its chunk's intensity
+    buckets; ``tokens(frames)`` runs the refiner on just those frames when a window needs them, which is what
+    ``motion.motion_tokens`` gives for a whole chunk (the refiner treats each frame on its own)."""
+
+    def __init__(self, models: dict):
+        self.models = models
+        self.features: list[torch.Tensor] = []  # per chunk (n, 512), on the CPU
+        self.poses: list[torch.Tensor] = []  # per chunk (n, 6)
+        self.buckets: list[tuple[int, int]] = []  # per frame (head, expression)
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+    @torch.no_grad()
+    def add_chunk(self, face_crops: torch.Tensor, pose_crops: torch.Tensor, head_id: int, exp_id: int) -> None:
+        from enliven.engines.implicit_diffusion import motion
+
+        expression, headpose = self.models["expression"], self.models["headpose"]
+        self.features.append(expression(face_crops.to(next(expression.parameters()))).float().cpu())
+        rotation, translation = headpose(motion.head_pose_input(pose_crops.to(next(headpose.parameters()))))
+        self.poses.append(torch.cat([rotation, translation * 0], dim=-1).float().cpu())
+        self.buckets += [(head_id, exp_id)] * len(face_crops)
+
+    @torch.no_grad()
+    def tokens(self, frames) -> torch.Tensor:
+        refiner = self.models["motion_proj"]
+        weight = next(refiner.parameters())
+        features, poses = torch.cat(self.features), torch.cat(self.poses)
+        frames = list(frames)
+        out: list[torch.Tensor | None] = [None] * len(frames)
+        for ids in sorted(set(self.buckets[f] for f in frames)):  # the refiner takes one bucket pair per call
+            slots = [i for i, f in enumerate(frames) if self.buckets[f] == ids]
+            chosen = [frames[i] for i in slots]
+            made = refiner(features[chosen].to(weight), *ids)
+            pose = poses[chosen].to(made)
+            made = torch.cat([made, pose[:, None, :].expand(-1, made.shape[1], -1)], dim=-1)
+            for i, token in zip(slots, made):
+                out[i] = token
+        return torch.stack(out)
+
+
 @torch.no_grad()
-def encode_motion(
-    models, frames: Iterable[DrivingFrame], chunk: int = sampling.WINDOW, store: str | torch.device = "cpu"
-) -> torch.Tensor:
-    """Motion tokens (T, 64, D) of a stream of driving frames, ``chunk`` frames at a time (each chunk's intensity
-    buckets from its own frames), held on ``store``; a chunk's pictures are dropped once encoded."""
+def encode_motion(models, frames: Iterable[DrivingFrame], chunk: int = sampling.WINDOW) -> DrivingMotion:
+    """The motion of a stream of driving frames, ``chunk`` frames at a time from the first (each chunk's
+    intensity buckets from its own frames, the expression crops boxed by the first frame's face, as the
+    release); a chunk's pictures are dropped once encoded."""
     from enliven.engines.implicit_diffusion import motion
 
-    expression = models["expression"]
-    device = next(expression.parameters()).device
-    _, dtype = _device_dtype(models)
-    parts: list[torch.Tensor] = []
+    encoded = DrivingMotion(models)
+    device = next(models["expression"].parameters()).device
     box_landmarks = None
     pending: list[DrivingFrame] = []
 
@@ -103,8 +145,7 @@ def encode_motion(
         faces = torch.stack([motion.face_crop_256(f.crop, f.landmarks, box_landmarks) for f in pending])
         poses = torch.stack([motion.pose_crop_256(f.crop) for f in pending])
         head, exp = motion.intensity_buckets(np.stack([motion.five_points(f.landmarks) for f in pending]))
-        tokens = motion.motion_tokens(models, faces.to(device), poses.to(device), head, exp)
-        parts.append(tokens.to(store, dtype))
+        encoded.add_chunk(faces.to(device), poses.to(device), head, exp)
         pending.clear()
 
     for frame in frames:
@@ -115,9 +156,9 @@ def encode_motion(
             flush()
     if pending:
         flush()
-    if not parts:
+    if not len(encoded):
         raise ValueError("no driving frames")
-    return torch.cat(parts)
+    return encoded
 
 
 def generate_stream(
@@ -142,9 +183,9 @@ def generate_stream(
 
     ``reference_image``: the H×W×3 uint8 reference crop (H, W multiples of 8; 512² for the release's weights),
     ``reference_landmarks``: its 478 landmarks in its pixels (for ArcFace's alignment; without ``arcface`` in
-    ``models`` the identity is zeros, the release's fallback). The whole driving
-    stream is read (and turned into motion tokens) before sampling starts: every denoising step visits every
-    window of the clip (see ``sampling``). Options as ``sampling.sample``.
+    ``models`` the identity is zeros, the release's fallback). The whole driving stream is read (its motion
+    encoded, its pixels dropped) before sampling starts: every denoising step visits every window of the clip
+    (see ``sampling``). Options as ``sampling.sample``.
     """
     height, width = reference_image.shape[:2]
     if height % 8 or width % 8:
@@ -153,11 +194,11 @@ def generate_stream(
         tokens = image_tokens(models, reference_image, reference_landmarks)
         latent = reference_latent(models, reference_image)
         pose = pose_features(models, (height, width))
-        motion_tokens = encode_motion(models, driving_frames, chunk=window, store=store)
+        motion = encode_motion(models, driving_frames, chunk=window)
         clean = sampling.sample(
             models,
             tokens,
-            motion_tokens,
+            motion,
             pose,
             latent,
             steps=steps,
@@ -171,7 +212,7 @@ def generate_stream(
             store=store,
             on_step=on_step,
         )
-        del motion_tokens
+        del motion
         yield from sampling.decode_chunks(models, clean, chunk=decode_chunk, pad=pad)
 
 

@@ -28,15 +28,18 @@ this as index arithmetic.
 ``pad`` after it the last frame's × (1 − i/pad); they are cut off after decoding.
 
 **Memory.** Every step visits every window, so the clip's latents are held whole (not streamed): per frame
-(at 512²) the latent and its step accumulator, 2 × 64 KB in fp32, plus its motion tokens (64 × 1024: 256 KB
-in fp32, 128 KB in fp16), all on ``store`` (the CPU by default), each window moved to the model's device
-when it runs. The model itself only ever sees one window (three branches of ``window`` frames).
+(at 512²) the latent and its step accumulator, 2 × 64 KB in fp32 (2 × 32 KB in fp16), on ``store`` (the CPU
+by default), each window moved to the model's device when it runs. Motion comes from a ``MotionSource``: a
+tensor of tokens (64 × 1024 per frame: 256 KB in fp32), or, as ``pipeline`` does it, each frame's 512
+expression values and 6 pose values (2 KB) with the window's tokens made by the refiner when the window runs.
+The model itself only ever sees one window (three branches of ``window`` frames).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -155,17 +158,57 @@ def pad_motion(motion_tokens: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([first, motion_tokens, last])
 
 
+class MotionSource(Protocol):
+    """The motion tokens of a clip's T driving frames, made on demand: ``tokens([f, …])`` → (n, m, D)."""
+
+    def __len__(self) -> int: ...
+
+    def tokens(self, frames: Sequence[int]) -> torch.Tensor: ...
+
+
+class TensorMotion:
+    """A ``MotionSource`` over tokens already made, (T, m, D)."""
+
+    def __init__(self, tokens: torch.Tensor):
+        if tokens.ndim != 3:
+            raise ValueError(f"motion tokens must be (T, m, D), got {tuple(tokens.shape)}")
+        self.all = tokens
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def tokens(self, frames: Sequence[int]) -> torch.Tensor:
+        return self.all[list(frames)]
+
+
+class PaddedMotion:
+    """The padded clip's motion (T + 2·pad frames): each pad frame is its source frame's tokens × its ramp factor
+    (``pad_weights``), computed as the release does (tokens × i/pad)."""
+
+    def __init__(self, source: MotionSource, pad: int):
+        self.source = source
+        self.sources, self.factors = pad_weights(len(source), pad)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def tokens(self, frames: Sequence[int]) -> torch.Tensor:
+        wanted = sorted({self.sources[f] for f in frames})
+        made = dict(zip(wanted, self.source.tokens(wanted)))
+        return torch.stack([made[self.sources[f]] * self.factors[f] for f in frames])
+
+
 # ---------------------------------------------------------------- sampling
 
 
 @dataclass
 class Conditions:
     """What the UNet sees, for a clip of F frames (pads included): image tokens (1, n, D) shared by every frame;
-    motion tokens (F, m, D); pose features (1 or F, C0, h, w); the reference latent (1, 4, h, w), unscaled
-    (the VAE posterior's mean, which is its mode)."""
+    motion (F frames); pose features (1 or F, C0, h, w); the reference latent (1, 4, h, w), unscaled (the VAE
+    posterior's mean, which is its mode)."""
 
     image_tokens: torch.Tensor
-    motion_tokens: torch.Tensor
+    motion: PaddedMotion
     pose_features: torch.Tensor
     reference_latent: torch.Tensor
 
@@ -179,11 +222,10 @@ def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, fps: 
     """The guided prediction (1, W, 4, h, w) for window latents ``x`` at clip frames ``indices``."""
     device, dtype = _device_dtype(models)
     width = len(indices)
-    index = torch.as_tensor(indices, device=conditions.motion_tokens.device)
-    motion = conditions.motion_tokens.index_select(0, index).to(device, dtype)
+    motion = conditions.motion.tokens(indices).to(device, dtype)
     image = conditions.image_tokens.to(device, dtype).expand(width, -1, -1)
     pose = conditions.pose_features
-    pose = pose.expand(width, -1, -1, -1) if pose.shape[0] == 1 else pose.index_select(0, index.to(pose.device))
+    pose = pose.expand(width, -1, -1, -1) if pose.shape[0] == 1 else pose[list(indices)]
     pose = pose.to(device, dtype)[None]
     reference = conditions.reference_latent.to(device, dtype)[:, None].expand(1, width, -1, -1, -1)
     scaled = scale_input(x, sigma)
@@ -221,7 +263,7 @@ def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, fps: 
 def sample(
     models: dict,
     image_tokens: torch.Tensor,
-    motion_tokens: torch.Tensor,
+    motion_tokens: torch.Tensor | MotionSource,
     pose_features: torch.Tensor,
     reference_latent: torch.Tensor,
     *,
@@ -241,9 +283,10 @@ def sample(
     """The release's windowed three-branch Euler sampling from encoded conditions; the clean latents
     (1, T + 2·pad, 4, h, w) in the UNet's latent scale (pads included: ``decode`` drops them).
 
-    ``image_tokens``: (1, n, D), after ``image_proj``; ``motion_tokens``: (T, m, D) of the T driving frames
-    (pads are added here); ``pose_features``: the pose guider's (1 or T, C0, h, w) (one map: every frame);
-    ``reference_latent``: (1, 4, h, w) the VAE posterior mean of the reference, unscaled.
+    ``image_tokens``: (1, n, D), after ``image_proj``; ``motion_tokens``: (T, m, D) of the T driving frames, or a
+    ``MotionSource`` making them window by window (pads are added here); ``pose_features``: the pose guider's
+    (1 or T, C0, h, w) (one map: every frame); ``reference_latent``: (1, 4, h, w) the VAE posterior mean of
+    the reference, unscaled.
     ``guidance``: (appearance, motion), each a scale or a (min, max) pair. ``latents``: the initial noise
     (1, T + 2·pad, 4, h, w) (else ``frame_noise(seed, i)`` per padded frame). ``store``: where the clip's
     latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
@@ -253,13 +296,17 @@ def sample(
 
     device, dtype = _device_dtype(models)
     store = torch.device(store)
-    if motion_tokens.ndim != 3 or image_tokens.ndim != 3 or image_tokens.shape[0] != 1:
-        raise ValueError("image tokens must be (1, n, D) and motion tokens (T, m, D)")
-    if pose_features.shape[0] not in (1, len(motion_tokens)):
-        raise ValueError(f"pose features for {pose_features.shape[0]} frames, motion for {len(motion_tokens)}")
-    motion = pad_motion(motion_tokens.to(store), pad)
+    if image_tokens.ndim != 3 or image_tokens.shape[0] != 1:
+        raise ValueError("image tokens must be (1, n, D)")
+    source = TensorMotion(motion_tokens.to(store)) if isinstance(motion_tokens, torch.Tensor) else motion_tokens
+    clip = len(source)
+    if clip < 1:
+        raise ValueError("no driving frames")
+    if pose_features.shape[0] not in (1, clip):
+        raise ValueError(f"pose features for {pose_features.shape[0]} frames, motion for {clip}")
+    motion = PaddedMotion(source, pad)
     if pose_features.shape[0] > 1:  # the release pads the pose pictures with the first frame's, at both ends
-        pose_features = pose_features[[0] * pad + list(range(len(motion_tokens))) + [0] * pad]
+        pose_features = pose_features[[0] * pad + list(range(clip)) + [0] * pad]
     conditions = Conditions(image_tokens, motion, pose_features, reference_latent)
     frames = len(motion)
     latent_size = tuple(reference_latent.shape[-2:])
@@ -328,6 +375,8 @@ def window_coverage(frames: int, window: int, overlap: int, shift: int) -> np.nd
 
 
 __all__: Sequence[str] = (
+    "MotionSource",
+    "TensorMotion",
     "blend_weights",
     "decode_chunks",
     "euler_step",
