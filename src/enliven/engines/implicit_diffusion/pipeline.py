@@ -115,7 +115,9 @@ class DrivingMotion:
     def tokens(self, frames) -> torch.Tensor:
         refiner = self.models["motion_proj"]
         weight = next(refiner.parameters())
-        features, poses = torch.cat(self.features), torch.cat(self.poses)
+        if len(self.features) > 1:  # joined once, not per window
+            self.features, self.poses = [torch.cat(self.features)], [torch.cat(self.poses)]
+        features, poses = self.features[0], self.poses[0]
         frames = list(frames)
         out: list[torch.Tensor | None] = [None] * len(frames)
         for ids in sorted(set(self.buckets[f] for f in frames)):  # the refiner takes one bucket pair per call
