@@ -12,9 +12,15 @@ on every side, made square). The driver's landmarks, mapped into that crop, give
 intensity buckets. Frames where the driver's face is lost repeat the last seen one (the first seen one before
 any). ``pose_limits`` do not apply: no target landmarks are drawn.
 
-The release's sampling visits every window of the clip at every step, so the whole driving stream is read
-(its motion encoded and its pixels dropped chunk by chunk) before the first frame comes out; frames then come
-out as each decoded chunk is ready. ``lookahead`` is therefore the clip-length limit, ``MAX_FRAMES``.
+The release's sampling visits every window of the clip at every step; here the clip is cut into segments of
+``segment`` driving frames (default 250, 10 s at 25 fps, ``pipeline.SEGMENT``) overlapping by
+``segment_overlap`` (default 25), each sampled as the release samples a clip and cross-faded with the next over
+the overlap (``pipeline.generate_stream``). A segment's driving frames are read (motion encoded, pixels dropped
+chunk by chunk) before its first frame comes out; its frames then come out as each decoded chunk is ready. So
+any length works, memory is bounded by the segment, and ``lookahead`` is a segment plus one motion chunk
+(``pipeline.stream_lookahead``). Exception, as before: frames lost before the driver's face is first seen are
+read until it is seen (they repeat that first sighting). A clip of at most ``segment`` frames is the release's
+result exactly.
 
 ``--guidance G`` sets both of the release's scales (appearance and motion) to G (default 2.0, the release's);
 G = 1 gives the plain full-condition prediction and runs a third of the UNet work.
@@ -29,6 +35,8 @@ import numpy as np
 
 from enliven.checks import number, whole
 from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.implicit_diffusion.pipeline import SEGMENT, SEGMENT_OVERLAP, stream_lookahead
+from enliven.engines.implicit_diffusion.sampling import WINDOW
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
@@ -41,7 +49,6 @@ DEFAULT_GUIDANCE = 2.0
 MAX_STEPS = 1000
 MAX_GUIDANCE = 30.0
 WORK_SIZE = 512  # the release's width and height
-MAX_FRAMES = 10000  # the release's frame_num: about 130 KB of latents per frame (512², fp32) are held
 # The release's driving and source box: the face box grown by 1× its size on each side, made square. Our face
 # extent (brows to chin, across the oval) is a little smaller than YOLO-face's box, hence a bit over 3.
 DRIVING_CROP_SCALE = 3.2
@@ -67,8 +74,6 @@ def _device(name) -> str:
 class ImplicitDiffusionEngine:
     name = "implicit-diffusion"
     pose_limits = (90.0, 90.0, 90.0)  # not used: the model reads the driver's pixels, not target landmarks
-    lookahead = MAX_FRAMES
-
     def __init__(
         self,
         weights: str | None = None,
@@ -76,6 +81,8 @@ class ImplicitDiffusionEngine:
         steps: int = DEFAULT_STEPS,
         guidance: float = DEFAULT_GUIDANCE,
         seed: int | None = None,
+        segment: int = SEGMENT,
+        segment_overlap: int = SEGMENT_OVERLAP,
         align: AlignOptions | None = None,
         models: dict | None = None,
     ):
@@ -83,6 +90,11 @@ class ImplicitDiffusionEngine:
         self.steps = whole("steps", steps, 1, MAX_STEPS)
         self.guidance = number("guidance", guidance, 0, MAX_GUIDANCE)
         self.seed = DEFAULT_SEED if seed is None else whole("seed", seed, 0, 2**63 - 1)
+        # a segment shorter than a window would repeat frames inside a window; an overlap over half the segment
+        # would put a frame in three segments
+        self.segment = whole("segment", segment, WINDOW)
+        self.segment_overlap = whole("segment_overlap", segment_overlap, 0, self.segment // 2)
+        self.lookahead = stream_lookahead(self.segment, WINDOW)
         try:
             import diffusers  # noqa: F401
         except ImportError:
@@ -131,11 +143,8 @@ class ImplicitDiffusionEngine:
         """The model's view of each driving frame (``pipeline.DrivingFrame``), lost faces filled in."""
         from enliven.engines.implicit_diffusion.pipeline import DrivingFrame
 
-        last, missing, count = None, 0, 0
+        last, missing = None, 0
         for _target, frame in targets:
-            count += 1
-            if count > MAX_FRAMES:
-                raise EnlivenError(f"engine 'implicit-diffusion' holds the whole clip: at most {MAX_FRAMES} frames")
             if frame.crop is None:
                 if frame.valid:
                     raise EnlivenError(
@@ -175,6 +184,8 @@ class ImplicitDiffusionEngine:
             steps=self.steps,
             guidance=(self.guidance, self.guidance),
             seed=self.seed,
+            segment=self.segment,
+            segment_overlap=self.segment_overlap,
         )
         for frame in frames:
             picture = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -27,12 +27,19 @@ this as index arithmetic.
 **Pads.** ``pad`` frames before the clip carry the first frame's motion tokens × i/pad (i = 0…pad−1), and
 ``pad`` after it the last frame's × (1 − i/pad); they are cut off after decoding.
 
-**Memory.** Every step visits every window, so the clip's latents are held whole (not streamed): per frame
-(at 512²) the latent and its step accumulator, 2 × 64 KB in fp32 (2 × 32 KB in fp16), on ``store`` (the CPU
-by default), each window moved to the model's device when it runs. Motion comes from a ``MotionSource``: a
-tensor of tokens (64 × 1024 per frame: 256 KB in fp32), or, as ``pipeline`` does it, each frame's 512
-expression values and 6 pose values (2 KB) with the window's tokens made by the refiner when the window runs.
-The model itself only ever sees one window (three branches of ``window`` frames).
+**Memory.** Every step visits every window, so the latents of what is sampled are held whole: per frame (at
+512²) the latent and its step accumulator, 2 × 64 KB in fp32 (2 × 32 KB in fp16), on ``store`` (the CPU by
+default), each window moved to the model's device when it runs. Motion comes from a ``MotionSource``: a tensor
+of tokens (64 × 1024 per frame: 256 KB in fp32), or, as ``pipeline`` does it, each frame's 512 expression values
+and 6 pose values (2 KB) with the window's tokens made by the refiner when the window runs. The model itself only
+ever sees one window (three branches of ``window`` frames).
+
+**Segments** (not the release's: it samples a clip whole). A long clip is cut into segments of at most
+``segment`` frames overlapping by ``overlap`` (``segment_plan``); each is sampled by ``sample`` exactly as the
+release samples a whole clip (its own pads, circular windows, shifts), its initial noise taken from the clip's
+frame indices (``noise_start``), and the decoded frames of neighbouring segments are cross-faded over the
+overlap (``segment_weights``). So memory is bounded by the segment, not the clip, and a clip of at most
+``segment`` frames is the release's result exactly. ``pipeline.generate_stream`` does the cutting.
 """
 
 from __future__ import annotations
@@ -158,6 +165,48 @@ def pad_motion(motion_tokens: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([first, motion_tokens, last])
 
 
+def segment_plan(frames: int, segment: int | None, overlap: int) -> list[tuple[int, int]]:
+    """The segments (start, end) of a clip of ``frames``: at most ``segment`` frames each, the first from frame 0,
+    each next one starting ``overlap`` frames before its predecessor's end, the last ending on the clip's end (so
+    it may be shorter, but always longer than the overlap). ``segment`` None, or a clip of at most ``segment``
+    frames: one segment, the whole clip. ``overlap`` at most half the segment, so no frame is in three."""
+    if segment is not None and (segment < 1 or not 0 <= 2 * overlap <= segment):
+        raise ValueError(f"need segment >= 1 and 0 <= overlap <= segment / 2, got segment={segment}, overlap={overlap}")
+    if frames < 1:
+        return []
+    if segment is None or frames <= segment:
+        return [(0, frames)]
+    plan, start = [], 0
+    while True:
+        end = min(start + segment, frames)
+        plan.append((start, end))
+        if end == frames:
+            return plan
+        start = end - overlap
+
+
+def crossfade(overlap: int) -> np.ndarray:
+    """The later segment's weight on each of the ``overlap`` frames it shares with the earlier one, linear and
+    never 0 or 1 (1/(overlap+1) … overlap/(overlap+1)); the earlier segment's is one minus it."""
+    return np.arange(1, overlap + 1) / (overlap + 1)
+
+
+def segment_weights(plan: list[tuple[int, int]], overlap: int) -> list[np.ndarray]:
+    """Per segment of ``plan``, the weight of each of its frames in the cross-faded clip: ramping up over its
+    first ``overlap`` frames (not the first segment), down over its last ``overlap`` (not the last), 1 between;
+    on every frame of the clip the weights of the segments holding it sum to one."""
+    ramp = crossfade(overlap)
+    out = []
+    for k, (start, end) in enumerate(plan):
+        weights = np.ones(end - start)
+        if k > 0:
+            weights[:overlap] = ramp
+        if k < len(plan) - 1:
+            weights[end - start - overlap :] = 1 - ramp
+        out.append(weights)
+    return out
+
+
 class MotionSource(Protocol):
     """The motion tokens of a clip's T driving frames, made on demand: ``tokens([f, …])`` → (n, m, D)."""
 
@@ -275,6 +324,7 @@ def sample(
     pad: int = PAD,
     latents: torch.Tensor | None = None,
     seed: int | None = None,
+    noise_start: int = 0,
     fps: float = FPS,
     store: str | torch.device = "cpu",
     skip_unguided: bool = True,
@@ -288,7 +338,8 @@ def sample(
     (1 or T, C0, h, w) (one map: every frame); ``reference_latent``: (1, 4, h, w) the VAE posterior mean of
     the reference, unscaled.
     ``guidance``: (appearance, motion), each a scale or a (min, max) pair. ``latents``: the initial noise
-    (1, T + 2·pad, 4, h, w) (else ``frame_noise(seed, i)`` per padded frame). ``store``: where the clip's
+    (1, T + 2·pad, 4, h, w) (else ``frame_noise(seed, noise_start + i)`` for padded frame i: a segment starting at
+clip frame s passes s, so a clip frame's noise does not depend on the segment holding it). ``store``: where the clip's
     latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
     only the full branch (the same prediction, a third of the work).
     """
@@ -313,9 +364,8 @@ def sample(
     shape = (1, frames, 4, *latent_size)
     if latents is None:
         seed = int(torch.seed()) if seed is None else int(seed)
-        latents = torch.stack([frame_noise(seed, f, latent_size, device, torch.float32)[0] for f in range(frames)])[
-            None
-        ]
+        noise = [frame_noise(seed, noise_start + f, latent_size, device, torch.float32)[0] for f in range(frames)]
+        latents = torch.stack(noise)[None]
     elif tuple(latents.shape) != shape:
         raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
 
@@ -378,6 +428,7 @@ __all__: Sequence[str] = (
     "MotionSource",
     "TensorMotion",
     "blend_weights",
+    "crossfade",
     "decode_chunks",
     "euler_step",
     "guidance_scales",
@@ -387,6 +438,8 @@ __all__: Sequence[str] = (
     "pad_weights",
     "sample",
     "schedule",
+    "segment_plan",
+    "segment_weights",
     "step_shifts",
     "window_plan",
 )
