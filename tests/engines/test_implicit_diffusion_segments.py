@@ -160,8 +160,8 @@ def _tensor_bytes(skip: set[int]) -> int:
 
 
 def _run(models, frames: int, monkeypatch, segment=SEGMENT):
-    """A stream with a counting driver; per sampled segment, the tensor bytes alive at its end and its decoded
-    frames (before the cross-fade)."""
+    """A stream with a counting driver; per sampled segment, the tensor bytes alive at its end (more than before
+    the stream started) and its decoded frames (before the cross-fade)."""
     reference, landmarks, driving = _driver(frames)
     skip = {id(t) for m in models.values() if isinstance(m, torch.nn.Module) for t in m.state_dict(keep_vars=True)
             .values()}
@@ -173,7 +173,7 @@ def _run(models, frames: int, monkeypatch, segment=SEGMENT):
             yield frame
 
     def probe(_step):
-        alive.append(_tensor_bytes(skip))
+        alive.append(_tensor_bytes(skip) - baseline)
 
     original = sampling.decode_chunks
 
@@ -186,6 +186,7 @@ def _run(models, frames: int, monkeypatch, segment=SEGMENT):
     monkeypatch.setattr(sampling, "decode_chunks", recorded)
     out = []
     gc.collect()
+    baseline = _tensor_bytes(skip)  # what the process held before (other tests' tensors, the driver's ...)
     for frame in generate_stream(models, reference, counted(), reference_landmarks=landmarks, segment=segment,
                                  segment_overlap=SEGMENT_OVERLAP, on_step=probe, **FAST):
         ahead.append(reads[0] - len(out))  # read, but not yet given out
