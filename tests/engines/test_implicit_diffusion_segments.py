@@ -237,3 +237,18 @@ def test_seam_frames_are_a_cross_fade_of_the_two_segments(long_run):
         # away from the overlap, each segment's own frames, in order
         np.testing.assert_array_equal(out[end], after[SEGMENT_OVERLAP])
         np.testing.assert_array_equal(out[start - 1], before[start - 1 - plan[k][0]])
+
+
+def test_the_engine_passes_its_segments_on(models, monkeypatch):
+    seen = {}
+
+    def fake(models, reference, frames, **options):
+        seen.update(options)
+        yield np.zeros((SIZE, SIZE, 3), np.float32)
+
+    monkeypatch.setattr(pipeline, "generate_stream", fake)
+    engine = engines.create("implicit-diffusion", models=models, segment=40, segment_overlap=20)
+    assert engine.lookahead == stream_lookahead(40) == 64
+    state = engine.prepare(np.zeros((SIZE, SIZE, 3), np.uint8), np.zeros((478, 3)))
+    assert len(list(engine.render_stream(state, iter([])))) == 1
+    assert (seen["segment"], seen["segment_overlap"]) == (40, 20)

@@ -319,7 +319,8 @@ def generate_stream(
             part = None
             if latents is not None:
                 if latents.shape[1] < end + 2 * pad or (last and latents.shape[1] != end + 2 * pad):
-                    raise ValueError(f"latents for {latents.shape[1] - 2 * pad} frames, the clip has more or fewer")
+                    has = f"{end}" if last else f"at least {end}"
+                    raise ValueError(f"latents for {latents.shape[1] - 2 * pad} frames (+ pads), the clip has {has}")
                 part = latents[:, start : end + 2 * pad]
             clean = sampling.sample(
                 models,
