@@ -25,12 +25,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from enliven.engines.diffusion.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.engines.implicit_diffusion.appearance import ADAPTER_BLOCKS, AppearanceEncoder, ImageProjector
 from enliven.engines.implicit_diffusion.motion import HeadExpression, HeadPose, IntensityAwareMotionRefiner, PoseGuider
 from enliven.errors import EnlivenError
@@ -80,15 +80,6 @@ _BUILDERS = {
 }
 
 
-@dataclass
-class LoadReport:
-    """Tensors read per file, and what did not match (empty lists when the load is clean)."""
-
-    loaded: dict[str, int] = field(default_factory=dict)
-    missing: dict[str, list[str]] = field(default_factory=dict)
-    unexpected: dict[str, list[str]] = field(default_factory=dict)
-
-
 def weights_root(weights_dir: str | os.PathLike) -> Path:
     root = Path(weights_dir)
     for candidate in (root, root / "pretrained_weights"):
@@ -99,36 +90,9 @@ def weights_root(weights_dir: str | os.PathLike) -> Path:
     )
 
 
-def _read_tensors(*candidates: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                return load_file(str(path)), path
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a pickle with objects, or a broken file
-            raise EnlivenError(f"cannot read {path} as plain tensors ({type(exc).__name__}: {exc})") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise EnlivenError(f"{path} is not a flat dictionary of tensors")
-        return {k.removeprefix("module."): v for k, v in state.items()}, path
-    raise EnlivenError(f"missing checkpoint: {candidates[-1]}")
-
-
 def _checkpoint(stem: Path) -> tuple[dict[str, torch.Tensor], Path]:
     """``stem.safetensors`` if present, else ``stem.pth``."""
-    return _read_tensors(stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".pth"))
-
-
-def _json(path: Path) -> dict:
-    if not path.is_file():
-        raise EnlivenError(f"missing {path}")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise EnlivenError(f"bad {path}: {exc}") from None
+    return read_tensors(stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".pth"))
 
 
 def resolve_sizes(root: Path | None = None, sizes: dict | None = None) -> dict[str, dict]:
@@ -136,7 +100,7 @@ def resolve_sizes(root: Path | None = None, sizes: dict | None = None) -> dict[s
     resolved = copy.deepcopy(RELEASE_SIZES)
     overrides = []
     if root is not None and (root / HYPORTRAIT / SIZES_FILE).is_file():
-        overrides.append((str(root / HYPORTRAIT / SIZES_FILE), _json(root / HYPORTRAIT / SIZES_FILE)))
+        overrides.append((str(root / HYPORTRAIT / SIZES_FILE), read_json(root / HYPORTRAIT / SIZES_FILE)))
     if sizes:
         overrides.append(("sizes", sizes))
     for origin, override in overrides:
@@ -167,8 +131,8 @@ def build_modules(root: Path, sizes: dict[str, dict]) -> dict[str, nn.Module]:
             modules[name] = builder(**sizes[name])
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise EnlivenError(f"cannot build {name} at sizes {sizes[name]}: {exc}") from None
-    modules["unet"] = build_unet(_json(root / "unet" / "config.json"))
-    vae_config = {k: v for k, v in _json(root / "vae" / "config.json").items() if not k.startswith("_")}
+    modules["unet"] = build_unet(read_json(root / "unet" / "config.json"))
+    vae_config = {k: v for k, v in read_json(root / "vae" / "config.json").items() if not k.startswith("_")}
     modules["vae"] = AutoencoderKLTemporalDecoder.from_config(vae_config)
     return modules
 
@@ -236,12 +200,12 @@ def load_official(
     root = weights_root(weights_dir)
     report = report if report is not None else LoadReport()
     resolved = resolve_sizes(root, sizes)
-    scheduler_config = _json(root / "scheduler" / "scheduler_config.json")
+    scheduler_config = read_json(root / "scheduler" / "scheduler_config.json")
     with torch.device("meta"):
         modules = build_modules(root, resolved)
     for name in (*MODULE_FILES, "vae"):
         if name == "vae":
-            state, path = _read_tensors(*(root / "vae" / f for f in VAE_FILES))
+            state, path = read_tensors(*(root / "vae" / f for f in VAE_FILES))
         else:
             state, path = _checkpoint(root / HYPORTRAIT / name)
         if name == "image_proj":
@@ -290,15 +254,9 @@ def save_official(
 
 def convert_to_safetensors(weights_dir: str | os.PathLike) -> list[Path]:
     """Write a ``.safetensors`` copy beside each ``hyportrait/*.pth`` (loading prefers it); returns the new files."""
-    from safetensors.torch import save_file
-
     root = weights_root(weights_dir)
     written = []
     for path in sorted((root / HYPORTRAIT).glob("*.pth")):
-        target = path.with_suffix(".safetensors")
-        if target.exists():
-            continue
-        state, _ = _read_tensors(path)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(target), metadata={"format": "pt"})
-        written.append(target)
+        if write_safetensors_copy(path, path.with_suffix(".safetensors")):
+            written.append(path.with_suffix(".safetensors"))
     return written

@@ -35,6 +35,7 @@ import numpy as np
 
 from enliven.checks import number, whole
 from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
 from enliven.engines.implicit_diffusion.pipeline import SEGMENT, SEGMENT_OVERLAP, stream_lookahead
 from enliven.engines.implicit_diffusion.sampling import WINDOW
 from enliven.errors import EnlivenError
@@ -54,20 +55,6 @@ WORK_SIZE = 512  # the release's width and height
 DRIVING_CROP_SCALE = 3.2
 DRIVING_CROP_VY = -0.05  # YOLO's box reaches higher on the forehead than our brows-to-chin extent
 
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def _device(name) -> str:
-    import torch
-
-    if not isinstance(name, str) or not (name in DEVICES or name.startswith("cuda:")):
-        raise EnlivenError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EnlivenError(f"device {name} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
-    return name
 
 
 @register("implicit-diffusion", needs=_BUILTIN["implicit-diffusion"][1])
@@ -95,24 +82,12 @@ class ImplicitDiffusionEngine:
         self.segment = whole("segment", segment, WINDOW)
         self.segment_overlap = whole("segment_overlap", segment_overlap, 0, self.segment // 2)
         self.lookahead = stream_lookahead(self.segment, WINDOW)
-        try:
-            import diffusers  # noqa: F401
-        except ImportError:
-            raise EnlivenError(
-                "engine 'implicit-diffusion' needs the diffusion extra: pip install 'enliven[diffusion]'"
-            ) from None
-        import torch
-
+        require_extra(self.name, ("diffusers",))
         from enliven.engines.implicit_diffusion.checkpoints import load_official
 
-        self.device = _device(device)
+        self.device = resolve_device(device)
         if models is None:
-            from enliven import weights as weight_store
-
-            folder = weight_store.resolve("hunyuan-portrait", weights)
-            # fp16 on a GPU, as the release runs; CPUs have no fast fp16 convolutions
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-            models = load_official(folder, device=self.device, dtype=dtype)
+            models = load_for_device(load_official, "hunyuan-portrait", weights, self.device)
         self.models = models
         self.size = min(WORK_SIZE, int(models["unet"].config.sample_size) * 8)
         self.driving_crop = CropSpec(size=self.size, scale=DRIVING_CROP_SCALE, vy=DRIVING_CROP_VY, rotate=False)

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from enliven.engines.diffusion.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.engines.diffusion.unet import build_denoiser, build_reference_net
 from enliven.engines.landmark_diffusion.guider import LandmarkGuider
 from enliven.errors import EnlivenError
@@ -49,15 +49,6 @@ TEMPORAL_HEADS, TEMPORAL_LAYERS, TEMPORAL_ATTENTION_BLOCKS = 8, 1, 2
 _VAE_RENAMES = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
 
 
-@dataclass
-class LoadReport:
-    """Tensors read per file, and what did not match (empty lists when the load is clean)."""
-
-    loaded: dict[str, int] = field(default_factory=dict)
-    missing: dict[str, list[str]] = field(default_factory=dict)
-    unexpected: dict[str, list[str]] = field(default_factory=dict)
-
-
 def weights_root(weights_dir: str | os.PathLike) -> Path:
     root = Path(weights_dir)
     for candidate in (root, root / "pretrained_models"):
@@ -68,42 +59,18 @@ def weights_root(weights_dir: str | os.PathLike) -> Path:
     )
 
 
-def _read_tensors(*candidates: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                return load_file(str(path)), path
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
-        except Exception as exc:  # noqa: BLE001 - a pickle with objects, or a broken file
-            raise EnlivenError(f"cannot read {path} as plain tensors ({type(exc).__name__}: {exc})") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        return {k.removeprefix("module."): v for k, v in state.items()}, path
-    raise EnlivenError(f"missing checkpoint: {candidates[-1]}")
-
-
 def _checkpoint(stem: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
     """``stem.safetensors`` if present, else ``stem.pth`` / ``stem.ckpt``."""
-    return _read_tensors(*(stem.with_name(stem.name + s) for s in (".safetensors", ".pth", ".ckpt")), lazy=lazy)
+    return read_tensors(*(stem.with_name(stem.name + s) for s in (".safetensors", ".pth", ".ckpt")), lazy=lazy)
 
 
 def _diffusers_weights(folder: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
-    return _read_tensors(folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.bin",
+    return read_tensors(folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.bin",
                          lazy=lazy)
 
 
 def _config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise EnlivenError(f"missing {path}")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise EnlivenError(f"bad {path}: {exc}") from None
+    return read_json(folder / "config.json")
 
 
 def _match(module_state: dict[str, torch.Tensor], state: dict[str, torch.Tensor], name: str, report: LoadReport,
@@ -198,7 +165,7 @@ def load_official(
     vae, vae_path = _diffusers_weights(root / VAE)
     _load_exact(modules["vae"], _vae_state(vae), str(vae_path.relative_to(root)), report)
     encoder_folder = root / BASE / "image_encoder"
-    encoder, encoder_path = _read_tensors(encoder_folder / "model.safetensors", encoder_folder / "pytorch_model.bin")
+    encoder, encoder_path = read_tensors(encoder_folder / "model.safetensors", encoder_folder / "pytorch_model.bin")
     encoder = _image_encoder_state(encoder, modules["image_encoder"])
     _load_exact(modules["image_encoder"], encoder, str(encoder_path.relative_to(root)), report)
     del reference_state
@@ -245,18 +212,11 @@ def save_official(modules: dict[str, nn.Module], weights_dir: str | os.PathLike,
 
 def convert_to_safetensors(weights_dir: str | os.PathLike) -> list[Path]:
     """Write a ``.safetensors`` copy beside each ``.pth`` / ``.ckpt`` / ``.bin`` of the layout (loading prefers it)."""
-    from safetensors.torch import save_file
-
     root = weights_root(weights_dir)
     written = []
     for path in sorted([*root.rglob("*.pth"), *root.rglob("*.ckpt"), *root.rglob("*.bin")]):
-        target = path.with_suffix(".safetensors")
-        if path.suffix == ".bin":
-            target = path.with_name(path.name.replace("pytorch_model.bin", "model.safetensors")
-                                    if path.name == "pytorch_model.bin" else path.stem + ".safetensors")
-        if target.exists():
-            continue
-        state, _ = _read_tensors(path)
-        save_file({k: v.contiguous() for k, v in state.items()}, str(target), metadata={"format": "pt"})
-        written.append(target)
+        # transformers' pytorch_model.bin is read back as model.safetensors
+        name = "model.safetensors" if path.name == "pytorch_model.bin" else path.stem + ".safetensors"
+        if write_safetensors_copy(path, path.with_name(name)):
+            written.append(path.with_name(name))
     return written

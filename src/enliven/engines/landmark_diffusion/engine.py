@@ -21,8 +21,8 @@ import numpy as np
 
 from enliven.checks import number, whole
 from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
 from enliven.engines.landmark_diffusion.drawing import draw_landmarks
-from enliven.errors import EnlivenError
 from enliven.face.paste import feathered_mask
 from enliven.motion.align import AlignOptions
 from enliven.motion.frame import MotionFrame
@@ -30,19 +30,6 @@ from enliven.motion.frame import MotionFrame
 DEFAULT_SEED = 12580  # the release's configs/infer.yaml
 MAX_STEPS = 1000  # the scheduler's training steps: DDIM cannot take more
 MAX_GUIDANCE = 30.0  # far past any useful scale; beyond it the guided prediction is noise
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def _device(name) -> str:
-    import torch
-
-    if not isinstance(name, str) or not (name in DEVICES or name.startswith("cuda:")):
-        raise EnlivenError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EnlivenError(f"device {name} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
-    return name
 
 
 @register("landmark-diffusion", needs=_BUILTIN["landmark-diffusion"][1])
@@ -72,26 +59,13 @@ class LandmarkDiffusionEngine:
         self.seed = DEFAULT_SEED if seed is None else whole("seed", seed, 0, 2**63 - 1)
         self.window = whole("window", window, 2, 32)  # 32: the temporal modules' positions in the release
         self.stride = None if stride is None else whole("keyframe stride", stride, 1, self.window - 1)
-        try:
-            import diffusers  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError:
-            raise EnlivenError(
-                "engine 'landmark-diffusion' needs the diffusion extra: pip install 'enliven[diffusion]'"
-            ) from None
-        import torch
-
+        require_extra(self.name, ("diffusers", "transformers"))
         from enliven.engines.landmark_diffusion.checkpoints import load_official
         from enliven.engines.landmark_diffusion.pipeline import Context, stream_lookahead
 
-        self.device = _device(device)
+        self.device = resolve_device(device)
         if models is None:
-            from enliven import weights as weight_store
-
-            folder = weight_store.resolve("follow-your-emoji", weights)
-            # fp16 on a GPU, as the release runs; CPUs have no fast fp16 convolutions
-            dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-            models = load_official(folder, device=self.device, dtype=dtype)
+            models = load_for_device(load_official, "follow-your-emoji", weights, self.device)
         self.models = models
         vae = models["vae"]
         self.size = int(models["denoiser"].config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
