@@ -24,7 +24,6 @@ each): a clip of F frames runs ⌈(F + 30) / 22⌉ windows of 3 × 25 frames per
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from memory import peak_rss_mib  # a sibling module (benchmarks/ is on the path when a script here runs)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -112,24 +113,29 @@ def bench_hunyuan(args) -> None:
     guidance = 2.0 if args.guidance is None else args.guidance
     steps = 25 if args.steps is None else args.steps
     generate(models, reference, frames[:1], reference_landmarks=landmarks, steps=1, pad=1, seed=0)  # warm-up
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    generate(models, reference, frames, reference_landmarks=landmarks, steps=steps, guidance=(guidance, guidance),
-             seed=0)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = seconds_on(args.device, lambda: generate(
+        models, reference, frames, reference_landmarks=landmarks, steps=steps, guidance=(guidance, guidance), seed=0))
     print(f"implicit-diffusion {args.config} {size}x{size}, {args.frames} frames (+30 pads), {steps} steps, "
           f"guidance {guidance}, {args.device} {str(dtype).removeprefix('torch.')}: {seconds / args.frames:.3f} s per "
           f"frame, peak memory {peak_memory_mb(args.device):.0f} MB")
 
 
+def seconds_on(device: str, run) -> float:
+    """Wall time of ``run()``, the GPU's queued work included; the GPU's peak memory counts from here."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    run()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return peak_rss_mib()
 
 
 def main() -> None:
@@ -162,14 +168,8 @@ def main() -> None:
     reference = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     landmarks = np.zeros((args.frames, size, size, 3), np.uint8)
     generate(models, reference, landmarks[:1], steps=1, seed=0)  # warm-up
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    generate(models, reference, landmarks, steps=args.steps, guidance=args.guidance, seed=0, context=Context())
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = seconds_on(args.device, lambda: generate(
+        models, reference, landmarks, steps=args.steps, guidance=args.guidance, seed=0, context=Context()))
     print(f"{args.config} {size}x{size}, {args.frames} frames, {args.steps} steps, guidance {args.guidance}, "
           f"{args.device} {str(dtype).removeprefix('torch.')}: {seconds / args.frames:.3f} s per frame, "
           f"peak memory {peak_memory_mb(args.device):.0f} MB")

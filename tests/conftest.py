@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 from pathlib import Path
 
@@ -104,6 +105,24 @@ def add_tone(video: Path, out: Path, freq: float = 440.0, rate: int = 16000) -> 
                 dst.mux(p)
         for p in aout.encode(None):
             dst.mux(p)
+
+
+def fake_hub_fetch(hub: dict[str, list[str]], calls: list | None = None):
+    """A stand-in for ``huggingface_hub.snapshot_download`` (``weights.download``'s ``fetch``): each repository of
+    ``hub`` holds the listed paths; the ones matching the allow patterns (fnmatch, as the Hub matches them) are
+    written into ``local_dir``. ``calls`` collects the repositories asked for."""
+
+    def fetch(repo_id, allow_patterns, local_dir):
+        if calls is not None:
+            calls.append(repo_id)
+        for path in hub[repo_id]:
+            if any(fnmatch.fnmatch(path, pattern) for pattern in allow_patterns):
+                target = Path(local_dir) / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(f"{repo_id}/{path}")
+        return local_dir
+
+    return fetch
 
 
 def read_frames(path: Path) -> list[np.ndarray]:

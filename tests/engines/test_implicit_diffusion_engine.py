@@ -7,8 +7,6 @@ README for the download plan.
 
 from __future__ import annotations
 
-import fnmatch
-
 import cv2
 import numpy as np
 import pytest
@@ -24,7 +22,7 @@ from enliven.engines.implicit_diffusion.tiny import save_tiny  # noqa: E402
 from enliven.errors import EnlivenError  # noqa: E402
 from enliven.io.video import VideoWriter  # noqa: E402
 
-from conftest import read_frames, write_still_video  # noqa: E402
+from conftest import fake_hub_fetch, read_frames, write_still_video  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -114,21 +112,9 @@ FAKE_HUB = {
 }
 
 
-def _fake_fetch(hub, calls):
-    def fetch(repo_id, allow_patterns, local_dir):  # snapshot_download's matching: fnmatch on repo paths
-        calls.append(repo_id)
-        for path in hub[repo_id]:
-            if any(fnmatch.fnmatch(path, pattern) for pattern in allow_patterns):
-                target = weights.Path(local_dir) / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(f"{repo_id}/{path}")
-        return local_dir
-    return fetch
-
-
 def test_download_plan_writes_the_official_layout(tmp_path):
     calls = []
-    target = weights.download("hunyuan-portrait", tmp_path / "hp", fetch=_fake_fetch(FAKE_HUB, calls))
+    target = weights.download("hunyuan-portrait", tmp_path / "hp", fetch=fake_hub_fetch(FAKE_HUB, calls))
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     assert files == sorted("pretrained_weights/" + f for f in [
         "arcface.onnx", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
@@ -147,7 +133,7 @@ def test_download_plan_writes_the_official_layout(tmp_path):
     def gated(repo_id, allow_patterns, local_dir):
         if repo_id.startswith("stabilityai/"):
             raise GatedRepoError("401 Client Error")
-        return _fake_fetch(FAKE_HUB, [])(repo_id, allow_patterns, local_dir)
+        return fake_hub_fetch(FAKE_HUB)(repo_id, allow_patterns, local_dir)
 
     with pytest.raises(EnlivenError, match="stable-video-diffusion-img2vid-xt is gated: accept its licence"):
         weights.download("hunyuan-portrait", tmp_path / "gated", fetch=gated)

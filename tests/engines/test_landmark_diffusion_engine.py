@@ -9,7 +9,6 @@ documented duration (2 s for ``mouth``) times the asked frame rate; the official
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 import time
 
@@ -41,7 +40,7 @@ from enliven.face.analyzer import FaceAnalyzer  # noqa: E402
 from enliven.io.video import VideoWriter  # noqa: E402
 from enliven.motion.template import save_template  # noqa: E402
 
-from conftest import read_frames, write_still_video  # noqa: E402
+from conftest import fake_hub_fetch, read_frames, write_still_video  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -261,21 +260,8 @@ FAKE_HUB = {
 }
 
 
-def _fake_fetch(hub, calls):
-    def fetch(repo_id, allow_patterns, local_dir):  # snapshot_download's matching: fnmatch on repo paths
-        calls.append((repo_id, tuple(allow_patterns)))
-        for path in hub[repo_id]:
-            if any(fnmatch.fnmatch(path, pattern) for pattern in allow_patterns):
-                target = weights.Path(local_dir) / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(f"{repo_id}/{path}")
-        return local_dir
-    return fetch
-
-
 def test_download_plan_writes_the_official_layout(tmp_path):
-    calls = []
-    target = weights.download("follow-your-emoji", tmp_path / "fye", fetch=_fake_fetch(FAKE_HUB, calls))
+    target = weights.download("follow-your-emoji", tmp_path / "fye", fetch=fake_hub_fetch(FAKE_HUB))
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     root = "pretrained_models/"
     assert files == sorted(root + f for f in [
@@ -292,7 +278,7 @@ def test_download_plan_writes_the_official_layout(tmp_path):
     assert weights.resolve("follow-your-emoji", target) == target
     missing = {**FAKE_HUB, "guoyww/animatediff": ["mm_sd_v15.ckpt"]}
     with pytest.raises(EnlivenError, match="guoyww/animatediff has none of mm_sd_v15_v2.ckpt"):
-        weights.download("follow-your-emoji", tmp_path / "other", fetch=_fake_fetch(missing, []))
+        weights.download("follow-your-emoji", tmp_path / "other", fetch=fake_hub_fetch(missing))
 
     def offline(repo_id, allow_patterns, local_dir):
         raise OSError("no network")
