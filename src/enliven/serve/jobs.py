@@ -18,7 +18,6 @@ import os
 import queue
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from enliven import api
 from enliven.errors import EnlivenError
+from enliven.io.files import atomic_file
 from enliven.io.images import pixel_limit
 
 log = logging.getLogger("enliven.serve")
@@ -108,11 +108,8 @@ class JobStore:
 
     def _save(self, job: Job) -> None:
         """job.json replaced in one step: a crash leaves the old state or the new one, never half a file."""
-        folder = self.root / job.id
-        fd, tmp = tempfile.mkstemp(prefix=".job.", suffix=".json", dir=folder)
-        with os.fdopen(fd, "w") as out:
-            json.dump(asdict(job), out)
-        os.replace(tmp, folder / "job.json")
+        with atomic_file(self.root / job.id / "job.json") as tmp:
+            tmp.write_text(json.dumps(asdict(job)))
 
     def _load(self) -> None:
         for folder in self.root.iterdir():

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from enliven.errors import EnlivenError
+from enliven.io.files import atomic_output
 
 
 @dataclass
@@ -55,11 +56,13 @@ def read_json(path: Path) -> dict:
 
 
 def write_safetensors_copy(source: Path, target: Path) -> bool:
-    """Write ``source``'s tensors to ``target`` unless it exists; True if written."""
+    """Write ``source``'s tensors to ``target`` unless it exists; True if written (whole, or not at all: loading
+    prefers a ``.safetensors``, so half a file must never be left)."""
     from safetensors.torch import save_file
 
     if target.exists():
         return False
     state, _ = read_tensors(source)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(target), metadata={"format": "pt"})
+    with atomic_output(target) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
     return True

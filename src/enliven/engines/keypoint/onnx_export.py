@@ -24,6 +24,7 @@ from torch import nn
 from enliven.engines.keypoint.config import LivePortraitConfig
 from enliven.engines.keypoint.networks.motion import HEADS
 from enliven.errors import EnlivenError
+from enliven.io.files import atomic_output
 
 OPSET = 20
 MLPS = ("stitching", "retarget_eye", "retarget_lip")
@@ -86,10 +87,10 @@ def export_onnx(modules: dict[str, nn.Module], out_dir: str | os.PathLike,
     for name, module, args, inputs, outputs in graphs:
         path = out / f"{name}.onnx"
         module.eval()  # the export restores the previous mode afterwards; it must be eval before and after
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, args, str(path), opset_version=OPSET, dynamo=False, input_names=inputs, output_names=outputs
+                module, args, str(tmp), opset_version=OPSET, dynamo=False, input_names=inputs, output_names=outputs
             )
         written.append(path)
     return written
