@@ -132,8 +132,11 @@ def _image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop:
     shape = edits.set_eye_open(shape, 1, target["eye_left"])
     identity = (np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
     reference = MotionFrame(base_shape.astype(np.float32), *identity)
-    crop = driving_crop.crop(faces[0].landmarks).cut(image) if driving_crop else None
-    frame = MotionFrame(shape.astype(np.float32), *identity, crop=crop)
+    crop = crop_landmarks = None
+    if driving_crop is not None:
+        box = driving_crop.crop(faces[0].landmarks)
+        crop, crop_landmarks = box.cut(image), box.to_crop(faces[0].landmarks).astype(np.float32)
+    frame = MotionFrame(shape.astype(np.float32), *identity, crop=crop, crop_landmarks=crop_landmarks)
     return MotionSequence([frame], fps=25.0, length=1, reference=reference, measured=False, origin=str(path))
 
 
@@ -144,6 +147,7 @@ def open_driving(
     allow_pickle: bool = False,
     tracking: TrackOptions = TrackOptions(),
     progress: bool = False,
+    anchor_crops: bool = True,
 ) -> MotionSequence:
     """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
     ``allow_pickle``), an image or a video.
@@ -151,7 +155,7 @@ def open_driving(
     ``base_shape``: the source's canonical face (presets and driving images are built on it);
     ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels); ``tracking``: whose
     motion a video gives and from which reference frames (``motion.tracking``); ``progress``: a bar while a
-    video is read.
+    video is read; ``anchor_crops``: each shot's reference frame gets its crop too (``video_motion``).
     """
     text = str(driving)
     if text.startswith(PRESET_PREFIX):
@@ -169,7 +173,7 @@ def open_driving(
         if base_shape is None:
             raise EnlivenError("a driving image needs a source face to carry its expression to")
         return _image_motion(path, base_shape, driving_crop)
-    return video_motion(path, driving_crop, tracking, progress)
+    return video_motion(path, driving_crop, tracking, progress, anchor_crops)
 
 
 def _retime(frames: Iterable, src_fps: float, dst_fps: float) -> Iterator:
@@ -289,7 +293,8 @@ def prepare_animation(
     per_face = _built_on_the_face(driving)
     shared = None
     if not per_face:
-        shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress)
+        shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress,
+                              _anchor_crops(engine))
     if shared is not None and not shared.has_landmarks and engine.driving_crop is None:
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
@@ -301,6 +306,12 @@ def prepare_animation(
             reference=face.motion.reference,
         )
     return Animation(image, faces, engine, faces[0].motion, per_face)
+
+
+def _anchor_crops(engine) -> bool:
+    """Whether ``engine`` reads each shot's reference frame from pixels too (``Engine.anchor_crops``; the engines
+    that measure motion from the driver's crops do)."""
+    return getattr(engine, "anchor_crops", True)
 
 
 def _built_on_the_face(driving: str | os.PathLike) -> bool:
@@ -401,7 +412,8 @@ def _animate_video_source(
             raise NoFaceError(f"no face found in the first frame of {source}")
         first_shape = MotionFrame.from_landmarks(first_faces[0].landmarks).shape.astype(np.float64)
         crop_spec, progress = engine.driving_crop, opts.progress
-        motion = open_driving(driving, first_shape, crop_spec, opts.allow_pickle, opts.tracking, progress)
+        motion = open_driving(driving, first_shape, crop_spec, opts.allow_pickle, opts.tracking, progress,
+                              _anchor_crops(engine))
         if not motion.has_landmarks and engine.driving_crop is None:
             raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
         # The source moves, so smooth the driver's motion itself rather than the target landmarks.
@@ -468,7 +480,7 @@ def _with_keypoints(motion: MotionSequence, extractor) -> Iterator[MotionFrame]:
                 anchors[id(anchor)] = replace(anchor, crop=None, keypoints=extractor.extract(anchor.crop))
             anchor = anchors[id(anchor)]
         keypoints = extractor.extract(frame.crop) if frame.crop is not None else None
-        yield replace(frame, crop=None, keypoints=keypoints, anchor=anchor)
+        yield replace(frame, crop=None, crop_landmarks=None, keypoints=keypoints, anchor=anchor)
 
 
 def import_liveportrait_template(pkl: str | os.PathLike, output: str | os.PathLike, allow_pickle: bool = False) -> int:

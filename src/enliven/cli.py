@@ -99,6 +99,10 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--follow-camera", action="store_true",
                    help="follow the driver's camera zoom and shift in full (default: within 0.9-1.1 zoom and ±10%% of "
                    "the face's width)")
+    g.add_argument("--mouth", metavar="auto|driver|synth|source",  # checked by the engine
+                   help="mesh engine: the inside of an opening mouth: the driver's own (driver; needs a driving video "
+                   "or picture), drawn teeth and tongue (synth), a dark gap (source; the source's own teeth are kept "
+                   "in every mode); default auto: the driver's when there is one, else drawn")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S",
                    help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="mux_audio", action="store_false",
@@ -151,6 +155,8 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["driving_option"] = "pose-friendly"
     if args.backend:
         engine_options["backend"] = args.backend
+    if args.mouth:
+        engine_options["mouth"] = args.mouth
     for name in ("device", "steps", "guidance", "seed"):  # landmark-diffusion; checked by the engine
         if getattr(args, name) is not None:
             engine_options[name] = getattr(args, name)

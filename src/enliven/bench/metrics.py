@@ -10,6 +10,7 @@ import math
 import cv2
 import numpy as np
 
+from enliven.face import geometry
 from enliven.face import landmarks as lm
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004: Gaussian window, sigma 1.5, 11 taps; K1 0.01, K2 0.03
@@ -87,3 +88,48 @@ def finite_mean(values: list[float]) -> float:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# The mouth (self-reenactment, on frames where the real mouth is open): a box around the real outer lips and the
+# inside of its inner-lip contour, both placed by the real frame's landmarks, so the output is judged where the
+# real mouth is and never by the landmarks of what is judged.
+MOUTH_OPEN = 0.08  # lip-open ratio (inner-lip gap / mouth width) above which a real mouth counts as open
+MOUTH_BOX_MARGIN = 0.15  # the box around the outer lips grows by this fraction of the mouth's width on each side
+MOUTH_BOX_SIDE = 96  # the box is resized to this many pixels wide before SSIM, so big and small faces weigh alike
+_OUTER_LOOP = list(lm.OUTER_LIP_UPPER) + list(lm.OUTER_LIP_LOWER[::-1][1:-1])
+_INNER_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of an RGB picture, float64 0 … 255."""
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def mouth_scores(out: np.ndarray, truth: np.ndarray, truth_points: np.ndarray) -> tuple[float, float] | None:
+    """(SSIM of the mouth box, inner-mouth brightness output / real) where the real mouth is open, else None.
+
+    The box is the real outer lips' bounding box grown by MOUTH_BOX_MARGIN of the mouth's width, scaled to
+    MOUTH_BOX_SIDE pixels wide; the brightness is the mean luma inside the real inner-lip contour. A dark hole
+    where the real mouth shows teeth reads well below 1; teeth where it is dark, above 1."""
+    if float(geometry.lip_open_ratio(truth_points)) < MOUTH_OPEN:
+        return None
+    outer = truth_points[_OUTER_LOOP, :2]
+    width = float(np.ptp(outer[:, 0]))
+    (x0, y0), (x1, y1) = outer.min(0) - MOUTH_BOX_MARGIN * width, outer.max(0) + MOUTH_BOX_MARGIN * width
+    h, w = truth.shape[:2]
+    x0, y0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    x1, y1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    scale = MOUTH_BOX_SIDE / (x1 - x0)
+    size = (MOUTH_BOX_SIDE, max(2 * SSIM_RADIUS + 2, round((y1 - y0) * scale)))
+    box_out = cv2.resize(out[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    box_truth = cv2.resize(truth[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    inside = np.zeros(truth.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(truth_points[_INNER_LOOP, :2]).astype(np.int32)], 1)
+    inside = inside.astype(bool)
+    if inside.sum() < 4:
+        return None
+    real = float(luma(truth)[inside].mean())
+    return ssim(box_out, box_truth), float(luma(out)[inside].mean()) / max(real, 1.0)
+

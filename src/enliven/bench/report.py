@@ -18,6 +18,7 @@ COLUMNS = {
     "self": [
         ("l1", "L1", "↓"), ("psnr", "PSNR dB", "↑"), ("ssim", "SSIM", "↑"),
         ("face_l1", "L1 face", "↓"), ("face_psnr", "PSNR face", "↑"), ("face_ssim", "SSIM face", "↑"),
+        ("mouth_ssim", "SSIM mouth", "↑"), ("mouth_brightness", "mouth light ×", "→1"),
         ("lmd", "LMD", "↓"), ("eye_error", "eye err", "↓"), ("lip_error", "lip err", "↓"),
         ("yaw_error", "yaw° err", "↓"), ("pitch_error", "pitch° err", "↓"), ("roll_error", "roll° err", "↓"),
         ("identity", "ID sim", "↑"), ("jitter_ratio", "jitter ×", "↓"), ("frames_per_second", "fps", "↑"),

@@ -167,7 +167,7 @@ def self_reenactment(
     start, first = source if source is not None else first_face_frame(video)
     # The source is the first frame with the face, so its motion is measured from that frame (its shot's first
     # frame where the followed face is seen), not from the shot's neutral frame.
-    job = prepare_animation(first, video, str(video), engine=engine, reference="first", **options)
+    job = prepare_animation(first, video, str(video), engine=engine, reference="first", progress=progress, **options)
     series = Series()
     jitter_out, jitter_truth = M.JitterMeter(), M.JitterMeter()
     started = time.perf_counter()
@@ -188,6 +188,10 @@ def self_reenactment(
             series.add("face_l1", M.l1(a, b))
             series.add("face_psnr", M.psnr(a, b))
             series.add("face_ssim", M.ssim(a, b))
+            mouth = M.mouth_scores(out, truth, found_truth[0].landmarks)
+            if mouth is not None:  # the real mouth is open: is its inside there in the output?
+                series.add("mouth_ssim", mouth[0])
+                series.add("mouth_brightness", mouth[1])
         if not found_out:
             series.count("output_face_lost")
         if found_out and found_truth:
@@ -219,7 +223,7 @@ def cross_reenactment(
     """Score one engine animating ``source`` with ``driving``: identity, expression and pose transfer, jitter,
     and (given ``dlib_faces``) whether the face stays whole and in place, on every ``identity_every``-th frame."""
     image = read_image(source)
-    job = prepare_animation(image, driving, str(source), engine=engine, **options)
+    job = prepare_animation(image, driving, str(source), engine=engine, progress=progress, **options)
     series = Series()
     placement = _placement_meter(image, dlib_faces, series)
     jitter_out, jitter_drv = M.JitterMeter(), M.JitterMeter()

@@ -37,7 +37,9 @@ class SourceState:
 class Engine(Protocol):
     name: str
     driving_crop: CropSpec | None
-    """If set, driving video frames arrive with the driver's face crop (``MotionFrame.crop``) cut this way."""
+    """If set, driving video frames arrive with the driver's face crop (``MotionFrame.crop``) cut this way, and
+    the driver's landmarks in it (``MotionFrame.crop_landmarks``). Each shot's reference frame (``anchor``) is cut
+    too, unless the engine sets ``anchor_crops = False`` (it needs only the frames' own pixels)."""
     pose_limits: tuple[float, float, float]
     """The head angles (yaw, pitch, roll in degrees, either way from frontal) the engine renders cleanly; driving
     motion is eased into them (``motion.align.limit_pose``)."""

@@ -20,7 +20,9 @@ class MotionFrame:
     (see ``face.geometry``). Arrays are float32 so a frame saved to a template and loaded back is
     bit-identical to the one computed from the video. ``valid`` is False where the face was lost and
     the values were carried over from the last good frame. ``crop`` is the driver's face crop, attached
-    only for engines that read motion from pixels (see ``Engine.driving_crop``); it is never saved.
+    only for engines that read motion from pixels (see ``Engine.driving_crop``); it is never saved, and
+    ``crop_landmarks`` are the driver's landmarks in its pixels (478, 3), so an engine can find parts of the face
+    in it (the mesh engine takes the inside of the driver's mouth from there).
     ``keypoints`` is LivePortrait's motion for this frame (``kp``, ``exp``, ``rotation``, ``scale``, ``t``,
     ``angles``), when a template carries it (extracted with the keypoint engine, or imported from a
     LivePortrait ``.pkl``; ``kp`` is NaN where the template had none: LivePortrait builds the driving
@@ -35,6 +37,7 @@ class MotionFrame:
     translation: np.ndarray
     valid: bool = True
     crop: np.ndarray | None = None
+    crop_landmarks: np.ndarray | None = None
     keypoints: dict[str, np.ndarray] | None = None
     shot: int = 0
     anchor: MotionFrame | None = None

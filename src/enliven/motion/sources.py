@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from enliven.face.crop import CropSpec
 from enliven.io.video import VideoReader
 from enliven.motion.frame import MotionFrame, MotionSequence
@@ -18,6 +20,7 @@ def video_motion(
     driving_crop: CropSpec | None = None,
     options: TrackOptions = TrackOptions(),
     progress: bool = False,
+    anchor_crops: bool = True,
 ) -> MotionSequence:
     """A driving video's motion, of one person, shot by shot.
 
@@ -26,7 +29,10 @@ def video_motion(
     and that shot's reference (``MotionFrame.shot``/``anchor``). Frames where the followed person is not seen
     repeat the last good motion, marked ``valid=False`` (frames before the first sighting repeat the first one).
     With ``driving_crop`` every frame also carries the driver's face crop, cut with one box per shot (at the
-    shot's reference frame), so head motion stays visible in it (LivePortrait's one box per clip, made per shot).
+    shot's reference frame), so head motion stays visible in it (LivePortrait's one box per clip, made per shot),
+    with the driver's landmarks in its pixels (``crop_landmarks``); each shot's reference frame (``anchor``) gets
+    its crop too when ``anchor_crops`` (a second decoder reads ahead to it: engines that measure motion from
+    pixels need it, the mesh engine's mouth does not).
     """
     track = analyse(path, options, progress)
     anchors = [None if r < 0 else MotionFrame.from_landmarks(track.landmarks(r)) for r in track.references]
@@ -35,7 +41,7 @@ def video_motion(
 
     def frames() -> Iterator[MotionFrame]:
         pictures = iter(VideoReader(path)) if driving_crop is not None else None
-        ahead = _FrameSeeker(path) if driving_crop is not None else None
+        ahead = _FrameSeeker(path) if driving_crop is not None and anchor_crops else None
         last: MotionFrame | None = None
         try:
             for t in range(track.frames):
@@ -47,11 +53,13 @@ def video_motion(
                         anchors[shot] = replace(anchors[shot], crop=boxes[shot].cut(reference))
                 if track.followed[t] < 0:  # not seen: the last motion, or the first one before any sighting
                     held = last or MotionFrame.from_landmarks(track.landmarks(first_seen))
-                    yield replace(held, shot=shot, crop=None).lost()
+                    yield replace(held, shot=shot, crop=None, crop_landmarks=None).lost()
                     continue
-                last = replace(MotionFrame.from_landmarks(track.landmarks(t)), shot=shot, anchor=anchors[shot])
+                points = track.landmarks(t)
+                last = replace(MotionFrame.from_landmarks(points), shot=shot, anchor=anchors[shot])
                 if boxes[shot] is not None and image is not None:
-                    last = replace(last, crop=boxes[shot].cut(image))
+                    box = boxes[shot]
+                    last = replace(last, crop=box.cut(image), crop_landmarks=box.to_crop(points).astype(np.float32))
                 yield last
         finally:
             if pictures is not None:

@@ -6,7 +6,8 @@ strips show the white of the eye; each iris is drawn over it as a disc of its ow
 and cut by the lids. A shutting lid is drawn from the skin above the lashes, ending in a thin lash line. Outside
 the face two rings of extra vertices carry the face-oval motion outwards, halved on the inner ring and
 zero on the outer ring, so hair, shoulders and background stay still (our stitching). The paste-back
-mask covers the outer ring, so everything beyond it is the original picture, untouched.
+mask covers the outer ring, so everything beyond it is the original picture, untouched. The mouth's opening is
+painted last (``mouth.MouthPainter``): the source's own teeth, over the driver's mouth interior or a drawn one.
 
 A target asking for more than such a warp can show whole (the face moved past its rings, an extreme turn, lips
 passing through each other, landmarks no face makes) is first pulled back, smoothly, into one it can
@@ -20,6 +21,7 @@ import numpy as np
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.mesh.limits import TargetLimits
+from enliven.engines.mesh.mouth import MOUTH_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
 from enliven.engines.mesh.raster import backward_map
 from enliven.face import geometry
 from enliven.face import landmarks as lm
@@ -34,28 +36,15 @@ RING_RADII = (1.3, 1.8)  # inner and outer ring, as multiples of the face oval's
 RING_PLACE = (RING_RADII[0] - 1.0) / (RING_RADII[1] - 1.0)
 RING_FOLLOW = 1.0 - RING_PLACE
 RING_MARGIN = 0.02  # the outer ring stays this far (in crop sides) inside the crop: the crop has nothing beyond it
-_MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
-CAVITY_RGB = np.array([52.0, 22.0, 24.0])  # the inside of a mouth, in shadow
-OPEN_GAP = 1.0  # pixels: lips this far apart (or more) count as open
 CLOSING = 0.85  # an eye narrower than this fraction of the source's is drawn as closing (lid over the eyeball)
 LID_LIFT = 0.7  # a shut lid's skin is taken from this far above its contour, in eye-opening heights ...
 LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this far above it ...
 LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
 LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
 LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
+LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from this far into the lips (of their depth)
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
-
-
-def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2x3 least-squares similarity taking the points ``a`` onto the points ``b`` (exact for two points)."""
-    za, zb = a[:, 0] + 1j * a[:, 1], b[:, 0] + 1j * b[:, 1]
-    ca, cb = za - za.mean(), zb - zb.mean()
-    norm = float(np.vdot(ca, ca).real)
-    k = np.vdot(ca, cb) / norm if norm > 0 else 1.0
-    m = np.array([[k.real, -k.imag], [k.imag, k.real]])
-    centre_a, centre_b = np.array([za.mean().real, za.mean().imag]), np.array([zb.mean().real, zb.mean().imag])
-    return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
 
 
 def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
@@ -74,15 +63,6 @@ def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         left = px < x0 + (py - y0) * (x1 - x0) / (y1 - y0)
     return (crosses & left).sum(-1) % 2 == 1
-
-
-def _mouth_gap(points: np.ndarray) -> float:
-    """The inner lips' widest gap, in pixels: across the line between the mouth corners, between each upper lip
-    point and the lower one facing it (negative where they cross)."""
-    axis = points[lm.MOUTH_CORNERS[1], :2] - points[lm.MOUTH_CORNERS[0], :2]
-    down = np.array([-axis[1], axis[0]]) / max(float(np.hypot(*axis)), 1e-9)
-    gaps = (points[list(lm.INNER_LIP_LOWER[1:-1]), :2] - points[list(lm.INNER_LIP_UPPER[1:-1]), :2]) @ down
-    return float(gaps.max())
 
 
 def _rings(oval: np.ndarray, size: int) -> list[np.ndarray]:
@@ -173,17 +153,6 @@ def _lash_tint(image: np.ndarray, points: np.ndarray, side: int) -> np.ndarray:
     return np.clip(np.median(lashes, 0) / np.maximum(np.median(band[-1], 0), 1.0), 0.15, 1.0).astype(np.float32)
 
 
-def _mouth_opening(points: np.ndarray, shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """float32 coverage (0 … 1, anti-aliased) of the mouth's opening (its inner-lip outline) on a window of ``shape``
-    whose top-left pixel is ``origin``. Source and target openings are drawn alike, so where they coincide they
-    cancel exactly. A shut mouth has no opening, but its outline, upper lip on lower, would still be drawn as a
-    line: the coverage fades out as the widest gap closes below OPEN_GAP pixels."""
-    mask = np.zeros(shape, np.uint8)
-    loop = points[_MOUTH_LOOP, :2] - origin
-    cv2.fillPoly(mask, [np.round(loop * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-    return mask.astype(np.float32) * float(np.clip(_mouth_gap(points) / OPEN_GAP, 0.0, 1.0) / 255.0)
-
-
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ m[:, :2].T + m[:, 2]
 
@@ -197,13 +166,17 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
 @register("mesh", needs=_BUILTIN["mesh"][1])
 class MeshEngine:
     name = "mesh"
-    driving_crop = None  # landmarks are all it needs
+    anchor_crops = False  # the driver's pixels serve only its mouth's inside, frame by frame
     # Head angles (yaw, pitch, roll; degrees) it renders cleanly: a 2-D warp of one view shows no hidden side.
     pose_limits = (25.0, 20.0, 30.0)
 
-    def __init__(self, stride: int = 2, align: object = None):
+    def __init__(self, stride: int = 2, align: object = None, mouth: str = "auto"):
         # `align` (motion options) is given to every engine; the mesh engine gets aligned landmarks already.
         self.stride = stride  # the sampling map is computed every `stride` pixels, then upsampled
+        # The inside of the mouth (``mouth.MouthPainter``): the driver's, when its pixels come with the motion,
+        # needs a crop of them around its mouth; landmarks are all the rest of the engine needs.
+        self.mouth = MouthPainter(mouth)
+        self.driving_crop = MOUTH_CROP if self.mouth.wants_pixels else None
         n = len(lm.FACE_OVAL)
         oval = np.array(lm.FACE_OVAL)
         ring1 = lm.NUM_LANDMARKS + np.arange(n)
@@ -246,12 +219,6 @@ class MeshEngine:
         openings = self._opening_points(landmarks)
         lash_rows = landmarks[list(lm.RIGHT_EYE_UPPER * 2 + lm.LEFT_EYE_UPPER * 2), :2]
         vertices = np.concatenate([landmarks[:, :2].astype(np.float64), *rings, openings, lash_rows])
-        mouth = _mouth_opening(landmarks, (size, size))  # where the source's own mouth opening is
-        # A little wider than an open mouth, so its own rim never counts as new cavity; a shut mouth has no opening
-        # and is not widened at all: a parted-lips target then shows cavity all along the new gap, not lips.
-        rim = int(np.clip(round(_mouth_gap(landmarks) / 4.0), 0, 2))
-        if rim:
-            mouth = cv2.dilate(mouth, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8))
         grid = np.arange(size // self.stride) * self.stride + (self.stride - 1) / 2.0
         full = np.arange(size, dtype=np.float32)
         return SourceState(
@@ -266,7 +233,7 @@ class MeshEngine:
                 "eye_ratios": geometry.eye_open_ratios(landmarks),
                 "lash_tint": [_lash_tint(crop_image, landmarks, side) for side in (0, 1)],
                 "eyeball": _eyeball(crop_image, landmarks),  # what is warped; the irises are drawn over it
-                "mouth": mouth,
+                "mouth": SourceMouth.of(crop_image, landmarks),  # its own inside and colours
                 "limits": TargetLimits(landmarks, rings[1], self.pose_limits),
             },
             session={} if session is None else session,
@@ -294,7 +261,7 @@ class MeshEngine:
             # The contour landmarks sit a little inside the eye, so the lid's lower edge in the source holds
             # lashes and a rim of eyeball; the descending lid is taken from higher up as it closes.
             lift = LID_LIFT * closure[side] * (src[upper] - src[lower])
-            out.append((lift, _similarity(src[corners], target[corners, :2])[:, :2]))
+            out.append((lift, similarity(src[corners], target[corners, :2])[:, :2]))
         return out
 
     def target_vertices(self, state: SourceState, target: np.ndarray, openings: np.ndarray, lids: list) -> np.ndarray:
@@ -330,13 +297,21 @@ class MeshEngine:
             if lid is None:
                 continue  # as open as the source or wider: the strip stretches what there is
             corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
-            out[self._copies[side]] = _apply(_similarity(target[corners, :2], src[corners]), own[side])
+            out[self._copies[side]] = _apply(similarity(target[corners, :2], src[corners]), own[side])
             upper = list((lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side])
             out[upper] += lid[0]  # the lid skin ends where the lashes begin ...
             out[self._lash_rows[side][1]] += LASH_HEIGHT / LID_LIFT * lid[0]  # ... the lash strip holds the lashes
         # Teeth sit in the skull: the inside of the mouth follows the head (its rigid points), not the lips.
         rigid = list(lm.RIGID)
-        out[self._copies[2]] = _apply(_similarity(target[rigid, :2], src[rigid]), own[2])
+        out[self._copies[2]] = _apply(similarity(target[rigid, :2], src[rigid]), own[2])
+        # Lips closing over a mouth the source shows open: their edges are taken from a little inside the lips, so
+        # the teeth or dark they border in the source are not dragged along into a light or dark seam.
+        gap, own_gap = mouth_gap(target), state.cache["mouth"].gap
+        if own_gap > SHOWS_INSIDE and gap < own_gap:
+            pull = LIP_EDGE_PULL * (1.0 - max(gap, 0.0) / own_gap)
+            for inner, outer in ((lm.INNER_LIP_UPPER, lm.OUTER_LIP_UPPER), (lm.INNER_LIP_LOWER, lm.OUTER_LIP_LOWER)):
+                inner, outer = list(inner[1:-1]), list(outer[1:-1])
+                out[inner] += pull * (src[outer] - src[inner])
         return out
 
     def warp_mesh(
@@ -384,11 +359,15 @@ class MeshEngine:
         map_x = ix + cv2.resize(map_x - gx, size, interpolation=cv2.INTER_LINEAR)
         map_y = iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR)
         # Around the eyes the map jumps (lid over eyeball, lashes over skin): interpolating across a jump would
-        # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel.
+        # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel; the
+        # same at the lips of a mouth the source shows open (lips meeting over it would carry a line of its teeth).
         spans = vertices[triangles]
         lo, hi = spans.min(1), spans.max(1)
-        for side in (0, 1):
-            near = np.concatenate([vertices[self._openings[side]], vertices[self._lash_rows[side][1]]])
+        jumps = [np.concatenate([vertices[self._openings[side]], vertices[self._lash_rows[side][1]]])
+                 for side in (0, 1)]
+        if state.cache["mouth"].shows_inside:
+            jumps.append(vertices[self._openings[2]])
+        for near in jumps:
             x0, y0 = np.maximum(np.floor(near.min(0)).astype(int) - 3, 0)
             x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + 4, size)
             if x1 > x0 and y1 > y0:
@@ -410,7 +389,7 @@ class MeshEngine:
                         borderMode=cv2.BORDER_REPLICATE)
         out = self._irises(state, target, out)
         out = self._lash_lines(state, target, out, closing, closure)
-        return self._mouth_cavity(state, target, out, map_x, map_y)
+        return self.mouth.paint(state.cache["mouth"], target, out, frame, state.session)
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
         """Where the iris is drawn: the target's iris centre, but no nearer an eye corner than IRIS_REACH iris
@@ -453,7 +432,7 @@ class MeshEngine:
         for side in (0, 1):
             src_centre, radius = _iris(src, side)
             corners = list((lm.RIGHT_EYE_CORNERS, lm.LEFT_EYE_CORNERS)[side])
-            turn = _similarity(src[corners, :2], target[corners, :2])[:, :2]  # source → target, about the iris
+            turn = similarity(src[corners, :2], target[corners, :2])[:, :2]  # source → target, about the iris
             scale = float(np.sqrt(abs(np.linalg.det(turn))))
             if scale < 1e-3:
                 continue
@@ -504,30 +483,4 @@ class MeshEngine:
             region = out[y0:y1, x0:x1].astype(np.float32)
             out[y0:y1, x0:x1] = np.clip(region * (1.0 - a + a * state.cache["lash_tint"][side]) + 0.5, 0,
                                         255).astype(np.uint8)
-        return out
-
-    def _mouth_cavity(self, state, target, out, map_x, map_y) -> np.ndarray:
-        """Where the mouth opens wider than the source's, there is nothing to show but the inside: paint a dark,
-        shaded cavity there; what the source's own opening shows (teeth, tongue) is kept."""
-        loop = target[_MOUTH_LOOP, :2]
-        x0, y0 = np.floor(loop.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(loop.max(0)).astype(int) + 3
-        size = out.shape[0]
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return out
-        hole = _mouth_opening(target, (y1 - y0, x1 - x0), (x0, y0))
-        inside = cv2.remap(state.cache["mouth"], map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], cv2.INTER_LINEAR)
-        # Cavity where the target's opening is and the source's is not (a fuzzy set difference: where the warp
-        # takes the opening onto the source's own, nothing is painted, even along its interpolated edge).
-        weight = np.maximum(hole - inside, 0.0)
-        if weight.max() <= 0.01:
-            return out
-        # Darkest in the middle of the opening, a little lighter towards the lips.
-        ys = np.linspace(-1.0, 1.0, y1 - y0, dtype=np.float32)[:, None]
-        shade = (CAVITY_RGB[None, None, :] * (1.0 + 0.6 * ys[..., None] ** 2)).astype(np.float32)
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        w = cv2.GaussianBlur(weight, (3, 3), 0)[..., None]
-        out = out.copy()
-        out[y0:y1, x0:x1] = np.clip(region * (1 - w) + shade * w + 0.5, 0, 255).astype(np.uint8)
         return out
