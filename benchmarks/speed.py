@@ -6,7 +6,9 @@
    preset, 125 frames, looped as often as needed).
 2. Times each stage alone over that clip: decode, analyse (face mesh for up to four faces, as the tracking
    stage reads a driver), align, render, paste, encode.
-3. Times `enliven.animate` end to end on it (decode and encode overlap with the main thread there).
+3. Times `enliven.animate` end to end on it (decode and encode overlap with the main thread there), and with
+   each ``--mouth`` inside in alternating rounds: what the driver's mouth inside and drawn teeth cost over the
+   plain dark gap.
 4. Runs the end-to-end job in fresh processes on the clip and on a clip `--repeat` times as long, and
    prints the peak resident memory of each: flat means memory does not grow with video length.
 """
@@ -103,13 +105,26 @@ def per_stage(driver: Path) -> dict[str, float]:
     return {k: float(np.median(v[5:] if len(v) > 10 else v)) for k, v in timings.items()}
 
 
-def end_to_end(driver: Path) -> tuple[int, float]:
+def end_to_end(driver: Path, mouth: str = "auto") -> tuple[int, float]:
     from enliven import api
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        result = api.animate(api.bundled_portrait(), driver, Path(tmp) / "out.mp4", progress=False)
+        result = api.animate(api.bundled_portrait(), driver, Path(tmp) / "out.mp4", progress=False,
+                             engine_options={"mouth": mouth})
         return result.frames, time.perf_counter() - t
+
+
+def mouth_cost(driver: Path, rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds per frame end to end with each mouth inside (``--mouth``), rounds alternating in this run:
+    ``source`` (a dark gap: what the engine drew before the mouth work, no driver pixels read), ``synth`` (drawn
+    teeth) and ``auto`` (the driver's own inside: its pixels decoded a second time and cut around its mouth)."""
+    seconds: dict[str, list[float]] = {"source": [], "synth": [], "auto": []}
+    for _ in range(rounds):
+        for mouth in seconds:
+            frames, total = end_to_end(driver, mouth)
+            seconds[mouth].append(total / frames)
+    return seconds
 
 
 def main() -> None:
@@ -137,6 +152,13 @@ def main() -> None:
             print(f"  {k:<8} {v:7.2f} ms")
         serial = sum(stages.values())
         print(f"  {'sum':<8} {serial:7.2f} ms  -> {1000 / serial:.1f} frames/s if run one after another")
+        costs = mouth_cost(short)
+        base = float(np.median(costs["source"]))
+        print("\nthe mouth's inside, end to end, median ms per frame over alternating rounds (spread):")
+        for mouth, values in costs.items():
+            ms = 1000 * np.array(values)
+            print(f"  --mouth {mouth:<7} {np.median(ms):7.2f} ms ({ms.min():.2f}-{ms.max():.2f})  "
+                  f"{np.median(values) / base:5.3f}x the dark gap's")
 
         frames, seconds = end_to_end(short)
         print(f"\nend to end (enliven.animate, {frames} frames, incl. start-up): {frames / seconds:.1f} frames/s")

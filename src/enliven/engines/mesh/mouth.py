@@ -39,7 +39,9 @@ MOUTH_CROP = CropSpec(size=320, scale=1.5, vy=0.2, rotate=False)
 
 MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 OPEN_GAP = 1.0  # pixels: lips this far apart (or more) count as open
-SHOWS_INSIDE = 2.0  # pixels: a source whose lips are this far apart shows its own inside (teeth, or dark)
+# A source whose lips are this far apart (pixels, and of its mouth's width) shows its own inside (teeth, or dark);
+# a mere crack holds only the lips' edges, and gives way to the new inside as the mouth opens past it.
+SHOWS_INSIDE, SHOWS_INSIDE_RATIO = 2.0, 0.06
 # Points the lower half of the mouth's inside moves with: the chin and jaw line below the mouth, and the lower lip
 # (which hides or shows the lower teeth).
 JAW = (152, 148, 176, 149, 377, 400, 378, 175, 199, 200, 171, 396, 428, 208, 32, 262) + lm.INNER_LIP_LOWER[2:-2] + \
@@ -162,13 +164,17 @@ class SourceMouth:
         skin, lips = skin_colour(image, points), lip_colour(image, points)
         return cls(image, upper, lower, points[list(lm.RIGID), :2].astype(np.float64),
                    points[list(JAW), :2].astype(np.float64), skin, lips, _teeth_colour(image, points, skin),
-                   gap > SHOWS_INSIDE, gap)
+                   gap > max(SHOWS_INSIDE, SHOWS_INSIDE_RATIO * _mouth_width(points)), gap)
+
+
+def _mouth_width(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[lm.MOUTH_CORNERS[1], :2] - points[lm.MOUTH_CORNERS[0], :2]))
 
 
 def _teeth_colour(image: np.ndarray, points: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """The source's own teeth colour when its opening shows some (its brightest pixels there, if clearly lighter
     than the skin's shadow), else an ivory as light as its skin, a little lighter."""
-    if mouth_gap(points) > SHOWS_INSIDE:
+    if mouth_gap(points) > max(SHOWS_INSIDE, SHOWS_INSIDE_RATIO * _mouth_width(points)):
         inside = _fill(points[MOUTH_LOOP, :2], image.shape[:2]) > 0.99
         pixels = image[inside].astype(np.float32)
         if len(pixels) >= 30:
@@ -234,8 +240,10 @@ class MouthPainter:
         # The source's own interior: its upper half with the head, its lower half with the jaw, each rigid.
         hx, hy = window.mapped(similarity(target[list(lm.RIGID), :2], source.head))
         jx, jy = window.mapped(similarity(target[list(JAW), :2], source.jaw))
-        w_up = np.minimum(hole, cv2.remap(source.upper, hx, hy, cv2.INTER_LINEAR))
-        w_low = np.minimum(hole - w_up, cv2.remap(source.lower, jx, jy, cv2.INTER_LINEAR))
+        # A crack of a source mouth is kept as it is, and fades out as the mouth opens to twice its gap.
+        keep = 1.0 if source.shows_inside else float(np.clip(2.0 - mouth_gap(target) / max(source.gap, 1e-6), 0, 1))
+        w_up = np.minimum(hole, keep * cv2.remap(source.upper, hx, hy, cv2.INTER_LINEAR))
+        w_low = np.minimum(hole - w_up, keep * cv2.remap(source.lower, jx, jy, cv2.INTER_LINEAR))
         w_fill = np.maximum(hole - w_up - w_low, 0.0)
         region = out[y0:y1, x0:x1].astype(np.float32)
         result = region * (1.0 - hole)[..., None]
@@ -301,8 +309,7 @@ def _colour_gains(source_skin: np.ndarray, driver_skin: np.ndarray) -> np.ndarra
 def _driver_share(points: np.ndarray, target: np.ndarray) -> float:
     """How much of the fill comes from the driver: all of it while the driver's mouth is at least half as open as
     the target's (at the target's scale), none when the driver's is shut (its opening holds only lips)."""
-    width_t = np.linalg.norm(target[lm.MOUTH_CORNERS[1], :2] - target[lm.MOUTH_CORNERS[0], :2])
-    width_d = np.linalg.norm(points[lm.MOUTH_CORNERS[1]] - points[lm.MOUTH_CORNERS[0]])
+    width_t, width_d = _mouth_width(target), _mouth_width(points)
     if width_d < 1.0:
         return 0.0
     gap = mouth_gap(points) * width_t / width_d
