@@ -107,6 +107,26 @@ def add_tone(video: Path, out: Path, freq: float = 440.0, rate: int = 16000) -> 
             dst.mux(p)
 
 
+def vowels_and_silence(path: Path, seconds: float = 4.0, rate: int = 16000) -> np.ndarray:
+    """Syllables of a vowel-like sound (150 Hz voice, formants near 700 and 1200 Hz) between silences, written to
+    ``path`` as 16-bit PCM; returns the samples."""
+    t = np.arange(int(seconds * rate)) / rate
+    voice = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
+    formants = 1.0 + 0.8 * np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t)
+    envelope = np.clip(np.sin(2 * np.pi * 0.75 * t), 0, None) ** 0.7 * (t > 0.4)  # on/off every 0.67 s
+    signal = (0.25 * envelope * voice * formants / 4).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
+        for start in range(0, len(signal), 1600):
+            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1600], format="flt", layout="mono")
+            frame.sample_rate = rate
+            for p in stream.encode(frame):
+                out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    return signal
+
+
 def fake_hub_fetch(hub: dict[str, list[str]], calls: list | None = None):
     """A stand-in for ``huggingface_hub.snapshot_download`` (``weights.download``'s ``fetch``): each repository of
     ``hub`` holds the listed paths; the ones matching the allow patterns (fnmatch, as the Hub matches them) are

@@ -29,7 +29,7 @@ from enliven.motion import edits
 from enliven.motion.frame import MotionFrame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import read_frames
+from conftest import read_frames, vowels_and_silence
 
 INNER = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 CHEEKS = (50, 280, 205, 425, 187, 411)
@@ -233,30 +233,11 @@ def test_a_still_driver_gives_a_still_inside(tmp_path, hopper_path, portrait):
     assert max(changes) < 1.5, changes
 
 
-def _vowels(path: Path, seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
-    """Syllables of a vowel-like sound (150 Hz voice, formants near 700 and 1200 Hz) between silences."""
-    t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
-    formants = 1.0 + 0.8 * np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t)
-    envelope = np.clip(np.sin(2 * np.pi * 0.75 * t), 0, None) ** 0.7 * (t > 0.4)
-    signal = (0.25 * envelope * voice * formants / 4).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        for start in range(0, len(signal), 1600):
-            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1600], format="flt", layout="mono")
-            frame.sample_rate = rate
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
-    return signal
-
-
 def test_audio_driving_shows_teeth_at_loud_vowels(tmp_path, hopper_path):
     """Speech has no driver pixels: at the loudest vowels Hopper's open mouth shows drawn teeth (a quarter of the
     opening or more lit like teeth), where the old engine showed a dark hole."""
     wav = tmp_path / "vowels.wav"
-    signal = _vowels(wav)
+    signal = vowels_and_silence(wav, seconds=3.0)
     out = tmp_path / "talk.mp4"
     api.animate(hopper_path, wav, out, progress=False)
     frames = read_frames(out)

@@ -18,33 +18,14 @@ from enliven.errors import EnlivenError
 from enliven.face.analyzer import FaceAnalyzer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import read_frames
+from conftest import read_frames, vowels_and_silence
 
 RATE = 16000
 
 
-def _vowels_and_silence(path: Path, seconds: float = 4.0) -> np.ndarray:
-    """Syllables of a vowel-like sound (150 Hz voice, formants near 700 and 1200 Hz) between silences."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    voice = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12))
-    formants = 1.0 + 0.8 * np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t)
-    envelope = np.clip(np.sin(2 * np.pi * 0.75 * t), 0, None) ** 0.7 * (t > 0.4)  # on/off every 0.67 s
-    signal = (0.25 * envelope * voice * formants / 4).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=RATE, layout="mono")
-        for start in range(0, len(signal), 1600):
-            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1600], format="flt", layout="mono")
-            frame.sample_rate = RATE
-            for p in stream.encode(frame):
-                out.mux(p)
-        for p in stream.encode(None):
-            out.mux(p)
-    return signal
-
-
 def test_mouth_follows_loudness(tmp_path, portrait_path):
     wav = tmp_path / "speech.wav"
-    signal = _vowels_and_silence(wav)
+    signal = vowels_and_silence(wav)
     out = tmp_path / "talk.mp4"
     result = api.animate(portrait_path, wav, out, progress=False)
     frames = read_frames(out)
