@@ -295,7 +295,7 @@ def prepare_animation(
     if not per_face:
         shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress,
                               _anchor_crops(engine))
-    if shared is not None and not shared.has_landmarks and engine.driving_crop is None:
+    if shared is not None and not shared.has_landmarks and not _reads_keypoints(engine):
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
         face.motion = open_driving(driving, face.shape, engine.driving_crop) if per_face else shared
@@ -306,6 +306,12 @@ def prepare_animation(
             reference=face.motion.reference,
         )
     return Animation(image, faces, engine, faces[0].motion, per_face)
+
+
+def _reads_keypoints(engine) -> bool:
+    """Whether ``engine`` renders LivePortrait keypoint motion (``MotionFrame.keypoints``), as a template imported
+    from a LivePortrait ``.pkl`` holds it without landmarks (``Engine.reads_keypoints``)."""
+    return getattr(engine, "reads_keypoints", False)
 
 
 def _anchor_crops(engine) -> bool:
@@ -414,7 +420,7 @@ def _animate_video_source(
         crop_spec, progress = engine.driving_crop, opts.progress
         motion = open_driving(driving, first_shape, crop_spec, opts.allow_pickle, opts.tracking, progress,
                               _anchor_crops(engine))
-        if not motion.has_landmarks and engine.driving_crop is None:
+        if not motion.has_landmarks and not _reads_keypoints(engine):
             raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
         # The source moves, so smooth the driver's motion itself rather than the target landmarks.
         frames = smooth_motion(motion, motion.fps) if opts.smooth and motion.measured else iter(motion)

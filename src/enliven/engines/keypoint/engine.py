@@ -43,6 +43,7 @@ DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 @register("keypoint", needs=_BUILTIN["keypoint"][1])
 class KeypointEngine:
     name = "keypoint"
+    reads_keypoints = True  # renders LivePortrait's own motion (templates imported from its .pkl have nothing else)
     # Head angles (yaw, pitch, roll; degrees) it renders cleanly: LivePortrait was trained on large poses, but
     # past these the hidden side of the head is invented and the stitching drifts.
     pose_limits = (40.0, 30.0, 35.0)
