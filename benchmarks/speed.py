@@ -7,8 +7,8 @@
 2. Times each stage alone over that clip: decode, analyse (face mesh for up to four faces, as the tracking
    stage reads a driver), align, render, paste, encode.
 3. Times `enliven.animate` end to end on it (decode and encode overlap with the main thread there), and with
-   each ``--mouth`` inside in alternating rounds: what the driver's mouth inside and drawn teeth cost over the
-   plain dark gap.
+   each kind of detail in alternating rounds (``DETAIL``): what drawn teeth, the driver's mouth inside and its
+   wrinkles cost over the plain warp with a dark mouth.
 4. Runs the end-to-end job in fresh processes on the clip and on a clip `--repeat` times as long, and
    prints the peak resident memory of each: flat means memory does not grow with video length.
 """
@@ -105,25 +105,34 @@ def per_stage(driver: Path) -> dict[str, float]:
     return {k: float(np.median(v[5:] if len(v) > 10 else v)) for k, v in timings.items()}
 
 
-def end_to_end(driver: Path, mouth: str = "auto") -> tuple[int, float]:
+def end_to_end(driver: Path, **engine_options) -> tuple[int, float]:
     from enliven import api
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         result = api.animate(api.bundled_portrait(), driver, Path(tmp) / "out.mp4", progress=False,
-                             engine_options={"mouth": mouth})
+                             engine_options=engine_options)
         return result.frames, time.perf_counter() - t
 
 
-def mouth_cost(driver: Path, rounds: int = 3) -> dict[str, list[float]]:
-    """Seconds per frame end to end with each mouth inside (``--mouth``), rounds alternating in this run:
-    ``source`` (a dark gap: what the engine drew before the mouth work, no driver pixels read), ``synth`` (drawn
-    teeth) and ``auto`` (the driver's own inside: its pixels decoded a second time and cut around its mouth)."""
-    seconds: dict[str, list[float]] = {"source": [], "synth": [], "auto": []}
+# The mesh engine's detail from the driver's pixels, each against the plain warp with a dark mouth (what it drew
+# before the mouth work): drawn teeth, the driver's own mouth inside (its frames decoded a second time and cut
+# around its face), and that plus its wrinkles (each shot's reference frame cut too): the default.
+DETAIL = {
+    "dark gap, no wrinkles": {"mouth": "source", "wrinkles": 0.0},
+    "drawn teeth": {"mouth": "synth", "wrinkles": 0.0},
+    "driver's mouth": {"mouth": "auto", "wrinkles": 0.0},
+    "driver's mouth + wrinkles (default)": {"mouth": "auto", "wrinkles": 1.0},
+}
+
+
+def detail_cost(driver: Path, rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds per frame end to end for each of DETAIL, rounds alternating in this run."""
+    seconds: dict[str, list[float]] = {name: [] for name in DETAIL}
     for _ in range(rounds):
-        for mouth in seconds:
-            frames, total = end_to_end(driver, mouth)
-            seconds[mouth].append(total / frames)
+        for name, options in DETAIL.items():
+            frames, total = end_to_end(driver, **options)
+            seconds[name].append(total / frames)
     return seconds
 
 
@@ -152,13 +161,13 @@ def main() -> None:
             print(f"  {k:<8} {v:7.2f} ms")
         serial = sum(stages.values())
         print(f"  {'sum':<8} {serial:7.2f} ms  -> {1000 / serial:.1f} frames/s if run one after another")
-        costs = mouth_cost(short)
-        base = float(np.median(costs["source"]))
-        print("\nthe mouth's inside, end to end, median ms per frame over alternating rounds (spread):")
-        for mouth, values in costs.items():
+        costs = detail_cost(short)
+        base = float(np.median(costs["dark gap, no wrinkles"]))
+        print("\ndetail from the driver's pixels, end to end, median ms per frame over alternating rounds (spread):")
+        for name, values in costs.items():
             ms = 1000 * np.array(values)
-            print(f"  --mouth {mouth:<7} {np.median(ms):7.2f} ms ({ms.min():.2f}-{ms.max():.2f})  "
-                  f"{np.median(values) / base:5.3f}x the dark gap's")
+            print(f"  {name:<36} {np.median(ms):7.2f} ms ({ms.min():.2f}-{ms.max():.2f})  "
+                  f"{np.median(values) / base:5.3f}x")
 
         frames, seconds = end_to_end(short)
         print(f"\nend to end (enliven.animate, {frames} frames, incl. start-up): {frames / seconds:.1f} frames/s")

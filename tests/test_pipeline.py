@@ -92,9 +92,9 @@ def test_template_round_trip_equals_video(tmp_path, portrait_path, driving_video
     frames, lost = api.extract_motion(driving_video, template, progress=False)
     assert frames == 125 and lost == 0
     via_video, via_template = tmp_path / "v.mp4", tmp_path / "t.mp4"
-    # A template keeps the motion, not the driver's pixels: with the drawn mouth inside for both (the video would
-    # otherwise lend its own), the two must be the same frames.
-    drawn = {"mouth": "synth"}
+    # A template keeps the motion, not the driver's pixels: with the drawn mouth inside and no wrinkles for both
+    # (the video would otherwise lend its own), the two must be the same frames.
+    drawn = {"mouth": "synth", "wrinkles": 0.0}
     api.animate(portrait_path, driving_video, via_video, progress=False, engine_options=drawn)
     api.animate(portrait_path, template, via_template, progress=False, engine_options=drawn)
     a, b = read_frames(via_video), read_frames(via_template)

@@ -103,6 +103,9 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    help="mesh engine: the inside of an opening mouth: the driver's own (driver; needs a driving video "
                    "or picture), drawn teeth and tongue (synth), a dark gap (source; the source's own teeth are kept "
                    "in every mode); default auto: the driver's when there is one, else drawn")
+    g.add_argument("--wrinkles", type=float, metavar="S",
+                   help="mesh engine: how strongly the driver's wrinkles (forehead, eye corners, folds beside the "
+                   "nose) are carried over from a driving video, 0 off … 3 (default 1)")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S",
                    help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="mux_audio", action="store_false",
@@ -157,6 +160,8 @@ def _animation_kwargs(args: argparse.Namespace) -> dict:
         engine_options["backend"] = args.backend
     if args.mouth:
         engine_options["mouth"] = args.mouth
+    if args.wrinkles is not None:
+        engine_options["wrinkles"] = args.wrinkles
     for name in ("device", "steps", "guidance", "seed"):  # landmark-diffusion; checked by the engine
         if getattr(args, name) is not None:
             engine_options[name] = getattr(args, name)

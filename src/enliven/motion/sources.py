@@ -50,7 +50,8 @@ def video_motion(
                 if ahead is not None and anchors[shot] is not None and anchors[shot].crop is None:
                     reference = ahead.frame(track.references[shot])
                     if reference is not None:
-                        anchors[shot] = replace(anchors[shot], crop=boxes[shot].cut(reference))
+                        points = boxes[shot].to_crop(track.landmarks(track.references[shot])).astype(np.float32)
+                        anchors[shot] = replace(anchors[shot], crop=boxes[shot].cut(reference), crop_landmarks=points)
                 if track.followed[t] < 0:  # not seen: the last motion, or the first one before any sighting
                     held = last or MotionFrame.from_landmarks(track.landmarks(first_seen))
                     yield replace(held, shot=shot, crop=None, crop_landmarks=None).lost()

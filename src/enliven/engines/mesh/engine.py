@@ -21,8 +21,10 @@ import numpy as np
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.mesh.limits import TargetLimits
-from enliven.engines.mesh.mouth import MOUTH_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
+from enliven.engines.mesh.mouth import DRIVER_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
 from enliven.engines.mesh.raster import backward_map
+from enliven.engines.mesh.wrinkles import WrinkleTransfer
+from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face import landmarks as lm
 from enliven.face.geometry import face_model
@@ -42,6 +44,7 @@ LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this 
 LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
 LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
 LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
+WRINKLES = 1.0  # how strongly the driver's wrinkles are carried over by default (0 off)
 LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from this far into the lips (of their depth)
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
@@ -166,17 +169,21 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
 @register("mesh", needs=_BUILTIN["mesh"][1])
 class MeshEngine:
     name = "mesh"
-    anchor_crops = False  # the driver's pixels serve only its mouth's inside, frame by frame
     # Head angles (yaw, pitch, roll; degrees) it renders cleanly: a 2-D warp of one view shows no hidden side.
     pose_limits = (25.0, 20.0, 30.0)
 
-    def __init__(self, stride: int = 2, align: object = None, mouth: str = "auto"):
+    def __init__(self, stride: int = 2, align: object = None, mouth: str = "auto", wrinkles: float = WRINKLES):
         # `align` (motion options) is given to every engine; the mesh engine gets aligned landmarks already.
         self.stride = stride  # the sampling map is computed every `stride` pixels, then upsampled
-        # The inside of the mouth (``mouth.MouthPainter``): the driver's, when its pixels come with the motion,
-        # needs a crop of them around its mouth; landmarks are all the rest of the engine needs.
+        # The driver's pixels serve the inside of its mouth (``mouth.MouthPainter``) and its wrinkles
+        # (``wrinkles.WrinkleTransfer``, measured against each shot's reference frame, so that frame is cut too);
+        # landmarks are all the rest of the engine needs.
+        if not (np.isfinite(wrinkles) and 0.0 <= wrinkles <= 3.0):
+            raise EnlivenError(f"--wrinkles must be a number from 0 to 3, not {wrinkles}")
         self.mouth = MouthPainter(mouth)
-        self.driving_crop = MOUTH_CROP if self.mouth.wants_pixels else None
+        self.wrinkles = WrinkleTransfer(wrinkles)
+        self.driving_crop = DRIVER_CROP if self.mouth.wants_pixels or wrinkles > 0 else None
+        self.anchor_crops = wrinkles > 0
         n = len(lm.FACE_OVAL)
         oval = np.array(lm.FACE_OVAL)
         ring1 = lm.NUM_LANDMARKS + np.arange(n)
@@ -389,6 +396,7 @@ class MeshEngine:
                         borderMode=cv2.BORDER_REPLICATE)
         out = self._irises(state, target, out)
         out = self._lash_lines(state, target, out, closing, closure)
+        out = self.wrinkles.apply(out, target, frame, state.session)
         return self.mouth.paint(state.cache["mouth"], target, out, frame, state.session)
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:

@@ -32,10 +32,10 @@ from enliven.face.crop import CropSpec
 from enliven.motion.frame import MotionFrame
 
 MOUTH_MODES = ("auto", "driver", "synth", "source")
-# The driver's crop, centred on its mouth (0.2 crop sides below the face's centre) and 1.5 face extents wide, so
-# the mouth stays inside it as the head moves within a shot (the box is cut once per shot); about 100 pixels of
-# mouth width, the source crop's own scale.
-MOUTH_CROP = CropSpec(size=320, scale=1.5, vy=0.2, rotate=False)
+# The driver's crop the mesh engine reads pixels from (its mouth's inside, its wrinkles): the face and a little of
+# the forehead, 1.7 face extents wide so the face stays inside as the head moves within a shot (the box is cut
+# once per shot); about 100 pixels of mouth width, near the source crop's own scale.
+DRIVER_CROP = CropSpec(size=384, scale=1.7, vy=-0.05, rotate=False)
 
 MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
 OPEN_GAP = 1.0  # pixels: lips this far apart (or more) count as open
