@@ -117,12 +117,12 @@ def end_to_end(driver: Path, **engine_options) -> tuple[int, float]:
 
 # The mesh engine's detail from the driver's pixels, each against the plain warp with a dark mouth (what it drew
 # before the mouth work): drawn teeth, the driver's own mouth inside (its frames decoded a second time and cut
-# around its face), and that plus its wrinkles (each shot's reference frame cut too): the default.
+# around its mouth: the default), and its wrinkles too (its whole face cut, and each shot's reference frame).
 DETAIL = {
     "dark gap, no wrinkles": {"mouth": "source", "wrinkles": 0.0},
     "drawn teeth": {"mouth": "synth", "wrinkles": 0.0},
-    "driver's mouth": {"mouth": "auto", "wrinkles": 0.0},
-    "driver's mouth + wrinkles (default)": {"mouth": "auto", "wrinkles": 1.0},
+    "driver's mouth (default)": {"mouth": "auto", "wrinkles": 0.0},
+    "driver's mouth + wrinkles": {"mouth": "auto", "wrinkles": 1.0},
 }
 
 

@@ -105,7 +105,7 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
                    "in every mode); default auto: the driver's when there is one, else drawn")
     g.add_argument("--wrinkles", type=float, metavar="S",
                    help="mesh engine: how strongly the driver's wrinkles (forehead, eye corners, folds beside the "
-                   "nose) are carried over from a driving video, 0 off … 3 (default 1)")
+                   "nose) are carried over from a driving video: 0 off (default) … 1 as the driver's … 3")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S",
                    help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="mux_audio", action="store_false",

@@ -21,7 +21,7 @@ import numpy as np
 
 from enliven.engines.base import _BUILTIN, SourceState, register
 from enliven.engines.mesh.limits import TargetLimits
-from enliven.engines.mesh.mouth import DRIVER_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
+from enliven.engines.mesh.mouth import DRIVER_CROP, MOUTH_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
 from enliven.engines.mesh.raster import backward_map
 from enliven.engines.mesh.wrinkles import WrinkleTransfer
 from enliven.errors import EnlivenError
@@ -44,7 +44,9 @@ LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this 
 LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
 LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
 LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
-WRINKLES = 1.0  # how strongly the driver's wrinkles are carried over by default (0 off)
+# How strongly the driver's wrinkles are carried over by default: off, for speed (they cost about a fifth of a
+# frame's time: the driver's whole face cut per frame, its shot's reference too, and the ratio warped twice).
+WRINKLES = 0.0
 LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from this far into the lips (of their depth)
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
@@ -182,7 +184,7 @@ class MeshEngine:
             raise EnlivenError(f"--wrinkles must be a number from 0 to 3, not {wrinkles}")
         self.mouth = MouthPainter(mouth)
         self.wrinkles = WrinkleTransfer(wrinkles)
-        self.driving_crop = DRIVER_CROP if self.mouth.wants_pixels or wrinkles > 0 else None
+        self.driving_crop = DRIVER_CROP if wrinkles > 0 else MOUTH_CROP if self.mouth.wants_pixels else None
         self.anchor_crops = wrinkles > 0
         n = len(lm.FACE_OVAL)
         oval = np.array(lm.FACE_OVAL)

@@ -32,9 +32,11 @@ from enliven.face.crop import CropSpec
 from enliven.motion.frame import MotionFrame
 
 MOUTH_MODES = ("auto", "driver", "synth", "source")
-# The driver's crop the mesh engine reads pixels from (its mouth's inside, its wrinkles): the face and a little of
-# the forehead, 1.7 face extents wide so the face stays inside as the head moves within a shot (the box is cut
-# once per shot); about 100 pixels of mouth width, near the source crop's own scale.
+# The driver's crops the mesh engine reads pixels from, cut with one box per shot, wide enough that what it needs
+# stays inside as the head moves within the shot; about 100 pixels of mouth width in both, near the source crop's
+# scale. For the mouth's inside alone: around the mouth (0.2 crop sides below the face's centre, 1.5 face extents
+# wide). For wrinkles too: the whole face and a little of the forehead (1.7 face extents, a little above centre).
+MOUTH_CROP = CropSpec(size=320, scale=1.5, vy=0.2, rotate=False)
 DRIVER_CROP = CropSpec(size=384, scale=1.7, vy=-0.05, rotate=False)
 
 MOUTH_LOOP = list(lm.INNER_LIP_UPPER) + list(lm.INNER_LIP_LOWER[::-1][1:-1])
@@ -66,7 +68,7 @@ UPPER_HEIGHT, LOWER_HEIGHT = 0.17, 0.07  # how far each row reaches into the ope
 LOWER_SHOWS = (0.1, 0.25)  # the lower row grows in as the gap opens from the first to the second (in widths)
 TONGUE_HEIGHT, TONGUE_HALF_WIDTH = 0.22, 0.36
 TEETH_TINT = np.array([1.0, 0.965, 0.88])  # ivory: a little less blue than white
-TEETH_LIGHT, SKIN_TINT = 1.3, 0.2  # drawn teeth: this much lighter than the skin, with this much of its tint
+TEETH_LIGHT, SKIN_TINT = 1.3, 0.35  # drawn teeth: this much lighter than the skin, with this much of its tint
 TONGUE_TINT = np.array([0.85, 0.42, 0.42])
 
 
