@@ -81,12 +81,14 @@ def prepare_still(image: np.ndarray, folder: Path) -> StillEdit:
 
 
 def _options(engine, relative, multiplier, smooth, normalize_lip, fps, face_index, all_faces, driver_face, reference,
-             follow_camera, crop_scale, audio, crf, controls: Controls) -> dict:
+             follow_camera, crop_scale, audio, crf, mouth, wrinkles, controls: Controls) -> dict:
+    # The mouth's inside and the wrinkles are the mesh engine's own options; other engines have none such.
+    mesh = {"mouth": mouth, "wrinkles": float(wrinkles)} if engine == "mesh" else {}
     return dict(
         engine=engine, relative=relative, multiplier=multiplier, smooth=smooth, normalize_lip=normalize_lip,
         fps=fps or None, face_index=int(face_index), all_faces=all_faces, driver_face=_int_or_text(driver_face),
         reference=_int_or_text(reference), follow_camera=follow_camera, crop_scale=crop_scale, audio=audio,
-        crf=int(crf), controls=controls, progress=False,
+        crf=int(crf), controls=controls, engine_options=mesh, progress=False,
     )
 
 
@@ -144,6 +146,12 @@ def build_page(work_dir: str | os.PathLike | None = None) -> gr.Blocks:
                         crop_scale = gr.Slider(1.5, 4, 2.3, step=0.05, label="Crop scale")
                         audio = gr.Checkbox(True, label="Copy the driving audio")
                         crf = gr.Slider(0, 51, 18, step=1, label="H.264 quality (crf, lower is better)")
+                        mouth = gr.Dropdown(["auto", "driver", "synth", "source"], value="auto", elem_id="mouth",
+                                            label="Mesh engine, inside of the mouth: auto (the driver's from a "
+                                                  "video or picture, else drawn teeth), driver, synth (drawn), "
+                                                  "source (dark)")
+                        wrinkles = gr.Slider(0, 3, 0, step=0.1, label="Mesh engine: the driver's wrinkles (0 off)",
+                                             elem_id="wrinkles")
                     with gr.Accordion("Manual controls (on top of the motion; eye and lip sliders act once "
                                       "moved off their start)", open=False):
                         manual = _control_sliders(prefix="anim-")
@@ -179,7 +187,7 @@ def build_page(work_dir: str | os.PathLike | None = None) -> gr.Blocks:
                 animate,
                 [source, drive_kind, driving, preset, text, voice, engine, relative, multiplier, smooth,
                  normalize_lip, fps, face_index, all_faces, driver_face, reference, follow_camera, crop_scale, audio,
-                 crf, *manual, draw],
+                 crf, mouth, wrinkles, *manual, draw],
                 [result_video, result_still, drawing, summary],
                 concurrency_limit=1,  # one render at a time: the machine's cores are the limit
             )
