@@ -364,11 +364,12 @@ def animate(
     if not is_image_path(source):
         if driving_is_image:
             raise EnlivenError("a video source needs a driving video, template or preset, not an image")
-        # A windowed engine's frames come from one reference picture, denoised together: refused before its
-        # weights load (minutes on a big model), not after.
-        if engines.is_windowed(engines.engine_class(opts.engine)):
+        # Refused before the engine's weights load (minutes on a big model), not after: a windowed engine's frames
+        # come from one reference picture, denoised together.
+        if not engines.describe(opts.engine).video_source:
+            able = [n for n, d in engines.descriptors().items() if d.video_source]
             raise EnlivenError(
-                f"engine {opts.engine!r} animates still pictures; for a video source use mesh or keypoint")
+                f"engine {opts.engine!r} animates still pictures; for a video source use {' or '.join(able)}")
         engine = _create_engine(opts, _align(opts))
         return _animate_video_source(source, driving, output, opts, engine, started)
     job = prepare_animation(read_image(source), driving, str(source), **options)
@@ -466,7 +467,13 @@ def extract_motion(
     output = check_writable(output, inputs=(video,))
     if output.suffix.lower() != ".npz":
         raise EnlivenError(f"motion templates are .npz files, not {output.name}")
-    extractor = engines.create(engine, weights=weights) if engine and engine != "mesh" else None
+    extractor = None
+    if engine and engine != "mesh":
+        if not engines.describe(engine).extracts:  # known before any weights load
+            able = [n for n, d in engines.descriptors().items() if d.extracts]
+            raise EnlivenError(f"engine {engine!r} cannot store its own motion in a template (that takes: "
+                               f"{', '.join(able)}); landmark motion alone needs no --engine")
+        extractor = engines.create(engine, weights=weights)
     motion = video_motion(video, extractor.driving_crop if extractor else None, tracking, progress)
     frames: Iterable[MotionFrame] = motion
     if extractor is not None:

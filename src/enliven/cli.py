@@ -99,13 +99,6 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--follow-camera", action="store_true",
                    help="follow the driver's camera zoom and shift in full (default: within 0.9-1.1 zoom and ±10%% of "
                    "the face's width)")
-    g.add_argument("--mouth", metavar="auto|driver|synth|source",  # checked by the engine
-                   help="mesh engine: the inside of an opening mouth: the driver's own (driver; needs a driving video "
-                   "or picture), drawn teeth and tongue (synth), a dark gap (source; the source's own teeth are kept "
-                   "in every mode); default auto: the driver's when there is one, else drawn")
-    g.add_argument("--wrinkles", type=float, metavar="S",
-                   help="mesh engine: how strongly the driver's wrinkles (forehead, eye corners, folds beside the "
-                   "nose) are carried over from a driving video: 0 off (default) … 1 as the driver's … 3")
     g.add_argument("--crop-scale", type=float, default=2.3, metavar="S",
                    help="face crop size as a multiple of the face (default 2.3)")
     g.add_argument("--no-audio", dest="mux_audio", action="store_false",
@@ -127,44 +120,70 @@ def _add_animation_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--pout", type=float, default=0.0, help="1 pursed lips")
     c.add_argument("--wink", type=float, default=0.0, help="1 shuts the eye on the picture's left")
     c.add_argument("--gaze", metavar="X,Y", help="look aside: X 1 to the picture's right, -1 left; Y 1 down, -1 up")
-    k = p.add_argument_group("keypoint engine (LivePortrait)")
-    k.add_argument("--weights", metavar="DIR",
+    g.add_argument("--weights", metavar="DIR",
                    help="folder with the engine's weights (default: our cache, then the Hugging Face cache)")
-    k.add_argument("--region", choices=("all", "exp", "pose", "lip", "eyes"),
-                   help="animate only this region (default: all)")
-    k.add_argument("--no-stitching", dest="stitching", action="store_false", default=None,
-                   help="turn off the stitching MLP")
-    k.add_argument("--pose-friendly", action="store_true", help="skip the expression-friendly keypoint scaling")
-    k.add_argument("--backend", choices=("torch", "onnx"), help="run the networks in PyTorch (default) or onnxruntime")
-    f = p.add_argument_group("diffusion engines: landmark-diffusion (Follow-Your-Emoji), implicit-diffusion "
-                             "(HunyuanPortrait)")
-    f.add_argument("--device", help="cpu, cuda or auto (default: auto, the GPU if PyTorch sees one)")
-    f.add_argument("--steps", type=int,
-                   help="denoising steps (default 30 / 25, the releases'): fewer is faster and rougher")
-    f.add_argument("--guidance", type=float,
-                   help="classifier-free guidance scale (default 3.5 / 2.0); landmark-diffusion: 1 or less turns it "
-                        "off; implicit-diffusion: both its scales (appearance and motion), 1 runs the plain prediction")
-    f.add_argument("--seed", type=int,
-                   help="initial noise seed (default the release's: 12580 / 72580): same seed, same frames")
+    _add_engine_options(p)
+
+
+def _option_dest(option) -> str:
+    return "engine_option_" + option.cli_flag.lstrip("-").replace("-", "_")
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Each engine's own options, as its descriptor declares them, in a group per engine; a flag several engines
+    take (the diffusion engines' --steps) is added once, in the first one's group, naming them all."""
+    from enliven import engines
+
+    takers: dict[str, list[str]] = {}
+    for name, descriptor in engines.descriptors().items():
+        for option in descriptor.options:
+            takers.setdefault(option.cli_flag, []).append(name)
+    added: set[str] = set()
+    for name, descriptor in engines.descriptors().items():
+        fresh = [o for o in descriptor.options if o.cli_flag not in added]
+        if not fresh:
+            continue
+        together = {tuple(takers[o.cli_flag]) for o in fresh}
+        shared = len(together) == 1 and len(next(iter(together))) > 1  # options that only engines sharing them take
+        if shared:
+            names = next(iter(together))
+            systems = ", ".join(engines.describe(n).system for n in names)
+            group = p.add_argument_group(f"{', '.join(names)} engines ({systems})")
+        else:
+            group = p.add_argument_group(f"{name} engine ({descriptor.system})")
+        for option in fresh:
+            added.add(option.cli_flag)
+            who = takers[option.cli_flag]
+            text = option.help if shared or len(who) == 1 else f"{', '.join(who)}: {option.help}"
+            if option.is_switch:
+                group.add_argument(option.cli_flag, dest=_option_dest(option), action="store_const",
+                                   const=option.switch_value, help=text)
+            else:
+                group.add_argument(option.cli_flag, dest=_option_dest(option), type=option.parse,
+                                   metavar=option.metavar or (None if option.choices else option.name.upper()),
+                                   choices=option.choices, help=text)
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """The options given for the chosen engine (``--engine``), by its keywords; one given that it does not take is
+    one clear error."""
+    from enliven import engines
+
+    chosen = engines.describe(args.engine)
+    given = {}
+    for descriptor in engines.descriptors().values():
+        for option in descriptor.options:
+            value = getattr(args, _option_dest(option), None)
+            if value is None or option.cli_flag in given:
+                continue
+            if chosen.option(option.name) is None or chosen.option(option.name).cli_flag != option.cli_flag:
+                raise EnlivenError(f"engine {args.engine!r} has no option {option.cli_flag}")
+            given[option.cli_flag] = (option.name, value)
+    return dict(given.values())
 
 
 def _animation_kwargs(args: argparse.Namespace) -> dict:
-    engine_options = {}
-    if args.region:
-        engine_options["region"] = args.region
-    if args.stitching is False:
-        engine_options["stitching"] = False
-    if args.pose_friendly:
-        engine_options["driving_option"] = "pose-friendly"
-    if args.backend:
-        engine_options["backend"] = args.backend
-    if args.mouth:
-        engine_options["mouth"] = args.mouth
-    if args.wrinkles is not None:
-        engine_options["wrinkles"] = args.wrinkles
-    for name in ("device", "steps", "guidance", "seed"):  # landmark-diffusion; checked by the engine
-        if getattr(args, name) is not None:
-            engine_options[name] = getattr(args, name)
+    engine_options = _engine_options(args)
     eyes = None
     if args.eyes_open:
         try:
@@ -405,8 +424,9 @@ def _run_command(args: argparse.Namespace) -> int:
     elif args.command == "engines":
         from enliven import engines
 
-        for name, needs in engines.available().items():
-            print(f"{name:<18} needs {needs}")
+        for name, descriptor in engines.descriptors().items():
+            print(f"{name:<18} {descriptor.system}; {', '.join(descriptor.can())}")
+            print(f"{'':<18} needs {descriptor.needs}")
     return 0
 
 

@@ -74,9 +74,11 @@ def test_cross_reenactment_report(tmp_path, portrait_path, monkeypatch):
 
     from enliven import api
     from enliven.engines import base
+    from enliven.engines.descriptor import EngineDescriptor
 
-    monkeypatch.setitem(base._REGISTRY, "still", (_StillEngine, "nothing"))
-    monkeypatch.setitem(base._REGISTRY, "copy-driver", (_CopyDriverEngine, "nothing"))
+    base.descriptors()  # the built-in ones first: the two below are added beside them, for this test only
+    for name, factory in (("still", _StillEngine), ("copy-driver", _CopyDriverEngine)):
+        monkeypatch.setitem(base._DESCRIPTORS, name, EngineDescriptor(name, "a test's", factory, "nothing"))
     sources, driving = tmp_path / "sources", tmp_path / "driving"
     sources.mkdir()
     driving.mkdir()

@@ -82,8 +82,9 @@ def prepare_still(image: np.ndarray, folder: Path) -> StillEdit:
 
 def _options(engine, relative, multiplier, smooth, normalize_lip, fps, face_index, all_faces, driver_face, reference,
              follow_camera, crop_scale, audio, crf, mouth, wrinkles, controls: Controls) -> dict:
-    # The mouth's inside and the wrinkles are the mesh engine's own options; other engines have none such.
-    mesh = {"mouth": mouth, "wrinkles": float(wrinkles)} if engine == "mesh" else {}
+    # The mouth's inside and the wrinkles are the mesh engine's own options: given to the engines that take them.
+    takes = engines.describe(engine).option
+    mesh = {k: v for k, v in (("mouth", mouth), ("wrinkles", float(wrinkles))) if takes(k) is not None}
     return dict(
         engine=engine, relative=relative, multiplier=multiplier, smooth=smooth, normalize_lip=normalize_lip,
         fps=fps or None, face_index=int(face_index), all_faces=all_faces, driver_face=_int_or_text(driver_face),

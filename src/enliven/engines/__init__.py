@@ -1,4 +1,4 @@
-"""Rendering engines behind one protocol (see ``base``)."""
+"""Rendering engines behind one protocol (see ``base``), each described by its descriptor (``descriptor``)."""
 
 from enliven.engines.base import (
     Engine,
@@ -6,15 +6,20 @@ from enliven.engines.base import (
     WindowedEngine,
     available,
     create,
+    describe,
+    descriptors,
     engine_class,
+    forget_plugins,
     is_windowed,
     readiness,
     register,
     render_stream,
     weights_name,
 )
+from enliven.engines.descriptor import EngineDescriptor, EngineOption
 
 __all__ = [
-    "Engine", "SourceState", "WindowedEngine", "available", "create", "engine_class", "is_windowed", "readiness",
-    "register", "render_stream", "weights_name",
+    "Engine", "EngineDescriptor", "EngineOption", "SourceState", "WindowedEngine", "available", "create", "describe",
+    "descriptors", "engine_class", "forget_plugins", "is_windowed", "readiness", "register", "render_stream",
+    "weights_name",
 ]

@@ -4,19 +4,23 @@ An engine turns a source face crop into crop-space frames for target landmarks. 
 or parses arguments: it gets arrays and returns arrays. Two shapes: a per-frame ``Engine`` (``render`` one
 target at a time) and a ``WindowedEngine`` (``render_stream``: the stream of targets in, frames out, with a
 bounded look-ahead); ``render_stream(engine, ...)`` drives either, so the pipeline has one loop. Adding an
-engine means registering a factory here; nothing else in the pipeline changes.
+engine means a folder with its descriptor (``engines.descriptor``) and one line in ``BUILTIN`` (or an entry point
+of another package); nothing else changes.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from enliven.engines.descriptor import EngineDescriptor
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
 from enliven.motion.frame import MotionFrame
@@ -88,84 +92,94 @@ def render_stream(
     return (engine.render(state, target, frame) for target, frame in targets)
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Engine | WindowedEngine], str]] = {}
-# Built-in engines are imported only when used, so the default engine never loads torch.
-_BUILTIN = {
-    "mesh": ("enliven.engines.mesh", "nothing: MediaPipe's face mesh ships inside its wheel"),
-    "keypoint": (
-        "enliven.engines.keypoint",
-        "the official LivePortrait weights: `enliven weights download liveportrait` or --weights DIR",
-    ),
-    "landmark-diffusion": (
-        "enliven.engines.landmark_diffusion",
-        (
-            "the diffusion extra (pip install 'enliven[diffusion]') and the official Follow-Your-Emoji weights: "
-            "`enliven weights download follow-your-emoji` or --weights DIR; a GPU (--device cuda) in practice"
-        ),
-    ),
-    "implicit-diffusion": (
-        "enliven.engines.implicit_diffusion",
-        (
-            "the diffusion extra (pip install 'enliven[diffusion]') and the official HunyuanPortrait weights: "
-            "`enliven weights download hunyuan-portrait` or --weights DIR; a GPU (--device cuda) in practice"
-        ),
-    ),
-}
+# The built-in engines: one line per engine folder, naming its descriptor (``engines.descriptor``). Descriptors
+# import nothing heavy and engines are imported only when built, so the default engine never loads torch.
+BUILTIN = (
+    "enliven.engines.mesh.descriptor",
+    "enliven.engines.keypoint.descriptor",
+    "enliven.engines.landmark_diffusion.descriptor",
+    "enliven.engines.implicit_diffusion.descriptor",
+)
+# Engines of other packages: each names an ``EngineDescriptor`` (``module:NAME``) in this entry-point group.
+ENTRY_POINTS = "enliven.engines"
+
+_DESCRIPTORS: dict[str, EngineDescriptor] = {}
+_PLUGINS: set[str] = set()  # names registered from the entry-point group
+_PLUGINS_READ = False
 
 
-# What a built-in engine needs before it can run: (its weights' name in ``enliven.weights``, a module its extra
-# installs). ``readiness`` checks them without building the engine.
-_PREREQUISITES: dict[str, tuple[str, str | None]] = {
-    "keypoint": ("liveportrait", None),
-    "landmark-diffusion": ("follow-your-emoji", "diffusers"),
-    "implicit-diffusion": ("hunyuan-portrait", "diffusers"),
-}
+def register(descriptor: EngineDescriptor) -> EngineDescriptor:
+    """Make an engine available by its descriptor's name (a later one of the same name replaces it)."""
+    _DESCRIPTORS[descriptor.name] = descriptor
+    return descriptor
+
+
+def forget_plugins() -> None:
+    """Read the entry-point group again on next use (after packages were installed or removed)."""
+    global _PLUGINS_READ
+    _PLUGINS_READ = False
+    for name in _PLUGINS:
+        _DESCRIPTORS.pop(name, None)
+    _PLUGINS.clear()
+
+
+def descriptors() -> dict[str, EngineDescriptor]:
+    """Every engine's descriptor by name: the built-in ones, then those of installed packages."""
+    global _PLUGINS_READ
+    for module in BUILTIN:
+        descriptor = importlib.import_module(module).DESCRIPTOR
+        _DESCRIPTORS.setdefault(descriptor.name, descriptor)
+    if not _PLUGINS_READ:
+        _PLUGINS_READ = True
+        for point in importlib.metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                descriptor = point.load()
+            except Exception as exc:  # a broken plugin must not take the built-in engines down with it
+                warnings.warn(f"engine {point.name!r} from {point.value} could not be loaded: {exc}", stacklevel=2)
+                continue
+            if isinstance(descriptor, EngineDescriptor):
+                register(descriptor)
+                _PLUGINS.add(descriptor.name)
+    return dict(_DESCRIPTORS)
+
+
+def describe(name: str) -> EngineDescriptor:
+    """Engine ``name``'s descriptor; an unknown name is one clear error."""
+    known = descriptors()
+    if name not in known:
+        raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(known))}")
+    return known[name]
 
 
 def readiness(name: str) -> str | None:
     """None if engine ``name`` can run here, else what it needs (its ``needs`` line): the extra's module is
     importable and its weights are where ``--weights``-less runs look. Nothing is loaded."""
-    weights_name, module = _PREREQUISITES.get(name, (None, None))
-    if module is not None and importlib.util.find_spec(module) is None:
-        return available()[name]
-    if weights_name is not None:
+    descriptor = describe(name)
+    if descriptor.extra_module is not None and importlib.util.find_spec(descriptor.extra_module) is None:
+        return descriptor.needs
+    if descriptor.weights is not None:
         from enliven import weights
 
         try:
-            weights.resolve(weights_name)
+            weights.resolve(descriptor.weights)
         except EnlivenError:
-            return available()[name]
+            return descriptor.needs
     return None
 
 
 def weights_name(name: str) -> str | None:
     """The name ``enliven weights download`` knows engine ``name``'s weights by (None: it needs none)."""
-    return _PREREQUISITES.get(name, (None, None))[0]
-
-
-def register(name: str, needs: str) -> Callable:
-    """Class decorator: make an engine available by name; ``needs`` tells users what it requires."""
-
-    def wrap(factory):
-        _REGISTRY[name] = (factory, needs)
-        return factory
-
-    return wrap
+    return describe(name).weights
 
 
 def available() -> dict[str, str]:
     """Engine names and what each needs to run."""
-    return {name: needs for name, (_, needs) in _BUILTIN.items()} | {n: needs for n, (_, needs) in _REGISTRY.items()}
+    return {name: descriptor.needs for name, descriptor in descriptors().items()}
 
 
 def engine_class(name: str) -> Callable[..., Engine | WindowedEngine]:
-    """The registered factory (class) of engine ``name``, imported on first use but not built: what it can do is
-    known before its weights load."""
-    if name not in _REGISTRY and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name][0])
-    if name not in _REGISTRY:
-        raise EnlivenError(f"unknown engine {name!r}; available: {', '.join(sorted(available()))}")
-    return _REGISTRY[name][0]
+    """The class (factory) of engine ``name``, imported on first use but not built."""
+    return describe(name).load()
 
 
 def create(name: str, **options: Any) -> Engine | WindowedEngine:

@@ -20,20 +20,25 @@ What is here:
   pipeline: the driver's crops and landmarks, ``generate_stream``, paste-back.
 """
 
-from enliven.engines.implicit_diffusion.checkpoints import LoadReport, convert_to_safetensors, load_official
-from enliven.engines.implicit_diffusion.pipeline import DrivingFrame, generate, generate_stream
-from enliven.engines.implicit_diffusion.sampling import sample
-from enliven.engines.implicit_diffusion.unet import build_unet
 
-__all__ = [
-    "DrivingFrame",
-    "LoadReport",
-    "build_unet",
-    "convert_to_safetensors",
-    "generate",
-    "generate_stream",
-    "load_official",
-    "sample",
-]
+# Imported on first use (PEP 562): reading this engine's descriptor loads none of its heavy modules.
+_EXPORTS = {
+    "DrivingFrame": "pipeline",
+    "LoadReport": "checkpoints",
+    "build_unet": "unet",
+    "convert_to_safetensors": "checkpoints",
+    "generate": "pipeline",
+    "generate_stream": "pipeline",
+    "load_official": "checkpoints",
+    "sample": "sampling",
+}
 
-from enliven.engines.implicit_diffusion import engine as _engine  # noqa: E402, F401  (registers "implicit-diffusion")
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

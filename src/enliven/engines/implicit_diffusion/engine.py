@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from enliven.checks import number, whole
-from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.base import SourceState
 from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
 from enliven.engines.implicit_diffusion.pipeline import SEGMENT, SEGMENT_OVERLAP, stream_lookahead
 from enliven.engines.implicit_diffusion.sampling import WINDOW
@@ -57,7 +57,6 @@ DRIVING_CROP_VY = -0.05  # YOLO's box reaches higher on the forehead than our br
 
 
 
-@register("implicit-diffusion", needs=_BUILTIN["implicit-diffusion"][1])
 class ImplicitDiffusionEngine:
     name = "implicit-diffusion"
     pose_limits = (90.0, 90.0, 90.0)  # not used: the model reads the driver's pixels, not target landmarks

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.base import SourceState
 from enliven.engines.keypoint import kinematics as kin
 from enliven.engines.keypoint.backends import OnnxBackend, TorchBackend
 from enliven.engines.keypoint.checkpoints import load_config, load_official
@@ -40,7 +40,6 @@ from enliven.motion.smooth import OneEuroFilter
 DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 
 
-@register("keypoint", needs=_BUILTIN["keypoint"][1])
 class KeypointEngine:
     name = "keypoint"
     reads_keypoints = True  # renders LivePortrait's own motion (templates imported from its .pkl have nothing else)

@@ -16,9 +16,23 @@ What is here:
   pipeline: crop, landmark pictures of the aligned targets, ``generate_stream``, paste-back.
 """
 
-from enliven.engines.landmark_diffusion.checkpoints import LoadReport, convert_to_safetensors, load_official
-from enliven.engines.landmark_diffusion.pipeline import Context, generate, generate_stream
 
-__all__ = ["Context", "LoadReport", "convert_to_safetensors", "generate", "generate_stream", "load_official"]
+# Imported on first use (PEP 562): reading this engine's descriptor loads none of its heavy modules.
+_EXPORTS = {
+    "Context": "pipeline",
+    "LoadReport": "checkpoints",
+    "convert_to_safetensors": "checkpoints",
+    "generate": "pipeline",
+    "generate_stream": "pipeline",
+    "load_official": "checkpoints",
+}
 
-from enliven.engines.landmark_diffusion import engine as _engine  # noqa: E402, F401  (registers "landmark-diffusion")
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

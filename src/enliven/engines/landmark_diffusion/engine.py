@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from enliven.checks import number, whole
-from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.base import SourceState
 from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
 from enliven.engines.landmark_diffusion.drawing import draw_landmarks
 from enliven.face.paste import feathered_mask
@@ -32,7 +32,6 @@ MAX_STEPS = 1000  # the scheduler's training steps: DDIM cannot take more
 MAX_GUIDANCE = 30.0  # far past any useful scale; beyond it the guided prediction is noise
 
 
-@register("landmark-diffusion", needs=_BUILTIN["landmark-diffusion"][1])
 class LandmarkDiffusionEngine:
     name = "landmark-diffusion"
     driving_crop = None  # it reads landmarks only, never the driver's pixels

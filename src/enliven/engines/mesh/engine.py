@@ -19,9 +19,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from enliven.engines.base import _BUILTIN, SourceState, register
+from enliven.engines.base import SourceState
 from enliven.engines.mesh.limits import TargetLimits
-from enliven.engines.mesh.mouth import DRIVER_CROP, MOUTH_CROP, SHOWS_INSIDE, MouthPainter, SourceMouth, mouth_gap, similarity
+from enliven.engines.mesh.mouth import (
+    DRIVER_CROP,
+    MOUTH_CROP,
+    SHOWS_INSIDE,
+    MouthPainter,
+    SourceMouth,
+    mouth_gap,
+    similarity,
+)
 from enliven.engines.mesh.raster import backward_map
 from enliven.engines.mesh.wrinkles import WrinkleTransfer
 from enliven.errors import EnlivenError
@@ -168,7 +176,6 @@ def _strip(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
     return np.concatenate([np.stack([inner, nxt_i, nxt_o], 1), np.stack([inner, nxt_o, outer], 1)])
 
 
-@register("mesh", needs=_BUILTIN["mesh"][1])
 class MeshEngine:
     name = "mesh"
     # Head angles (yaw, pitch, roll; degrees) it renders cleanly: a 2-D warp of one view shows no hidden side.
