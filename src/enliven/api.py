@@ -22,25 +22,22 @@ from tqdm import tqdm
 from enliven import engines
 from enliven.errors import EnlivenError, NoFaceError
 from enliven.face.analyzer import Face, FaceAnalyzer
-from enliven.face.crop import Crop, CropSpec
+from enliven.face.crop import Crop
 from enliven.face.paste import Paster
 from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import is_image_path, read_image, write_image
 from enliven.io.video import VideoReader, VideoWriter
-from enliven.motion import edits
 from enliven.motion.align import AlignOptions, Controls, MotionAligner
-from enliven.motion.audio import AUDIO_SUFFIXES, audio_motion, speak
+from enliven.motion.audio import speak
 from enliven.motion.frame import MotionFrame, MotionSequence, TrackingSummary
 from enliven.motion.landmark_image import draw_motion_frame
 from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
-from enliven.motion.presets import preset_motion
 from enliven.motion.smooth import smooth_motion
-from enliven.motion.sources import video_motion
-from enliven.motion.template import load_template, save_template
+from enliven.motion.sources import PRESET_PREFIX, built_on_the_face, open_driving, video_motion
+from enliven.motion.template import save_template
 from enliven.motion.tracking import TrackOptions
 from enliven.options import AnimateOptions
 
-PRESET_PREFIX = "preset:"
 MAX_FACES = 8  # faces looked for with --all-faces
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 
@@ -111,69 +108,6 @@ def _find_faces(path: str | os.PathLike, image: np.ndarray, opts: AnimateOptions
     if opts.face_index >= len(faces):
         raise EnlivenError(f"face index {opts.face_index} asked for, but {path} has {len(faces)} face(s)")
     return [faces[opts.face_index]]
-
-
-def _image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop: CropSpec | None) -> MotionSequence:
-    """One-frame motion carrying a driving image's expression onto ``base_shape``.
-
-    A single picture has no neutral frame to measure change from, so its expression is carried over as
-    the open ratios the edits target (eyes, lips), never as landmark offsets: the driver's face shape
-    cannot leak in, and the source's head pose is kept (as LivePortrait does for image driving).
-    """
-    image = read_image(path)
-    with FaceAnalyzer(static=True) as analyzer:
-        faces = analyzer.detect(image)
-    if not faces:
-        raise NoFaceError(f"no face found in driving image {path}")
-    driver = MotionFrame.from_landmarks(faces[0].landmarks)
-    target = edits.expression_ratios(driver.shape.astype(np.float64))
-    shape = edits.set_lip_open(base_shape, target["lip"])
-    shape = edits.set_eye_open(shape, 0, target["eye_right"])
-    shape = edits.set_eye_open(shape, 1, target["eye_left"])
-    identity = (np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
-    reference = MotionFrame(base_shape.astype(np.float32), *identity)
-    crop = crop_landmarks = None
-    if driving_crop is not None:
-        box = driving_crop.crop(faces[0].landmarks)
-        crop, crop_landmarks = box.cut(image), box.to_crop(faces[0].landmarks).astype(np.float32)
-    frame = MotionFrame(shape.astype(np.float32), *identity, crop=crop, crop_landmarks=crop_landmarks)
-    return MotionSequence([frame], fps=25.0, length=1, reference=reference, measured=False, origin=str(path))
-
-
-def open_driving(
-    driving: str | os.PathLike,
-    base_shape: np.ndarray | None = None,
-    driving_crop: CropSpec | None = None,
-    allow_pickle: bool = False,
-    tracking: TrackOptions = TrackOptions(),
-    progress: bool = False,
-    anchor_crops: bool = True,
-) -> MotionSequence:
-    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
-    ``allow_pickle``), an image or a video.
-
-    ``base_shape``: the source's canonical face (presets and driving images are built on it);
-    ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels); ``tracking``: whose
-    motion a video gives and from which reference frames (``motion.tracking``); ``progress``: a bar while a
-    video is read; ``anchor_crops``: each shot's reference frame gets its crop too (``video_motion``).
-    """
-    text = str(driving)
-    if text.startswith(PRESET_PREFIX):
-        return preset_motion(text[len(PRESET_PREFIX) :], base_shape)
-    path = Path(driving)
-    if not path.exists():
-        raise EnlivenError(f"no such file: {path} (for a built-in motion use preset:NAME)")
-    if path.suffix.lower() in AUDIO_SUFFIXES:
-        return audio_motion(path, base_shape)
-    if path.suffix.lower() == ".npz":
-        return load_template(path)
-    if path.suffix.lower() == ".pkl":
-        return load_liveportrait_pkl(path, allow_pickle)
-    if is_image_path(path):
-        if base_shape is None:
-            raise EnlivenError("a driving image needs a source face to carry its expression to")
-        return _image_motion(path, base_shape, driving_crop)
-    return video_motion(path, driving_crop, tracking, progress, anchor_crops)
 
 
 def _retime(frames: Iterable, src_fps: float, dst_fps: float) -> Iterator:
@@ -290,7 +224,7 @@ def prepare_animation(
         state = engine.prepare(crop.cut(image), landmarks)
         faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
     # Presets, driving images and audio are built on each face's own shape; a video's motion is shared.
-    per_face = _built_on_the_face(driving)
+    per_face = built_on_the_face(driving)
     shared = None
     if not per_face:
         shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress,
@@ -318,11 +252,6 @@ def _anchor_crops(engine) -> bool:
     """Whether ``engine`` reads each shot's reference frame from pixels too (``Engine.anchor_crops``; the engines
     that measure motion from the driver's crops do)."""
     return getattr(engine, "anchor_crops", True)
-
-
-def _built_on_the_face(driving: str | os.PathLike) -> bool:
-    text = str(driving)
-    return text.startswith(PRESET_PREFIX) or is_image_path(text) or Path(text).suffix.lower() in AUDIO_SUFFIXES
 
 
 def animate_text(
@@ -381,14 +310,22 @@ def animate(
     fps = opts.fps or job.fps
     total = int(round(job.motion.length * fps / job.fps)) if job.motion.length else None
     audio = job.motion.audio if opts.audio else None
-    count = 0
-    with atomic_output(output) as tmp, _progress(total, "animating", opts.progress) as bar:
-        with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
-            for picture in _ticking(job.frames(fps), bar, opts.on_frame):
-                writer.write(picture)
-                count += 1
+    count = _encode(job.frames(fps), output, fps, audio, total, "animating", opts)
     seconds = time.perf_counter() - started
     return AnimateResult(output, count, fps, seconds, job.motion.lost, name, faces, job.motion.tracking)
+
+
+def _encode(pictures: Iterable[np.ndarray], output: Path, fps: float, audio: Path | None, total: int | None,
+            desc: str, opts: AnimateOptions) -> int:
+    """Write ``pictures`` as the video ``output`` (appearing only when complete, with ``audio``'s track muxed),
+    with a progress bar and ``on_frame`` calls; returns the frame count. The one encode loop of every animation."""
+    count = 0
+    with atomic_output(output) as tmp, _progress(total, desc, opts.progress) as bar:
+        with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
+            for picture in _ticking(pictures, bar, opts.on_frame):
+                writer.write(picture)
+                count += 1
+    return count
 
 
 def _align(opts: AnimateOptions) -> AlignOptions:
@@ -430,22 +367,23 @@ def _animate_video_source(
         lengths = [n for n in (reader.frame_count, motion.length) if n]
         total = min(lengths) if lengths else None
         audio = (motion.audio or (Path(source) if reader.has_audio else None)) if opts.audio else None
-        count = kept = 0
-        with atomic_output(output) as tmp, _progress(total, "editing", opts.progress) as bar:
-            with VideoWriter(tmp, reader.fps, audio_from=audio, crf=opts.crf) as writer:
-                sources = itertools.chain([first], frames_in)
-                for image, frame in _ticking(zip(sources, frames), bar, opts.on_frame):
-                    faces = analyzer.detect(image)
-                    if not faces:
-                        writer.write(image)
-                        kept += 1
-                    else:
-                        crop = opts.crop.crop(faces[0].landmarks)
-                        landmarks = crop.to_crop(faces[0].landmarks)
-                        state = engine.prepare(crop.cut(image), landmarks, session)
-                        rendered = engine.render(state, aligner(frame, source_landmarks=landmarks), frame)
-                        writer.write(Paster(crop, state.paste_mask, image.shape[:2]).paste(image, rendered))
-                    count += 1
+        kept = 0
+
+        def edited() -> Iterator[np.ndarray]:
+            nonlocal kept
+            for image, frame in zip(itertools.chain([first], frames_in), frames):
+                faces = analyzer.detect(image)
+                if not faces:  # no face in this source frame: it is kept as it is
+                    kept += 1
+                    yield image
+                    continue
+                crop = opts.crop.crop(faces[0].landmarks)
+                landmarks = crop.to_crop(faces[0].landmarks)
+                state = engine.prepare(crop.cut(image), landmarks, session)
+                rendered = engine.render(state, aligner(frame, source_landmarks=landmarks), frame)
+                yield Paster(crop, state.paste_mask, image.shape[:2]).paste(image, rendered)
+
+        count = _encode(edited(), output, reader.fps, audio, total, "editing", opts)
     seconds = time.perf_counter() - started
     return AnimateResult(output, count, reader.fps, seconds, motion.lost + kept, engine.name, tracking=motion.tracking)
 

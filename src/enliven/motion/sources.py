@@ -1,4 +1,6 @@
-"""Where motion comes from: driving videos, analysed with the face mesh and tracked (see ``motion.tracking``)."""
+"""Where motion comes from: one door (``open_driving``) for every kind of driving input — presets, speech, templates,
+LivePortrait ``.pkl`` files, driving pictures and videos (analysed with the face mesh and tracked, see
+``motion.tracking``)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
+from enliven.errors import EnlivenError, NoFaceError
+from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import CropSpec
+from enliven.io.images import is_image_path, read_image
 from enliven.io.video import VideoReader
+from enliven.motion import edits
+from enliven.motion.audio import AUDIO_SUFFIXES, audio_motion
 from enliven.motion.frame import MotionFrame, MotionSequence
+from enliven.motion.liveportrait_pkl import load_liveportrait_pkl
+from enliven.motion.presets import preset_motion
+from enliven.motion.template import load_template
 from enliven.motion.tracking import TrackOptions, analyse
+
+PRESET_PREFIX = "preset:"
 
 
 def video_motion(
@@ -97,3 +109,73 @@ class _FrameSeeker:
 
     def close(self) -> None:
         self._frames.close()
+
+
+def image_motion(path: str | os.PathLike, base_shape: np.ndarray, driving_crop: CropSpec | None) -> MotionSequence:
+    """One-frame motion carrying a driving image's expression onto ``base_shape``.
+
+    A single picture has no neutral frame to measure change from, so its expression is carried over as
+    the open ratios the edits target (eyes, lips), never as landmark offsets: the driver's face shape
+    cannot leak in, and the source's head pose is kept (as LivePortrait does for image driving).
+    """
+    image = read_image(path)
+    with FaceAnalyzer(static=True) as analyzer:
+        faces = analyzer.detect(image)
+    if not faces:
+        raise NoFaceError(f"no face found in driving image {path}")
+    driver = MotionFrame.from_landmarks(faces[0].landmarks)
+    target = edits.expression_ratios(driver.shape.astype(np.float64))
+    shape = edits.set_lip_open(base_shape, target["lip"])
+    shape = edits.set_eye_open(shape, 0, target["eye_right"])
+    shape = edits.set_eye_open(shape, 1, target["eye_left"])
+    identity = (np.eye(3, dtype=np.float32), 1.0, np.zeros(3, np.float32))
+    reference = MotionFrame(base_shape.astype(np.float32), *identity)
+    crop = crop_landmarks = None
+    if driving_crop is not None:
+        box = driving_crop.crop(faces[0].landmarks)
+        crop, crop_landmarks = box.cut(image), box.to_crop(faces[0].landmarks).astype(np.float32)
+    frame = MotionFrame(shape.astype(np.float32), *identity, crop=crop, crop_landmarks=crop_landmarks)
+    return MotionSequence([frame], fps=25.0, length=1, reference=reference, measured=False, origin=str(path))
+
+
+def open_driving(
+    driving: str | os.PathLike,
+    base_shape: np.ndarray | None = None,
+    driving_crop: CropSpec | None = None,
+    allow_pickle: bool = False,
+    tracking: TrackOptions = TrackOptions(),
+    progress: bool = False,
+    anchor_crops: bool = True,
+) -> MotionSequence:
+    """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
+    ``allow_pickle``), an image or a video.
+
+    ``base_shape``: the source's canonical face (presets and driving images are built on it);
+    ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels); ``tracking``: whose
+    motion a video gives and from which reference frames (``motion.tracking``); ``progress``: a bar while a
+    video is read; ``anchor_crops``: each shot's reference frame gets its crop too (``video_motion``).
+    """
+    text = str(driving)
+    if text.startswith(PRESET_PREFIX):
+        return preset_motion(text[len(PRESET_PREFIX) :], base_shape)
+    path = Path(driving)
+    if not path.exists():
+        raise EnlivenError(f"no such file: {path} (for a built-in motion use preset:NAME)")
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return audio_motion(path, base_shape)
+    if path.suffix.lower() == ".npz":
+        return load_template(path)
+    if path.suffix.lower() == ".pkl":
+        return load_liveportrait_pkl(path, allow_pickle)
+    if is_image_path(path):
+        if base_shape is None:
+            raise EnlivenError("a driving image needs a source face to carry its expression to")
+        return image_motion(path, base_shape, driving_crop)
+    return video_motion(path, driving_crop, tracking, progress, anchor_crops)
+
+
+def built_on_the_face(driving: str | os.PathLike) -> bool:
+    """Whether ``driving``'s motion is built on each source face's own shape (presets, driving pictures, speech),
+    rather than one motion shared by every face (a video or a template)."""
+    text = str(driving)
+    return text.startswith(PRESET_PREFIX) or is_image_path(text) or Path(text).suffix.lower() in AUDIO_SUFFIXES
