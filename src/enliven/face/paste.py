@@ -26,6 +26,13 @@ def feathered_mask(polygon: np.ndarray, size: int, feather: float) -> np.ndarray
     return soft
 
 
+def square_mask(size: int, inset: float = 0.06, feather: float = 0.1) -> np.ndarray:
+    """The paste mask of an engine that redraws its whole crop (background included): the crop's square, inset by
+    ``inset`` of its side and feathered over ``feather`` of it, so the crop's edge never shows."""
+    a, b = inset * size, size - inset * size
+    return feathered_mask(np.array([[a, a], [b, a], [b, b], [a, b]]), size, feather=feather * size)
+
+
 class Paster:
     """Blend crops into one picture of fixed size; the work that does not change per frame is done once."""
 

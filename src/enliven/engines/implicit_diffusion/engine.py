@@ -40,7 +40,7 @@ from enliven.engines.implicit_diffusion.pipeline import SEGMENT, SEGMENT_OVERLAP
 from enliven.engines.implicit_diffusion.sampling import WINDOW
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
-from enliven.face.paste import feathered_mask
+from enliven.face.paste import square_mask
 from enliven.motion.align import AlignOptions
 from enliven.motion.frame import MotionFrame
 
@@ -95,20 +95,11 @@ class ImplicitDiffusionEngine:
         crop_size = crop_image.shape[0]
         interpolation = cv2.INTER_AREA if crop_size > self.size else cv2.INTER_CUBIC
         reference = cv2.resize(crop_image, (self.size, self.size), interpolation=interpolation)
-        inset = 0.06 * crop_size
-        square = np.array(
-            [
-                [inset, inset],
-                [crop_size - inset, inset],
-                [crop_size - inset, crop_size - inset],
-                [inset, crop_size - inset],
-            ]
-        )
         landmarks = np.asarray(landmarks, np.float64)
         return SourceState(
             crop_image=crop_image,
             landmarks=landmarks,
-            paste_mask=feathered_mask(square, crop_size, feather=0.1 * crop_size),
+            paste_mask=square_mask(crop_size),
             cache={"reference": reference, "reference_landmarks": landmarks[:, :2] * (self.size / crop_size)},
             session={} if session is None else session,
         )

@@ -31,7 +31,7 @@ from enliven.engines.keypoint.checkpoints import load_config, load_official
 from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.crop import CropSpec
-from enliven.face.paste import feathered_mask
+from enliven.face.paste import square_mask
 from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions, limit_pose
 from enliven.motion.continuity import CameraFollow, Continuity
 from enliven.motion.frame import MotionFrame
@@ -105,12 +105,10 @@ class KeypointEngine:
         feature = self.backend.appearance(x)
         x_s = info.keypoints()
         size = crop_image.shape[0]
-        inset = 0.06 * size
-        square = np.array([[inset, inset], [size - inset, inset], [size - inset, size - inset], [inset, size - inset]])
         return SourceState(
             crop_image=crop_image,
             landmarks=np.asarray(landmarks, np.float64),
-            paste_mask=feathered_mask(square, size, feather=0.1 * size),
+            paste_mask=square_mask(size),
             cache={
                 "feature": feature,
                 "info": info,

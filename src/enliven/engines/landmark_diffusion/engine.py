@@ -23,7 +23,7 @@ from enliven.checks import number, whole
 from enliven.engines.base import SourceState
 from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
 from enliven.engines.landmark_diffusion.drawing import draw_landmarks
-from enliven.face.paste import feathered_mask
+from enliven.face.paste import square_mask
 from enliven.motion.align import AlignOptions
 from enliven.motion.frame import MotionFrame
 
@@ -75,13 +75,10 @@ class LandmarkDiffusionEngine:
         crop_size = crop_image.shape[0]
         interpolation = cv2.INTER_AREA if crop_size > self.size else cv2.INTER_CUBIC
         reference = cv2.resize(crop_image, (self.size, self.size), interpolation=interpolation)
-        inset = 0.06 * crop_size
-        square = np.array([[inset, inset], [crop_size - inset, inset], [crop_size - inset, crop_size - inset],
-                           [inset, crop_size - inset]])
         return SourceState(
             crop_image=crop_image,
             landmarks=np.asarray(landmarks, np.float64),
-            paste_mask=feathered_mask(square, crop_size, feather=0.1 * crop_size),
+            paste_mask=square_mask(crop_size),
             cache={"reference": reference, "to_work": self.size / crop_size},
             session={} if session is None else session,
         )
