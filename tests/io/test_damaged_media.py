@@ -7,6 +7,7 @@ are), with bytes overwritten where the demuxer says a packet lies. Every wait is
 
 from __future__ import annotations
 
+import errno
 import itertools
 import shutil
 import subprocess
@@ -268,8 +269,8 @@ def _write_frames_atomically(target: Path, audio_from: Path, frames: int = 30) -
 def test_the_encoder_failing_after_the_last_frame_is_one_error_and_no_part_file(small_avi, tmp_path, monkeypatch):
     """The hang of issue 14 without a damaged file: the audio copy fails after the end marker was taken."""
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("the audio copy broke")
+    def fail(*args, **kwargs):  # a media failure (a bug would propagate as itself: see the tests further down)
+        raise av.error.InvalidDataError(errno.EINVAL, "the audio copy broke")
 
     monkeypatch.setattr(video._AudioCopy, "run", fail)
     before = _enliven_threads()
@@ -283,7 +284,7 @@ def test_the_encoder_failing_before_the_frames_stops_the_writer(small_avi, tmp_p
     """The frames' writer hears of it at once, as one EnlivenError, instead of feeding a dead encoder."""
 
     def fail(*args, **kwargs):
-        raise RuntimeError("no audio for you")
+        raise OSError(errno.EIO, "no audio for you")  # the disk's failure, not a bug
 
     monkeypatch.setattr(video._AudioCopy, "__init__", fail)
     with pytest.raises(EnlivenError, match="no audio for you"):
@@ -361,3 +362,117 @@ def test_frames_written_from_another_thread_then_closed_here_are_a_whole_video(t
 
     _within(HANG_SECONDS, write_and_close)
     assert _frame_count(output) == 5
+
+
+# --- a bug on a worker thread is not the user's fault -----------------------------------------------------------
+# The decode and encode threads' failures reach the caller; only the media's or the disk's become the one
+# EnlivenError line (exit 2, "your file"): a bug of ours, reworded so, would read as the user's fault and hide.
+
+BUGS = [IndexError, TypeError, AttributeError, KeyError, ValueError, RuntimeError]  # raised as kind("a bug")
+
+
+def _media_failure(kind: str) -> Exception:
+    """What FFmpeg raises on damaged data, or the system on a failing disk: the user's media's or machine's."""
+    if kind == "InvalidDataError":
+        return av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input")
+    return OSError(errno.EIO, "Input/output error")
+
+
+MEDIA_FAILURES = ["InvalidDataError", "OSError"]
+
+
+def _raising(exc: BaseException):
+    def injected(*args, **kwargs):
+        raise exc
+
+    return injected
+
+
+def _raised_in(caught: pytest.ExceptionInfo, worker: str) -> bool:
+    """Whether the traceback the caller got still goes through the worker thread's function ``worker`` down to the
+    injected raise: the bug's own traceback, not a new one starting where the caller re-raised it."""
+    names = [entry.name for entry in caught.traceback]
+    return worker in names and names[-1] == "injected"
+
+
+@pytest.mark.parametrize("kind", BUGS, ids=lambda kind: kind.__name__)
+def test_a_bug_on_the_decode_thread_reaches_the_caller_as_itself(small_avi, monkeypatch, kind):
+    bug = kind("a bug")
+    monkeypatch.setattr(video, "_turned", _raising(bug))  # runs on the decode thread, once a frame
+    before = _enliven_threads()
+    with pytest.raises(type(bug)) as caught:
+        _within(HANG_SECONDS, lambda: list(VideoReader(small_avi)))
+    assert caught.value is bug and not isinstance(caught.value, EnlivenError)  # not reworded, not wrapped
+    assert _raised_in(caught, "decode")
+    assert not _no_new_enliven_threads(before)
+
+
+@pytest.mark.parametrize("kind", MEDIA_FAILURES)
+def test_a_media_failure_on_the_decode_thread_is_one_error_line(small_avi, monkeypatch, kind):
+    failure = _media_failure(kind)
+    monkeypatch.setattr(video, "_turned", _raising(failure))
+    with pytest.raises(EnlivenError) as caught:
+        _within(HANG_SECONDS, lambda: list(VideoReader(small_avi)))
+    message = str(caught.value)
+    assert message.startswith(f"cannot decode video {small_avi}: ") and "\n" not in message, message
+    assert caught.value.__cause__ is failure  # kept for whoever debugs it
+
+
+@pytest.mark.parametrize("kind", BUGS, ids=lambda kind: kind.__name__)
+def test_a_bug_on_the_encode_thread_reaches_the_caller_as_itself(small_avi, tmp_path, monkeypatch, kind):
+    bug = kind("a bug")
+    monkeypatch.setattr(video._Sink, "check", _raising(bug))  # on the encode thread, after each frame
+    with pytest.raises(type(bug)) as caught:
+        _within(HANG_SECONDS, lambda: _write_frames_atomically(tmp_path / "out.mp4", small_avi))
+    assert caught.value is bug and not isinstance(caught.value, EnlivenError)  # not reworded, not wrapped
+    assert _raised_in(caught, "_encode")
+    assert list(tmp_path.iterdir()) == []  # no part file: the bug does not skip the clean-up
+
+
+@pytest.mark.parametrize("kind", MEDIA_FAILURES)
+def test_a_media_failure_on_the_encode_thread_is_one_error_line(small_avi, tmp_path, monkeypatch, kind):
+    failure = _media_failure(kind)
+    monkeypatch.setattr(video._Sink, "check", _raising(failure))
+    with pytest.raises(EnlivenError) as caught:
+        _within(HANG_SECONDS, lambda: _write_frames_atomically(tmp_path / "out.mp4", small_avi))
+    message = str(caught.value)
+    assert message.startswith("cannot encode the video: ") and "\n" not in message, message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bug_in_the_audio_copy_reaches_the_caller_as_itself(small_avi, tmp_path, monkeypatch):
+    """The audio copy turns its media's failures into one line itself; a ValueError of ours must get through."""
+    bug = ValueError("could not broadcast input array")
+    monkeypatch.setattr(video._AudioCopy, "_head", _raising(bug))  # cuts the track at the video's end
+    with pytest.raises(ValueError) as caught:
+        _within(HANG_SECONDS, lambda: _write_frames_atomically(tmp_path / "out.mp4", small_avi, frames=5))
+    assert caught.value is bug and _raised_in(caught, "_copy")
+
+
+def test_a_track_that_changes_midway_is_one_error_line(small_avi, tmp_path, monkeypatch):
+    """PyAV's resampler refuses a frame whose sample format, layout or rate differ from the first ones (a damaged
+    packet can decode so) with a plain ValueError: the user's file, so one line, not a traceback."""
+    refusal = ValueError("Frame does not match AudioResampler setup.")
+    monkeypatch.setattr(av.AudioResampler, "resample", _raising(refusal))
+    with pytest.raises(EnlivenError, match=f"cannot copy the audio of {small_avi}: it changes midway") as caught:
+        _within(HANG_SECONDS, lambda: _write_frames_atomically(tmp_path / "out.mp4", small_avi))
+    assert "\n" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_fails_loudly_on_a_bug_and_in_one_line_on_damaged_media(talking_avi, tmp_path, monkeypatch,
+                                                                            capsys):
+    """``enliven.cli.main`` answers a user error with one line and exit 2, and lets a bug out: Python prints its
+    traceback and the command exits 1 (not the 2 of "your input is wrong")."""
+    from enliven import cli
+
+    argv = ["-q", "motion", "extract", str(talking_avi), "-o", str(tmp_path / "out.npz")]
+    monkeypatch.setattr(video, "_turned", _raising(IndexError("list index out of range")))
+    with pytest.raises(IndexError):
+        cli.main(argv)
+    assert "enliven: error" not in capsys.readouterr().err
+    monkeypatch.setattr(video, "_turned", _raising(_media_failure("InvalidDataError")))
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("enliven: error: cannot decode video"), lines
+    assert list(tmp_path.iterdir()) == []

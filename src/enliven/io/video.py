@@ -4,6 +4,8 @@ Decoding and encoding each run in a background thread (FFmpeg releases the GIL),
 with analysis and rendering on the main thread. No wait between the two sides can last forever: each side
 polls for the other's failure, death or stop, and a worker stuck inside FFmpeg is given up on after
 ``_STALL_SECONDS`` without progress. Packets that fail to decode are skipped and counted, as ffmpeg does.
+A worker's failure is raised again on the caller's thread: one EnlivenError line when the media or the disk is
+at fault, the exception itself when it is a bug (see ``MEDIA_FAILURES``).
 """
 
 from __future__ import annotations
@@ -83,9 +85,21 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _wrapped(exc: BaseException, what: str) -> EnlivenError:
-    """Any failure on a worker thread as the one EnlivenError the caller sees; the original stays its cause."""
-    if isinstance(exc, EnlivenError):
+# What a decode or encode thread may fail with because of the user's media or machine, not because of a bug:
+# FFmpeg's errors (damaged, truncated or unsupported data; PyAV's InvalidDataError and its EINVAL ValueError are
+# both FFmpegErrors), OSError (a full disk, a file that vanished or cannot be read), UnicodeDecodeError (a file's
+# text fields that are not UTF-8, as PyAV reads them) and our own EnlivenError (a stream damaged throughout).
+# Everything else (IndexError, TypeError, AttributeError, KeyError, a plain ValueError from our own or numpy's
+# code, RuntimeError, MemoryError, ...) is not the user's to fix: reworded as "cannot decode video: list index out
+# of range" it would read as their file's fault and hide the bug, so it reaches the caller as itself, traceback
+# and all, and the command fails loudly (a traceback, exit 1) instead of with the one line of exit 2.
+MEDIA_FAILURES = (EnlivenError, av.FFmpegError, OSError, UnicodeDecodeError)
+
+
+def _reported(exc: BaseException, what: str) -> BaseException:
+    """What the caller raises for a worker thread's failure: one EnlivenError line for the media's or machine's
+    failures (``MEDIA_FAILURES``; the original stays its cause), anything else unchanged."""
+    if isinstance(exc, EnlivenError) or not isinstance(exc, MEDIA_FAILURES):
         return exc
     error = EnlivenError(f"{what}: {_one_line(exc)}")
     error.__cause__ = exc
@@ -223,7 +237,7 @@ class VideoReader:
         frames: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()  # the caller stopped early or failed: the decoder ends at its next step
         heartbeat = _Heartbeat()
-        failure: list[EnlivenError] = []
+        failure: list[BaseException] = []
 
         def decode() -> None:
             try:
@@ -236,8 +250,8 @@ class VideoReader:
                         if not _put_unless_stopped(frames, picture, stop):
                             return
                     self.damaged_packets = decoder.damaged
-            except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
-                failure.append(_wrapped(exc, f"cannot decode video {self.path}"))
+            except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread (see _reported)
+                failure.append(_reported(exc, f"cannot decode video {self.path}"))
             finally:
                 _put_unless_stopped(frames, _END, stop)
 
@@ -275,7 +289,8 @@ class VideoWriter:
 
     Frames of odd width or height are padded by repeating the last row/column (yuv420p needs even sizes).
     Use as a context manager; the file is complete only after a clean exit. Any failure of the encoder,
-    the audio copy included, reaches the caller as one EnlivenError from ``write`` or ``close``, never a hang.
+    the audio copy included, reaches the caller from ``write`` or ``close``, never a hang: as one EnlivenError
+    when the media or the disk failed (``MEDIA_FAILURES``), as itself when it is a bug.
     """
 
     def __init__(
@@ -295,7 +310,7 @@ class VideoWriter:
         self.frames_written = 0
         self.damaged_audio_packets = 0
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._failure: list[EnlivenError] = []
+        self._failure: list[BaseException] = []
         self._abandoned = threading.Event()
         self._heartbeat = _Heartbeat()
         self._finished = False  # the encoder wrote the whole file, not just stopped
@@ -380,8 +395,8 @@ class VideoWriter:
             self._finished = True
         except _Abandoned:
             pass  # the caller has its own error to report, and deletes the file
-        except BaseException as exc:  # noqa: BLE001 - reported on the caller's thread as one line
-            self._failure.append(_wrapped(exc, "cannot encode the video"))
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread (see _reported)
+            self._failure.append(_reported(exc, "cannot encode the video"))
         finally:
             if audio is not None:
                 audio.close()
@@ -492,7 +507,7 @@ class _AudioCopy:
             self._copy(duration, heartbeat)
         except EnlivenError:
             raise
-        except (av.FFmpegError, OSError, ValueError) as exc:
+        except (av.FFmpegError, OSError) as exc:  # a plain ValueError is a bug here (MEDIA_FAILURES); see _resampled
             raise EnlivenError(f"cannot copy the audio of {self._source}: {_one_line(exc)}") from exc
 
     def _copy(self, duration: float, heartbeat: _Heartbeat | None) -> None:
@@ -503,7 +518,7 @@ class _AudioCopy:
             try:
                 for frame in decoder.frames():
                     frame.pts = None
-                    for chunk in self._resampler.resample(frame):
+                    for chunk in self._resampled(frame):
                         if written + chunk.samples > limit:
                             chunk = self._head(chunk, limit - written)
                         if chunk is None:
@@ -518,6 +533,16 @@ class _AudioCopy:
             decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
         for packet in self._stream.encode(None):
             self._out.mux(packet)
+
+    def _resampled(self, frame) -> list:
+        """``frame`` as AAC's frames; one EnlivenError if the track changes its sample format, layout or rate
+        midway (a damaged packet can decode so), which PyAV's resampler refuses with a plain ValueError."""
+        try:
+            return self._resampler.resample(frame)
+        except ValueError as exc:
+            if isinstance(exc, av.FFmpegError):
+                raise
+            raise EnlivenError(f"cannot copy the audio of {self._source}: it changes midway ({exc})") from exc
 
     def _head(self, chunk, samples: int):
         """The first ``samples`` samples of a planar float frame, or None if that is nothing."""
