@@ -106,6 +106,27 @@ def test_text_is_spoken_and_animated(tmp_path, portrait_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".enliven-tts")]  # the temporary speech is gone
 
 
+def test_speaking_leaves_nothing_in_the_temporary_folder(tmp_path, monkeypatch):
+    """Without XDG_RUNTIME_DIR (a server, a container, cron), espeak-ng's PulseAudio client makes a pulse-XXXX folder
+    in TMPDIR that would stay after every run (the fuzz suite found it)."""
+    if shutil.which("espeak-ng") is None and not os.environ.get("CI"):
+        pytest.skip("espeak-ng is not installed here (.ci/run installs it)")
+    from enliven.motion.audio import speak
+
+    temporary, home = tmp_path / "tmp", tmp_path / "home"
+    temporary.mkdir(), home.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr("tempfile.tempdir", str(temporary))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    # A fresh home: PulseAudio reuses a folder an earlier run linked from ~/.config/pulse while that folder lasts,
+    # so with the user's home this would pass or fail by what ran before.
+    monkeypatch.setenv("HOME", str(home))
+    speak("Hello there.", tmp_path / "hello.wav")
+    assert (tmp_path / "hello.wav").stat().st_size > 10_000
+    assert list(temporary.iterdir()) == []
+    assert list(home.rglob("*")) == []
+
+
 def test_missing_speech_synthesiser_is_a_clear_error(tmp_path, portrait_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(EnlivenError, match="needs espeak-ng"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import os
 import threading
 import warnings
@@ -38,6 +39,7 @@ PILLOW_READ_ERRORS = (
 )
 
 _max_pixels: contextvars.ContextVar[int] = contextvars.ContextVar("enliven_max_pixels", default=DEFAULT_MAX_PIXELS)
+_log = logging.getLogger(__name__)
 _pillow_guard = threading.Lock()  # held while Pillow's process-wide limit is ours (see _pillow_guard_at)
 
 
@@ -73,17 +75,30 @@ def is_image_path(path: str | os.PathLike) -> bool:
 
 
 @contextlib.contextmanager
-def _pillow_guard_at(limit: int | None) -> Iterator[None]:
+def _pillow_guard_at(limit: int | None) -> Iterator[list[warnings.WarningMessage]]:
     """Pillow's decompression-bomb guard at ``limit`` (None: off), its warning turned into an error. Its limit is
-    one process-wide number, so reads that change it take turns."""
-    with _pillow_guard, warnings.catch_warnings():
+    one process-wide number, so reads that change it take turns. Pillow's other warnings (a damaged TIFF tag's
+    "Metadata Warning") are kept in the list it yields rather than printed: a read that fails says why in its one
+    error line, and one that works reports them through ``_said_by_pillow``."""
+    with _pillow_guard, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")  # each read's own, not only the first of the process
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         pillow_limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = limit
         try:
-            yield
+            yield said
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_limit
+
+
+def _said_by_pillow(said: list[warnings.WarningMessage], path: Path) -> None:
+    """Pillow's warnings of a read that worked, as the library's warnings (printed by the CLI when the run works);
+    a warning from elsewhere (another thread's, caught by the process-wide recording) goes on as it came."""
+    for caught in said:
+        if f"{os.sep}PIL{os.sep}" in caught.filename:
+            _log.warning(f"enliven: image {path}: {caught.message}")
+        else:
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -93,12 +108,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     limit = max_pixels()
     try:
         # Pillow reads only the header here; its guard is off so that ours, next, can name the size it refuses.
-        with _pillow_guard_at(None):
+        with _pillow_guard_at(None) as said_opening:
             image = Image.open(path)
         # Decoding stays guarded at our limit: some formats (GIF, TIFF tiles, MPO) check sizes as they decode.
-        with image, _pillow_guard_at(limit):
+        with image, _pillow_guard_at(limit) as said_decoding:
             check_pixel_count(*image.size, f"image {path}")
-            return _as_rgb8(ImageOps.exif_transpose(image))
+            picture = _as_rgb8(ImageOps.exif_transpose(image))
+        _said_by_pillow(said_opening + said_decoding, path)
+        return picture
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise EnlivenError(
             f"image {path} holds a picture over the limit of {limit:,} pixels (raise it with --max-pixels N if the "

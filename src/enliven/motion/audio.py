@@ -16,9 +16,11 @@ runs in constant memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,11 +150,19 @@ def speak(text: str, wav: str | os.PathLike, voice: str = "en") -> Path:
         raise EnlivenError(f"--text is {len(text):,} characters; at most {MAX_TEXT:,} (about ten minutes of speech)")
     # The text goes in on stdin: as an argument, text starting with "-" would be read as an option.
     seconds = 60 + len(text) / 100  # espeak-ng speaks far faster than real time; past this it is stuck
-    try:
-        done = subprocess.run([exe, "-v", voice, "-w", str(wav), "--stdin"], input=text, capture_output=True,
-                              text=True, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        raise EnlivenError(f"espeak-ng did not finish within {seconds:.0f} s") from None
+    # espeak-ng starts PulseAudio's client even to write a file, and without XDG_RUNTIME_DIR (a server, a container,
+    # cron) that makes a pulse-XXXX folder in TMPDIR (and a link to it in ~/.config/pulse) that nobody removes: it
+    # gets a runtime folder of its own instead, removed with what is in it.
+    with contextlib.ExitStack() as stack:
+        env = None
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            runtime = stack.enter_context(tempfile.TemporaryDirectory(prefix="enliven-espeak-"))
+            env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        try:
+            done = subprocess.run([exe, "-v", voice, "-w", str(wav), "--stdin"], input=text, capture_output=True,
+                                  text=True, timeout=seconds, env=env)
+        except subprocess.TimeoutExpired:
+            raise EnlivenError(f"espeak-ng did not finish within {seconds:.0f} s") from None
     if done.returncode != 0 or not Path(wav).is_file() or Path(wav).stat().st_size <= 44:
         why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}, no speech written"])[0]
         raise EnlivenError(f"espeak-ng failed (voice {voice!r}): {why}")
