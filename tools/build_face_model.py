@@ -50,7 +50,8 @@ def mesh_triangles(points_2d: np.ndarray) -> np.ndarray:
     tris = np.array(triangles, dtype=np.int32)
     # Orient every triangle counter-clockwise in image space (y down) so areas have one sign.
     p = points_2d[tris]
-    cross = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])
+    cross = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+             - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0]))
     tris[cross < 0] = tris[cross < 0][:, [0, 2, 1]]
     return tris
 
