@@ -246,7 +246,7 @@ def test_a_replaced_output_keeps_its_mode(tmp_path, umask_022, write, kept):
 def test_the_diffusion_engines_safetensors_copy_has_the_umask_mode(tmp_path, umask):
     import torch
 
-    from enliven.engines.diffusion.tensor_files import write_safetensors_copy
+    from enliven.engines.tensor_files import write_safetensors_copy
 
     source, target = tmp_path / "unet.pth", tmp_path / "unet.safetensors"
     torch.save({"w": torch.zeros(2, 2)}, source)

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from enliven.engines.diffusion.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.engines.implicit_diffusion.appearance import ADAPTER_BLOCKS, AppearanceEncoder, ImageProjector
 from enliven.engines.implicit_diffusion.motion import HeadExpression, HeadPose, IntensityAwareMotionRefiner, PoseGuider
+from enliven.engines.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.errors import EnlivenError
 
 HYPORTRAIT = "hyportrait"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from enliven.engines.keypoint.config import LivePortraitConfig, build_modules
+from enliven.engines.tensor_files import read_tensors
 from enliven.errors import EnlivenError
 from enliven.io.files import atomic_output
 
@@ -40,19 +41,9 @@ def checkpoint_root(weights_dir: str | os.PathLike) -> Path:
         f"{root} does not look like LivePortrait weights: no base_models/ folder in it or in liveportrait/")
 
 
-def _read(stem: Path) -> dict[str, torch.Tensor]:
-    """Tensors from ``stem.safetensors`` if present, else ``stem.pth`` (weights only)."""
-    st, pth = stem.with_suffix(".safetensors"), stem.with_suffix(".pth")
-    if st.is_file():
-        from safetensors.torch import load_file
-
-        return load_file(str(st))
-    if pth.is_file():
-        try:
-            return torch.load(pth, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a pickle with objects, or a broken file
-            raise EnlivenError(f"cannot read {pth} as plain tensors ({type(exc).__name__}: {exc})") from None
-    raise EnlivenError(f"missing checkpoint: {pth}")
+def _read(stem: Path, nested: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors from ``stem.safetensors`` if present, else ``stem.pth`` (weights only; ``tensor_files``)."""
+    return read_tensors(stem.with_suffix(".safetensors"), stem.with_suffix(".pth"), nested=nested)[0]
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
@@ -74,11 +65,10 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -
 
 
 def _retargeting_state(root: Path) -> dict[str, dict[str, torch.Tensor]]:
-    raw = _read(root / "retargeting_models" / RETARGETING_FILE)
-    if all(isinstance(v, dict) for v in raw.values()):  # the .pth: a dict of three state dicts
-        return raw
+    """The retargeting file's three state dicts (the ``.pth`` holds them nested, our ``.safetensors`` flat as
+    ``"retarget_eye.mlp.0.weight"``: both are read flat and split at the first dot)."""
     nested: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in raw.items():  # our .safetensors: flat keys "retarget_eye.mlp.0.weight"
+    for key, value in _read(root / "retargeting_models" / RETARGETING_FILE, nested=True).items():
         head, _, rest = key.partition(".")
         nested.setdefault(head, {})[rest] = value
     return nested

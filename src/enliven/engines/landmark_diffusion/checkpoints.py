@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from enliven.engines.diffusion.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.engines.diffusion.unet import build_denoiser, build_reference_net
 from enliven.engines.landmark_diffusion.guider import LandmarkGuider
+from enliven.engines.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.errors import EnlivenError
 
 FYE = "follow-your-emoji"

@@ -1,6 +1,6 @@
-"""Reading the releases' weight files as tensors only (safetensors, or ``torch.load(weights_only=True)``: never
-unpickling objects), their JSON configs, and writing safetensors copies; shared by the diffusion engines'
-``checkpoints`` modules."""
+"""The weights-file layer of every engine: the releases' weight files read as tensors only (safetensors, or
+``torch.load(weights_only=True)``: never unpickling objects), their JSON configs, and safetensors copies written
+whole; each engine's ``checkpoints`` module reads through it."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ class LoadReport:
     unexpected: dict[str, list[str]] = field(default_factory=dict)
 
 
-def read_tensors(*candidates: Path, lazy: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
+def read_tensors(*candidates: Path, lazy: bool = False, nested: bool = False) -> tuple[dict[str, torch.Tensor], Path]:
     """The first of ``candidates`` that exists, as a flat name → tensor dict (a ``state_dict`` wrapper, as in
     AnimateDiff's checkpoints, and DataParallel's ``module.`` prefixes are taken off), and its path. ``lazy``:
-    memory-map a ``.pth`` instead of reading it whole."""
+    memory-map a ``.pth`` instead of reading it whole. ``nested``: the file may hold a dict of state dicts
+    (LivePortrait's retargeting file), given flat as ``"outer.inner"`` names, as its safetensors copy keeps them."""
     for path in candidates:
         if not path.is_file():
             continue
@@ -40,6 +41,9 @@ def read_tensors(*candidates: Path, lazy: bool = False) -> tuple[dict[str, torch
             raise EnlivenError(f"cannot read {path} as plain tensors ({type(exc).__name__}: {exc})") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
+        if nested and isinstance(state, dict) and all(isinstance(v, dict) for v in state.values()):
+            state = {f"{outer}.{k.removeprefix('module.')}": v for outer, inner in state.items()
+                     for k, v in inner.items()}
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise EnlivenError(f"{path} is not a flat dictionary of tensors")
         return {k.removeprefix("module."): v for k, v in state.items()}, path
