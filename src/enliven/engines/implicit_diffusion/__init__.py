@@ -20,9 +20,10 @@ What is here:
   pipeline: the driver's crops and landmarks, ``generate_stream``, paste-back.
 """
 
+from enliven.engines.lazy import lazy_exports
 
-# Imported on first use (PEP 562): reading this engine's descriptor loads none of its heavy modules.
-_EXPORTS = {
+# Imported on first use: reading this engine's descriptor loads none of its heavy modules.
+__getattr__, __all__ = lazy_exports(__name__, {
     "DrivingFrame": "pipeline",
     "LoadReport": "checkpoints",
     "build_unet": "unet",
@@ -31,14 +32,4 @@ _EXPORTS = {
     "generate_stream": "pipeline",
     "load_official": "checkpoints",
     "sample": "sampling",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})

@@ -16,23 +16,14 @@ What is here:
   pipeline: crop, landmark pictures of the aligned targets, ``generate_stream``, paste-back.
 """
 
+from enliven.engines.lazy import lazy_exports
 
-# Imported on first use (PEP 562): reading this engine's descriptor loads none of its heavy modules.
-_EXPORTS = {
+# Imported on first use: reading this engine's descriptor loads none of its heavy modules.
+__getattr__, __all__ = lazy_exports(__name__, {
     "Context": "pipeline",
     "LoadReport": "checkpoints",
     "convert_to_safetensors": "checkpoints",
     "generate": "pipeline",
     "generate_stream": "pipeline",
     "load_official": "checkpoints",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})
