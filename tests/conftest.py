@@ -14,6 +14,12 @@ from enliven import api
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.io.images import read_image
 
+# The parity checks in tools/parity/ (shared with tools/parity/compare.py, which prints the README's parity
+# figures) are imported by name in the engine tests.
+PARITY_TOOLS = Path(__file__).resolve().parents[1] / "tools" / "parity"
+if str(PARITY_TOOLS) not in sys.path:
+    sys.path.insert(0, str(PARITY_TOOLS))
+
 
 @pytest.fixture(scope="session")
 def portrait_path() -> Path:

@@ -13,7 +13,6 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 import landmark_diffusion_checks as checks  # noqa: E402
-import parity_tools  # noqa: E402, F401  (puts tools/parity on the path)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -27,12 +27,9 @@ What it does, with the release's code only (nothing of enliven is imported):
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import json
-import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fill import fill_module  # noqa: E402
+from release_env import release_commit, stub_missing  # noqa: E402
 
 SIZE, FRAMES, STEPS, GUIDANCE, SEED = 64, 4, 3, 3.5, 12580
 CLIP_WIDTH, CROSS_WIDTH = 1024, 768  # the release's clip_fc: nn.Linear(1024, 768)
@@ -76,28 +74,6 @@ def inputs() -> dict[str, np.ndarray]:
     return {"reference": reference, "landmarks": landmarks}
 
 
-def stub_torchvision() -> None:
-    """The release imports ``torchvision.transforms`` at the top of ``models/__init__.py`` and never uses it here."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # missing, or built for another torch
-        for name in ("torchvision", "torchvision.transforms"):
-            module = types.ModuleType(name)
-            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-            sys.modules[name] = module
-        sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
-
-
-def release_commit(release: Path, given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "-C", str(release), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        raise SystemExit("not a git checkout: say which commit it is with --commit") from None
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", type=Path, required=True, help="a checkout of mayuelala/FollowYourEmoji")
@@ -107,7 +83,7 @@ def main(argv=None) -> None:
     release = args.release.resolve()
     commit = release_commit(release, args.commit)
     sys.path.insert(0, str(release))
-    stub_torchvision()
+    stub_missing("torchvision", "torchvision.transforms")  # imported by models/__init__.py, unused here
 
     import torch
 

@@ -23,7 +23,12 @@ read until it is seen (they repeat that first sighting). A clip of at most ``seg
 result exactly.
 
 ``--guidance G`` sets both of the release's scales (appearance and motion) to G (default 2.0, the release's);
-G = 1 gives the plain full-condition prediction and runs a third of the UNet work.
+G = 1 gives the plain full-condition prediction and runs a third of the UNet work. The release's other options
+(config/hunyuan-portrait.yaml), each with its default: ``i2i_noise_strength`` (1), ``motion_bucket``
+(``motion_bucket_id``, 0), ``motion_scale`` (``ip_motion_scale``, 1), ``fps_condition`` (its ``fps``, 12.5),
+and from Python ``guidance`` as an (appearance, motion) pair of scales or (min, max) ramps, ``window``
+(``n_sample_frames``, 25), ``overlap`` (3), ``shift_offset`` (3), ``pad`` (``pad_frames``, 15),
+``decode_chunk`` (``decode_chunk_size``, 8).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import numpy as np
 from enliven.checks import number, whole
 from enliven.engines.base import SourceState
 from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
-from enliven.engines.implicit_diffusion.pipeline import SEGMENT, SEGMENT_OVERLAP, stream_lookahead
+from enliven.engines.implicit_diffusion import sampling
+from enliven.engines.implicit_diffusion.pipeline import DECODE_CHUNK, SEGMENT, SEGMENT_OVERLAP, stream_lookahead
 from enliven.engines.implicit_diffusion.sampling import WINDOW
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
@@ -69,18 +75,50 @@ class ImplicitDiffusionEngine:
         seed: int | None = None,
         segment: int = SEGMENT,
         segment_overlap: int = SEGMENT_OVERLAP,
+        i2i_noise_strength: float = sampling.I2I_NOISE_STRENGTH,
+        motion_bucket: int = sampling.MOTION_BUCKET,
+        motion_scale: float = 1.0,
+        fps_condition: float = sampling.FPS,
+        window: int = WINDOW,
+        overlap: int = sampling.OVERLAP,
+        shift_offset: int = sampling.SHIFT_OFFSET,
+        pad: int = sampling.PAD,
+        decode_chunk: int = DECODE_CHUNK,
         align: AlignOptions | None = None,
         models: dict | None = None,
     ):
-        """``models``: already loaded modules (tests, benchmarks); else from ``weights`` (``--weights DIR``)."""
+        """``models``: already loaded modules (tests, benchmarks); else from ``weights`` (``--weights DIR``).
+        ``guidance``: one scale for both, or (appearance, motion), each a scale or a (min, max) ramp."""
         self.steps = whole("steps", steps, 1, MAX_STEPS)
-        self.guidance = number("guidance", guidance, 0, MAX_GUIDANCE)
+        if isinstance(guidance, (tuple, list)):
+            if len(guidance) != 2:
+                raise EnlivenError(f"guidance is one scale or (appearance, motion), got {guidance!r}")
+            self.guidance = tuple(
+                number("guidance", g, 0, MAX_GUIDANCE) if np.isscalar(g)
+                else tuple(number("guidance", v, 0, MAX_GUIDANCE) for v in g)
+                for g in guidance
+            )
+        else:
+            g = number("guidance", guidance, 0, MAX_GUIDANCE)
+            self.guidance = (g, g)
+        self.i2i_noise_strength = number("i2i_noise_strength", i2i_noise_strength, 0, 1)
+        if int(self.steps * self.i2i_noise_strength) < 1:
+            raise EnlivenError(f"i2i_noise_strength {i2i_noise_strength} of {self.steps} steps runs no step: "
+                               f"at least {1 / self.steps:.3g} is needed")
+        self.motion_bucket = whole("motion_bucket", motion_bucket, 0, 1000)
+        self.motion_scale = number("motion_scale", motion_scale, 0, 10)
+        self.fps_condition = number("fps_condition", fps_condition, 0, 1000)
+        self.window = whole("window", window, 1, 64)
+        self.overlap = whole("overlap", overlap, 0, self.window - 1)
+        self.shift_offset = whole("shift_offset", shift_offset, 0, 1000)
+        self.pad = whole("pad", pad, 0, 1000)
+        self.decode_chunk = whole("decode_chunk", decode_chunk, 1, 1000)
         self.seed = DEFAULT_SEED if seed is None else whole("seed", seed, 0, 2**63 - 1)
         # a segment shorter than a window would repeat frames inside a window; an overlap over half the segment
         # would put a frame in three segments
-        self.segment = whole("segment", segment, WINDOW)
+        self.segment = whole("segment", segment, self.window)
         self.segment_overlap = whole("segment_overlap", segment_overlap, 0, self.segment // 2)
-        self.lookahead = stream_lookahead(self.segment, WINDOW)
+        self.lookahead = stream_lookahead(self.segment, self.window)
         require_extra(self.name, ("diffusers",))
         from enliven.engines.implicit_diffusion.checkpoints import load_official
 
@@ -147,10 +185,19 @@ class ImplicitDiffusionEngine:
             self.driving_frames(targets),
             reference_landmarks=state.cache["reference_landmarks"],
             steps=self.steps,
-            guidance=(self.guidance, self.guidance),
+            guidance=self.guidance,
             seed=self.seed,
+            window=self.window,
+            overlap=self.overlap,
+            shift_offset=self.shift_offset,
+            pad=self.pad,
             segment=self.segment,
             segment_overlap=self.segment_overlap,
+            decode_chunk=self.decode_chunk,
+            fps=self.fps_condition,
+            motion_bucket=self.motion_bucket,
+            i2i_noise_strength=self.i2i_noise_strength,
+            motion_scale=self.motion_scale,
         )
         for frame in frames:
             picture = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -277,6 +277,10 @@ def generate_stream(
     segment_overlap: int = SEGMENT_OVERLAP,
     latents: torch.Tensor | None = None,
     decode_chunk: int = DECODE_CHUNK,
+    fps: float = sampling.FPS,
+    motion_bucket: int = sampling.MOTION_BUCKET,
+    i2i_noise_strength: float = sampling.I2I_NOISE_STRENGTH,
+    motion_scale: float | None = None,
     store: str | torch.device = "cpu",
     on_step: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
@@ -296,7 +300,8 @@ def generate_stream(
     window)`` driving frames are read past the first frame not yet given out. A clip of at most ``segment``
     frames is exactly the release's result. The noise of clip frame i is ``frame_noise(seed, pad + i)`` in every
     segment holding it. ``latents``: the whole clip's initial noise (1, T + 2·pad, 4, h, w), a segment taking
-    its frames' part. Other options as ``sampling.sample``.
+    its frames' part. ``decode_chunk``: frames decoded together (the release's ``decode_chunk_size``, 8). Other
+    options (``fps``, ``motion_bucket``, ``i2i_noise_strength``, ``motion_scale``, …) as ``sampling.sample``.
     """
     height, width = reference_image.shape[:2]
     if height % 8 or width % 8:
@@ -337,6 +342,10 @@ def generate_stream(
                 latents=part,
                 seed=seed,
                 noise_start=start,
+                fps=fps,
+                motion_bucket=motion_bucket,
+                i2i_noise_strength=i2i_noise_strength,
+                motion_scale=motion_scale,
                 store=store,
                 on_step=on_step,
             )

@@ -9,7 +9,9 @@ functions (``karras_sigmas``, ``schedule``, ``euler_step``), not through a sched
 its scheduler's step index for every window, so every window takes the same step, which a pure function
 says directly. It depends on diffusers' version; a later diffusers may read the same config differently.
 
-**Start.** ``i2i_noise_strength`` 1: every frame starts at ``0.18215 · mean(reference latent) + noise · 700``.
+**Start.** Every frame starts at ``0.18215 · mean(reference latent) + noise · σ_start``. With the release's
+``i2i_noise_strength`` s (its default 1), only the last ``int(steps · s)`` of the ``steps`` Euler steps run:
+σ_start is the first of them (700 at s = 1), and the guidance ramps and window shifts span the steps run.
 
 **Guidance.** Three branches per window: unconditional (no image tokens, no motion tokens, zero reference
 latent), appearance only (image tokens and reference latent, motion tokens zero) and full. The guided
@@ -62,9 +64,23 @@ WINDOW = 25
 OVERLAP = 3
 SHIFT_OFFSET = 3
 PAD = 15
-FPS = 12.5  # the UNet's added time ids: fps as is (not fps − 1), motion bucket 0, noise augmentation 0
+# The UNet's added time ids, the release's config values: fps as is (not fps − 1), motion bucket 0, noise
+# augmentation 0 (``fps``, ``motion_bucket_id``, ``noise_aug_strength`` in config/hunyuan-portrait.yaml).
+FPS = 12.5
 MOTION_BUCKET = 0
 NOISE_AUGMENTATION = 0.0
+I2I_NOISE_STRENGTH = 1.0  # the release's i2i_noise_strength: every step runs, from σ = 700
+
+
+def steps_run(steps: int, i2i_noise_strength: float = I2I_NOISE_STRENGTH) -> int:
+    """How many of ``steps`` Euler steps the release runs at ``i2i_noise_strength`` (its ``get_timesteps``):
+    ``min(int(steps · s), steps)``, the last ones of the schedule; at least one, or it is refused."""
+    if not 0 < i2i_noise_strength <= 1:
+        raise ValueError(f"i2i_noise_strength must be in (0, 1], got {i2i_noise_strength}")
+    run = min(int(steps * i2i_noise_strength), steps)
+    if run < 1:
+        raise ValueError(f"i2i_noise_strength {i2i_noise_strength} of {steps} steps runs no step")
+    return run
 
 
 # ---------------------------------------------------------------- schedule
@@ -267,7 +283,7 @@ def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
     return weight.device, weight.dtype
 
 
-def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, fps: float, three: bool):
+def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, time_ids: tuple, three: bool):
     """The guided prediction (1, W, 4, h, w) for window latents ``x`` at clip frames ``indices``."""
     device, dtype = _device_dtype(models)
     width = len(indices)
@@ -278,7 +294,7 @@ def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, fps: 
     pose = pose.to(device, dtype)[None]
     reference = conditions.reference_latent.to(device, dtype)[:, None].expand(1, width, -1, -1, -1)
     scaled = scale_input(x, sigma)
-    time_ids = torch.tensor([[fps, MOTION_BUCKET, NOISE_AUGMENTATION]], device=device, dtype=dtype)
+    time_ids = torch.tensor([time_ids], device=device, dtype=dtype)
     if not three:
         sample = torch.cat([scaled, reference], dim=2)
         return models["unet"](
@@ -326,6 +342,9 @@ def sample(
     seed: int | None = None,
     noise_start: int = 0,
     fps: float = FPS,
+    motion_bucket: int = MOTION_BUCKET,
+    i2i_noise_strength: float = I2I_NOISE_STRENGTH,
+    motion_scale: float | None = None,
     store: str | torch.device = "cpu",
     skip_unguided: bool = True,
     on_step: Callable[[int], None] | None = None,
@@ -342,6 +361,11 @@ def sample(
 clip frame s passes s, so a clip frame's noise does not depend on the segment holding it). ``store``: where the clip's
     latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
     only the full branch (the same prediction, a third of the work).
+    The release's other options, its defaults as ours: ``fps`` and ``motion_bucket`` (``motion_bucket_id``) go to
+    the UNet's added time ids beside noise augmentation 0; ``i2i_noise_strength`` runs only the last
+    ``steps_run(steps, s)`` steps, starting from the reference latent noised to their first σ (the guidance
+    ramps over those steps); ``motion_scale`` (``ip_motion_scale``, the motion tokens' attention weight) for this
+    call, None: the UNet's own (``unet.set_motion_scale``).
     """
     from enliven.engines.diffusion.sampling import frame_noise
 
@@ -369,21 +393,41 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
     elif tuple(latents.shape) != shape:
         raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
 
+    run = steps_run(steps, i2i_noise_strength)
+    first = steps - run
     sigmas, timesteps = schedule(steps)
     sigmas, timesteps = sigmas.to(device), timesteps.to(device)
-    g1, g2 = guidance_scales(guidance, steps)
+    g1, g2 = guidance_scales(guidance, run)
     three = not (skip_unguided and bool((g1 == 1).all()) and bool((g2 == 1).all()))
+    time_ids = (float(fps), float(motion_bucket), NOISE_AUGMENTATION)
     start = reference_latent.to(store, torch.float32)[:, None] * LATENT_SCALE
-    current = (start + latents.to(store, torch.float32) * sigmas[0].to(store)).to(dtype)
+    current = (start + latents.to(store, torch.float32) * sigmas[first].to(store)).to(dtype)
+    if motion_scale is not None:
+        from enliven.engines.implicit_diffusion.unet import motion_scale_of, set_motion_scale
 
-    for i, shift in enumerate(step_shifts(steps, window, shift_offset)):
+        before = motion_scale_of(models["unet"])
+        set_motion_scale(models["unet"], motion_scale)
+    try:
+        return _run(models, conditions, current, sigmas, timesteps, first, g1, g2, time_ids, three, window, overlap,
+                    shift_offset, store, on_step)
+    finally:
+        if motion_scale is not None:
+            set_motion_scale(models["unet"], before)
+
+
+def _run(models, conditions, current, sigmas, timesteps, first, g1, g2, time_ids, three, window, overlap,
+         shift_offset, store, on_step):
+    device, _ = _device_dtype(models)
+    frames = current.shape[1]
+    for k, shift in enumerate(step_shifts(len(g1), window, shift_offset)):
+        i = first + k
         plan = window_plan(frames, window, overlap, shift)
         accumulated = torch.zeros_like(current)
         counts = torch.zeros(frames, dtype=current.dtype, device=store)
         for indices in plan:
             x = current[:, indices].to(device)
             prediction = _predict(
-                models, x, sigmas[i], timesteps[i], conditions, indices, g1[i].item(), g2[i].item(), fps, three
+                models, x, sigmas[i], timesteps[i], conditions, indices, g1[k].item(), g2[k].item(), time_ids, three
             )
             stepped = euler_step(x, prediction, sigmas[i], sigmas[i + 1]).to(store)
             for slot, f in enumerate(indices):  # in the release's order: a frame twice in a window counts twice
@@ -391,7 +435,7 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
                 counts[f] += 1
         current = accumulated / counts.view(1, -1, 1, 1, 1)
         if on_step is not None:
-            on_step(i)
+            on_step(k)
     return current
 
 
@@ -441,5 +485,6 @@ __all__: Sequence[str] = (
     "segment_plan",
     "segment_weights",
     "step_shifts",
+    "steps_run",
     "window_plan",
 )

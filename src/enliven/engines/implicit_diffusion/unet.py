@@ -168,6 +168,20 @@ def _add_pose(context: TokenContext):
     return hook
 
 
+def set_motion_scale(unet: nn.Module, scale: float) -> None:
+    """The release's ``ip_motion_scale`` (what ``init_ip_adapters`` takes): the weight of the motion tokens'
+    attention in every cross-attention of a UNet ``build_unet`` made."""
+    for processor in unet._motion_processors:
+        processor.scale = float(scale)
+
+
+def motion_scale_of(unet: nn.Module) -> float:
+    scales = {processor.scale for processor in unet._motion_processors}
+    if len(scales) != 1:
+        raise ValueError(f"the UNet's cross-attentions have different motion scales: {sorted(scales)}")
+    return scales.pop()
+
+
 def build_unet(config: dict, adapters: int = 1, motion_scale: float = MOTION_SCALE) -> nn.Module:
     """HunyuanPortrait's UNet from a diffusers UNet config (the release reads SVD-xt's ``unet/config.json``),
     random weights; its ``state_dict`` has the keys of the release's ``unet.pth``."""

@@ -1,0 +1,249 @@
+"""Fixtures from HunyuanPortrait's own code (Tencent-Hunyuan/HunyuanPortrait), for ``implicit-diffusion``'s tests.
+
+Run it in an environment that can import the release (diffusers 0.29, as its requirements.txt pins, a CPU torch,
+einops, omegaconf; xformers absent, so DINOv2 takes its plain attention)::
+
+    python tools/parity/hunyuan_portrait.py --release /path/to/HunyuanPortrait --out tests/engines/data
+
+It writes two files there, with the release's code only (nothing of enliven is imported):
+
+* ``implicit_diffusion_release.npz``: the conditioning modules at ``hunyuan_inputs.FIXTURE_SIZES`` (the
+  ResNets at full size on 64² pictures), every tensor ``fill.fill_value`` of its name in the release's files:
+  ``encode_image_with_id_features`` (DINOv2 with the identity adapters), ``ImageProjector`` as the pipeline
+  applies it, ``HeadExpression``, ``HeadPose`` fed ``x·2 + 1``, ``IntensityAwareMotionRefiner``, ``PoseGuider``
+  (on pictures and on black ones), ``inference.py``'s motion-token concatenation (rotation ‖ translation × 0),
+  and ``get_head_exp_motion_bucketid`` on four random 5-point tracks;
+* ``implicit_diffusion_sampling_release.npz``: two runs of ``HunyuanLongSVDPipeline.__call__`` with the
+  release's UNet (``UNet3DConditionSVDModel`` + ``init_ip_adapters``) and scheduler (its
+  ``EulerDiscreteScheduler`` on SVD-xt's scheduler config), the appearance encoders stubbed to hand over given
+  image tokens and the pose guider given features, the motion pads made as ``inference.py`` makes them.
+  ``windows``: 12 frames + 2 × 4 pads, window 8, overlap 3, shift 3, 3 steps, scales ramping 1.5→3.0 and
+  2.0→2.5, per-frame pose maps; its latents. ``options``: the config's options away from their defaults
+  (i2i_noise_strength 0.5 of 6 steps, motion_bucket_id 5, ip_motion_scale 0.7, fps 10, decode_chunk_size 4,
+  window 6, overlap 2, shift 2, pads 3) with a real tiny temporal-decoder VAE: its reference latent, final
+  latents and decoded frames.
+
+CPU, fp32, one thread. ``python tools/parity/compare.py implicit-diffusion`` (in enliven's environment) prints
+our differences from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from fill import fill_module  # noqa: E402
+from hunyuan_inputs import (  # noqa: E402
+    FIXTURE_BUCKETS,
+    FIXTURE_SIZES,
+    RUNS,
+    SAMPLING_UNET,
+    SAMPLING_VAE,
+    bucket_tracks,
+    fixture_inputs,
+    sampling_inputs,
+)
+from release_env import release_commit, stub_missing  # noqa: E402
+
+# stabilityai/stable-video-diffusion-img2vid-xt scheduler/scheduler_config.json, which the release loads
+SVD_XT_SCHEDULER = {
+    "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.24.0.dev0", "beta_end": 0.012,
+    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False, "interpolation_type": "linear",
+    "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False, "sigma_max": 700.0,
+    "sigma_min": 0.002, "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "leading",
+    "timestep_type": "continuous", "trained_betas": None, "use_karras_sigmas": True,
+}
+ADAPTER_BLOCKS = [3, 7, 11, 15, 19, 23]  # inference.py's add_adapter_layer
+
+
+def modules_fixture(torch) -> dict[str, np.ndarray]:
+    from src.dataset.utils import get_head_exp_motion_bucketid
+    from src.models.condition.coarse_motion import HeadExpression, HeadPose
+    from src.models.condition.pose_guider import PoseGuider
+    from src.models.condition.refine_motion import IntensityAwareMotionRefiner
+    from src.models.dinov2.layers import MemEffAttention
+    from src.models.dinov2.layers.block import Block
+    from src.models.dinov2.models.vision_transformer import DinoVisionTransformer, ImageProjector
+    from src.pipelines.hunyuan_svd_pipeline import encode_image_with_id_features
+
+    dino_sizes = FIXTURE_SIZES["dino"]
+    dino = DinoVisionTransformer(  # vit_large's blocks at a smaller width, with inference.py's other arguments
+        patch_size=14, embed_dim=dino_sizes["embed_dim"], depth=24, num_heads=dino_sizes["num_heads"], mlp_ratio=4,
+        block_fn=partial(Block, attn_class=MemEffAttention), num_register_tokens=4, img_size=526, init_values=1.0,
+        block_chunks=0, backbone=True, layers_output=True, add_adapter_layer=ADAPTER_BLOCKS,
+        visual_adapter_dim=dino_sizes["visual_adapter_dim"])
+    projector = ImageProjector(261, 64)
+    expression = HeadExpression(FIXTURE_SIZES["motion_proj"]["input_dim"])
+    headpose = HeadPose()
+    refiner = IntensityAwareMotionRefiner(**FIXTURE_SIZES["motion_proj"])
+    guider_sizes = FIXTURE_SIZES["pose_guider"]
+    guider = PoseGuider(conditioning_embedding_channels=guider_sizes["channels"],
+                        block_out_channels=tuple(guider_sizes["widths"]))
+    for module in (dino, projector.linear, expression, headpose, refiner, guider):  # image_proj.pth: the linear's
+        fill_module(module)
+        module.eval()
+    x = {k: torch.from_numpy(v) for k, v in fixture_inputs().items()}
+    out = {}
+    with torch.no_grad():
+        tokens = encode_image_with_id_features(x["picture"], x["identity"], dino)
+        out["dino"] = tokens
+        out["image_proj"] = projector(tokens.permute(0, 2, 1)).permute(0, 2, 1)  # as _encode_image applies it
+        features = expression(x["face_crops"])
+        out["expression"] = features
+        pose = headpose(x["pose_crops"] * 2 + 1)
+        out["headpose_rotation"], out["headpose_translation"] = pose["rotation"], pose["translation"]
+        head, exp = (torch.IntTensor([i]) for i in FIXTURE_BUCKETS)
+        embed = refiner(features, head, exp)
+        out["motion_proj"] = embed
+        pose_embed = torch.cat([pose["rotation"], pose["translation"] * 0], dim=-1)  # inference.py's lines
+        out["motion_tokens"] = torch.cat([embed, pose_embed.unsqueeze(1).repeat(1, embed.shape[1], 1)], dim=-1)
+        out["pose_guider"] = guider(x["pose_pictures"])
+        out["pose_guider_black"] = guider(torch.zeros_like(x["pose_pictures"]))
+    arrays = {k: v.float().numpy() for k, v in out.items()}
+    tracks = bucket_tracks()
+    arrays["bucket_tracks"] = tracks
+    arrays["buckets"] = np.array([get_head_exp_motion_bucketid(list(track)) for track in tracks], np.int64)
+    return arrays
+
+
+class _Stub(types.SimpleNamespace):
+    pass
+
+
+def sampling_run(torch, name: str) -> dict[str, np.ndarray]:
+    """One run of the release's pipeline loop; see the module docstring."""
+    import src.pipelines.hunyuan_svd_pipeline as release_pipeline
+    from diffusers import AutoencoderKLTemporalDecoder
+    from src.models.condition.unet_3d_svd_condition_ip import UNet3DConditionSVDModel, init_ip_adapters
+    from src.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
+
+    spec = RUNS[name]
+    arrays = sampling_inputs(name)
+    x = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    frames, pad = spec["frames"], spec["pad"]
+    unet = UNet3DConditionSVDModel.from_config(SAMPLING_UNET)
+    init_ip_adapters(unet, [32], spec["ip_motion_scale"])  # inference.py: cfg.num_adapter_embeds, ip_motion_scale
+    fill_module(unet)
+    unet.eval()
+    decoded = bool(spec["decode_chunk_size"])
+    if decoded:
+        vae = AutoencoderKLTemporalDecoder(**SAMPLING_VAE)
+        fill_module(vae)
+        vae.eval()
+        ref_image = x["picture"].permute(2, 0, 1)[None].float() / 255 * 2 - 1  # test_preprocess.py's to_tensor
+    else:  # a stub VAE whose posterior is the given latent (mean = mode)
+        latent = x["ref"]
+        vae = torch.nn.Module()
+        vae.register_buffer("anchor", torch.zeros(1))
+        vae.config = _Stub(block_out_channels=[1, 1, 1, 1], force_upcast=False, scaling_factor=0.18215)
+        vae.encode = lambda image: _Stub(latent_dist=_Stub(mean=latent, mode=lambda: latent))
+        vae.dtype, vae.device = torch.float32, torch.device("cpu")
+        ref_image = torch.zeros(1, 3, 64, 64)
+
+    class Encoder(torch.nn.Module):  # the DINO stub: its output is the given image tokens (after image_proj)
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    class Identity(torch.nn.Module):  # image_proj and the pose guider: hand their input on
+        dtype = torch.float32
+
+        def forward(self, tensor):
+            return tensor
+
+    image = x["image"]
+    release_pipeline.encode_image_with_id_features = lambda img, ids, model: image  # (1, 64, 32)
+    scheduler = EulerDiscreteScheduler.from_config(SVD_XT_SCHEDULER)
+    pipe = release_pipeline.HunyuanLongSVDPipeline(vae=vae, image_encoder=Encoder(), image_proj=Identity(),
+                                                   unet=unet, pose_guider=Identity(), scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+
+    # inference.py's motion and pose pads: the first frame's motion × i/pad before, the last's × (1 − i/pad)
+    # after, the uncond motion zeros, the pose condition the first frame's at both ends
+    motion = x["motion"][None]  # (1, T, 64, 32)
+    pose = x["pose"].permute(1, 0, 2, 3)[None]  # (1, C, T, h, w): the "pose guider" hands it on
+    before = [motion[:, :1] * (i / pad) for i in range(pad)]
+    after = [motion[:, -1:] * (1 - i / pad) for i in range(pad)]
+    driven = torch.cat([*before, motion, *after], dim=1)
+    pose = torch.cat([pose[:, :, :1]] * pad + [pose] + [pose[:, :, :1]] * pad, dim=2)
+    record = {}
+    decode_latents = pipe.decode_latents
+
+    def recording_decode(latents, num_frames, chunk):
+        record["latents"] = latents.float().numpy().copy()
+        return decode_latents(latents, num_frames, chunk)
+
+    pipe.decode_latents = recording_decode
+    (g1_min, g1_max), (g2_min, g2_max) = spec["guidance"]
+    steps = spec["steps"]
+    with torch.no_grad():
+        if decoded:
+            record["ref_latent_scaled"] = (vae.encode(ref_image).latent_dist.mean * 0.18215).numpy()
+        result = pipe(
+            ref_image, torch.zeros(1, 3, 224, 224), pose, driven, torch.zeros_like(driven), height=64, width=64,
+            num_frames=frames + 2 * pad, num_inference_steps=steps, min_guidance_scale1=g1_min,
+            max_guidance_scale1=g1_max, min_guidance_scale2=g2_min, max_guidance_scale2=g2_max, fps=spec["fps"],
+            motion_bucket_id=spec["motion_bucket_id"], noise_aug_strength=0.0,
+            decode_chunk_size=spec["decode_chunk_size"] or 8, generator=torch.Generator().manual_seed(0),
+            latents=x["noise"], output_type="pt" if decoded else "latent", overlap=spec["overlap"],
+            shift_offset=spec["shift_offset"], frames_per_batch=spec["window"],
+            i2i_noise_strength=spec["i2i_noise_strength"], arcface_embeddings=np.zeros((1, 512), np.float32),
+            device="cpu",
+        ).frames
+    if decoded:  # inference.py: video * 0.5 + 0.5, clamped, pads cut
+        video = (result * 0.5 + 0.5).clamp(0, 1)[:, :, pad:-pad]
+        record["frames"] = video[0].permute(1, 2, 3, 0).float().numpy()  # T×H×W×3
+        record["picture"] = arrays["picture"]
+    else:
+        record["latents"] = result.float().numpy()
+    return record
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--release", type=Path, required=True, help="a checkout of Tencent-Hunyuan/HunyuanPortrait")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write the two .npz files to")
+    parser.add_argument("--commit", help="the checkout's commit (read with git when omitted)")
+    args = parser.parse_args(argv)
+    release = args.release.resolve()
+    commit = release_commit(release, args.commit)
+    os.environ.setdefault("XFORMERS_DISABLED", "1")
+    sys.path.insert(0, str(release))
+    stub_missing("torchvision", "skvideo.io")  # imported by src/dataset/utils.py, unused here
+    import diffusers
+    import torch
+
+    torch.set_num_threads(1)
+    meta = json.dumps(dict(release="Tencent-Hunyuan/HunyuanPortrait", commit=commit, diffusers=diffusers.__version__,
+                           torch=torch.__version__, threads=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    modules = modules_fixture(torch)
+    path = args.out / "implicit_diffusion_release.npz"
+    np.savez_compressed(path, **modules, meta=np.array(meta))
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB) from Tencent-Hunyuan/HunyuanPortrait {commit}")
+    for key in sorted(modules):
+        print(f"  {key:28s} {str(modules[key].shape):22s} max |x| {np.abs(modules[key]).max():.4g}")
+    runs = {}
+    for name in RUNS:
+        for key, value in sampling_run(torch, name).items():
+            runs[key if name == "windows" else f"{name}/{key}"] = value
+    path = args.out / "implicit_diffusion_sampling_release.npz"
+    np.savez_compressed(path, **runs, runs=np.array(json.dumps(RUNS)), meta=np.array(meta))
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB): runs {', '.join(RUNS)}")
+    for key in sorted(runs):
+        print(f"  {key:28s} {str(runs[key].shape):22s} max |x| {np.abs(runs[key]).max():.4g}")
+    print("our differences from them: python tools/parity/compare.py implicit-diffusion")
+
+
+if __name__ == "__main__":
+    main()

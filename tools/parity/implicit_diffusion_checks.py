@@ -1,0 +1,184 @@
+"""``implicit-diffusion`` against HunyuanPortrait's own outputs (``tests/engines/data/implicit_diffusion_release.npz``
+and ``implicit_diffusion_sampling_release.npz``, written by ``hunyuan_portrait.py``): our modules built at the
+fixtures' sizes, filled by key as the release's were, run on the same inputs. Each check returns
+``max |ours - release| / max |release|``; the tests assert them (modules 1e-4, runs 1e-3) and
+``compare.py implicit-diffusion`` prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from fill import fill_module
+from hunyuan_inputs import FIXTURE_BUCKETS, FIXTURE_SIZES, SAMPLING_UNET, SAMPLING_VAE, fixture_inputs
+from hunyuan_inputs import sampling_inputs as run_inputs
+
+DATA = Path(__file__).resolve().parents[2] / "tests" / "engines" / "data"
+MODULES, SAMPLING = DATA / "implicit_diffusion_release.npz", DATA / "implicit_diffusion_sampling_release.npz"
+MODULE_TOLERANCE, RUN_TOLERANCE = 1e-4, 1e-3
+
+
+def relative(ours, release) -> float:
+    ours, release = np.asarray(ours, np.float64), np.asarray(release, np.float64)
+    if ours.shape != release.shape:
+        raise AssertionError(f"shapes differ: ours {ours.shape}, the release's {release.shape}")
+    return float(np.abs(ours - release).max() / np.abs(release).max())
+
+
+def _tensor(array):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class Fixture:
+    """The release's two fixtures and our modules at their sizes (built on first use)."""
+
+    def __init__(self, modules: str | Path = MODULES, sampling: str | Path = SAMPLING):
+        with np.load(modules) as data:
+            self.modules = {key: data[key] for key in data.files}
+        with np.load(sampling) as data:
+            self.sampling = {key: data[key] for key in data.files}
+        self.meta = json.loads(str(self.modules["meta"]))
+        self.runs = json.loads(str(self.sampling["runs"]))
+
+    @cached_property
+    def conditioning(self) -> dict:
+        """Our conditioning modules at ``FIXTURE_SIZES``, filled by key."""
+        from enliven.engines.implicit_diffusion.checkpoints import _BUILDERS, resolve_sizes
+
+        sizes = resolve_sizes(None, FIXTURE_SIZES)
+        built = {name: builder(**sizes[name]).eval() for name, builder in _BUILDERS.items()}
+        for name, module in built.items():
+            fill_module(module.linear if name == "image_proj" else module)  # image_proj.pth: the linear's tensors
+        return built
+
+    @cached_property
+    def sampler(self) -> dict:
+        """Our UNet and temporal-decoder VAE at the sampling runs' sizes, filled by key."""
+        from diffusers import AutoencoderKLTemporalDecoder
+
+        from enliven.engines.implicit_diffusion.unet import build_unet
+
+        models = {"unet": build_unet(SAMPLING_UNET), "vae": AutoencoderKLTemporalDecoder(**SAMPLING_VAE)}
+        for module in models.values():
+            fill_module(module)
+            module.eval()
+        return models
+
+    @cached_property
+    def module_outputs(self) -> dict:
+        import torch
+
+        from enliven.engines.implicit_diffusion import motion
+        from enliven.engines.implicit_diffusion.appearance import encode_appearance
+
+        built = self.conditioning
+        x = {k: _tensor(v) for k, v in fixture_inputs().items()}
+        out = {}
+        with torch.no_grad():
+            tokens = encode_appearance(built, x["picture"], x["identity"])
+            out["dino"] = tokens
+            out["image_proj"] = built["image_proj"](tokens)
+            features = built["expression"](x["face_crops"])
+            out["expression"] = features
+            out["headpose_rotation"], out["headpose_translation"] = built["headpose"](
+                motion.head_pose_input(x["pose_crops"]))
+            out["motion_proj"] = built["motion_proj"](features, *FIXTURE_BUCKETS)
+            out["motion_tokens"] = motion.motion_tokens(built, x["face_crops"], x["pose_crops"], *FIXTURE_BUCKETS)
+            out["pose_guider"] = built["pose_guider"](x["pose_pictures"])
+            out["pose_guider_black"] = built["pose_guider"](torch.zeros_like(x["pose_pictures"]))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def run(self, name: str, **changes):
+        """Our ``sampling.sample`` on run ``name``'s conditions, with its options (``changes`` override them)."""
+        import torch
+
+        from enliven.engines.implicit_diffusion import sampling
+        from enliven.engines.implicit_diffusion.pipeline import reference_latent
+
+        spec = self.runs[name]
+        x = run_inputs(name)
+        models = self.sampler
+        latent = reference_latent(models, x["picture"]) if "picture" in x else _tensor(x["ref"])
+        options = dict(steps=spec["steps"], guidance=spec["guidance"], window=spec["window"],
+                       overlap=spec["overlap"], shift_offset=spec["shift_offset"], pad=spec["pad"],
+                       latents=_tensor(x["noise"]), fps=spec["fps"], motion_bucket=spec["motion_bucket_id"],
+                       i2i_noise_strength=spec["i2i_noise_strength"], motion_scale=spec["ip_motion_scale"])
+        options.update(changes)
+        with torch.no_grad():
+            return sampling.sample(models, _tensor(x["image"]), _tensor(x["motion"]), _tensor(x["pose"]), latent,
+                                   **options)
+
+
+def _module(key):
+    def check(fx: Fixture) -> float:
+        return relative(fx.module_outputs[key], fx.modules[key])
+
+    check.__doc__ = f"the release's {key}"
+    return check
+
+
+def buckets(fx: Fixture) -> float:
+    """``motion.intensity_buckets`` on the release's tracks: 0 when every (head, expression) id is the release's
+    ``get_head_exp_motion_bucketid``'s, else the largest id difference."""
+    from enliven.engines.implicit_diffusion import motion
+
+    ours = np.array([motion.intensity_buckets(track) for track in fx.modules["bucket_tracks"]])
+    return float(np.abs(ours - fx.modules["buckets"]).max())
+
+
+def windows_run(fx: Fixture) -> float:
+    """A whole run: 12 frames + 2 × 4 pads, window 8, overlap 3, shift 3, 3 steps, ramped scales; latents."""
+    return relative(fx.run("windows").numpy(), fx.sampling["latents"])
+
+
+def vae_encode(fx: Fixture) -> float:
+    """The reference picture's VAE latent (uint8 to [-1, 1], the posterior mean, × 0.18215)."""
+    from enliven.engines.implicit_diffusion.pipeline import reference_latent
+    from enliven.engines.implicit_diffusion.sampling import LATENT_SCALE
+
+    ours = reference_latent(fx.sampler, fx.sampling["options/picture"]) * LATENT_SCALE
+    return relative(ours.numpy(), fx.sampling["options/ref_latent_scaled"])
+
+
+def options_run(fx: Fixture) -> float:
+    """A whole run with the release's options away from their defaults: i2i_noise_strength 0.5 of 6 steps,
+    motion_bucket_id 5, ip_motion_scale 0.7, fps 10, window 6, overlap 2, shift 2, pads 3; latents."""
+    return relative(fx.run("options").numpy(), fx.sampling["options/latents"])
+
+
+def decode(fx: Fixture) -> float:
+    """The release's final latents of the options run decoded our way (chunks of 4 from the first frame, pads
+    included, then cut), against its decoded frames."""
+    import torch
+
+    from enliven.engines.implicit_diffusion.sampling import decode_chunks
+
+    spec = fx.runs["options"]
+    with torch.no_grad():
+        frames = np.stack(list(decode_chunks(fx.sampler, _tensor(fx.sampling["options/latents"]),
+                                             chunk=spec["decode_chunk_size"], pad=spec["pad"])))
+    return relative(frames, fx.sampling["options/frames"])
+
+
+_LABELS = {
+    "dino": "DINOv2 with identity adapters (24 blocks)", "image_proj": "image projector",
+    "expression": "expression encoder (ResNet-50, GroupNorm)", "headpose_rotation": "head pose: rotation",
+    "headpose_translation": "head pose: translation", "motion_proj": "intensity-aware motion refiner",
+    "motion_tokens": "motion tokens (refiner output with pose values)", "pose_guider": "pose guider",
+    "pose_guider_black": "pose guider on black pictures (what the release feeds it)",
+}
+CHECKS = {name: (_module(name), MODULE_TOLERANCE, label) for name, label in _LABELS.items()}
+CHECKS |= {
+    "buckets": (buckets, 0.0, "motion-intensity bucket ids on 4 tracks (largest id difference)"),
+    "vae_encode": (vae_encode, MODULE_TOLERANCE, "VAE encoding and scaling of the reference"),
+    "decode": (decode, MODULE_TOLERANCE, "decoding in chunks of 4 (temporal decoder), pads cut"),
+    "windows_run": (windows_run, RUN_TOLERANCE, "whole run: 12 + 2×4 frames, window 8, 3 steps, ramped scales"),
+    "options_run": (options_run, RUN_TOLERANCE, "whole run: i2i 0.5, bucket 5, motion scale 0.7, fps 10"),
+}
+
