@@ -60,8 +60,11 @@ class Fixture:
                                        max_frames=temporal["temporal_position_encoding_max_len"]),
             "guider": LandmarkGuider(out_channels=unet["block_out_channels"][0], widths=tuple(sizes["guider_widths"])),
         }
-        for module in models.values():
-            fill_module(module, skip=lambda key: key.endswith("pos_encoder.pe"))
+        for name, module in models.items():
+            if name == "guider":
+                fill_module(module, gain=sizes.get("guider_gain", 1.0))
+            else:
+                fill_module(module, skip=lambda key: key.endswith("pos_encoder.pe"))
             module.eval()
         torch.set_grad_enabled(False)
         return models
