@@ -47,7 +47,7 @@ MODELS = {
         "liveportrait/base_models/appearance_feature_extractor.pth",
         "LivePortrait base models and stitching/retargeting MLPs (~500 MB), for --engine keypoint",
     ),
-    # Follow-Your-Emoji's official pretrained_models/ layout (shared/reference/diffusion.md §a "Weights layout"),
+    # Follow-Your-Emoji's official pretrained_models/ layout (its configs/infer.yaml paths, mayuelala/FollowYourEmoji),
     # gathered from the four repositories the release's README names; only the files load_official reads.
     "follow-your-emoji": ModelSource(
         "follow-your-emoji",
@@ -71,8 +71,9 @@ MODELS = {
             RepoFiles("guoyww/animatediff", "pretrained_models/AnimateDiff", (("mm_sd_v15_v2.ckpt",),)),
         ),
     ),
-    # HunyuanPortrait's official pretrained_weights/ layout (its README's download steps, shared/reference/
-    # diffusion.md §b): its seven networks, SVD-xt's UNet and scheduler configs and fp16 VAE (a gated repository:
+    # HunyuanPortrait's official pretrained_weights/ layout (its README's download steps and
+    # config/hunyuan-portrait.yaml, Tencent-Hunyuan/HunyuanPortrait): its seven networks,
+    # SVD-xt's UNet and scheduler configs and fp16 VAE (a gated repository:
     # accept its licence on the Hub and log in first), Arc2Face's arcface.onnx. Not yoloface_v5m.pt: our
     # MediaPipe analysis finds the faces.
     "hunyuan-portrait": ModelSource(

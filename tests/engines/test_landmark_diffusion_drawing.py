@@ -1,6 +1,7 @@
 """Follow-Your-Emoji's landmark pictures, pixel for pixel, and its motion alignment on our landmark model.
 
-The expected pictures come from the documented palette (shared/reference/diffusion.md §a) drawn by hand with
+The expected pictures come from the release's palette (media_pipe/draw_util.py, mayuelala/FollowYourEmoji)
+drawn by hand with
 numpy on a fixture whose lines are all horizontal or vertical, and from MediaPipe's own ``draw_landmarks``
 (the function the release calls) with the documented drawing spec.
 """

@@ -3,7 +3,7 @@
 Golden values: the whole-clip ``generate`` (the colleague's path, 2.4e-6 from the release) for the streamed
 sampling; the source picture itself for every pixel outside the paste mask; frame counts from the preset's
 documented duration (2 s for ``mouth``) times the asked frame rate; the official file layout
-(shared/reference/diffusion.md §a) for the download plan; the loaded tensors before conversion for
+(the release's configs/infer.yaml paths) for the download plan; the loaded tensors before conversion for
 ``convert_to_safetensors``.
 """
 

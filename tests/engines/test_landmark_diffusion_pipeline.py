@@ -1,9 +1,8 @@
 """Follow-Your-Emoji's networks on a tiny random configuration saved in the official layout (CPU, seconds).
 
-Golden values: the release's tensor counts per file (shared/reference/diffusion.md, "confirmed by running the
-release"), the documented DDIM timesteps, stock diffusers modules for the parts we extend, and the
-sinusoidal position formula. Parity with the release's own pipeline (max difference 7e-6) was measured
-outside the test suite (see ``landmark_diffusion/__init__``).
+Golden values: the release's tensor counts per file (``tools/parity/follow_your_emoji.py`` prints them as its
+own loading counts them), the documented DDIM timesteps, stock diffusers modules for the parts we extend, and
+the sinusoidal position formula. Parity with the release's own code: ``test_landmark_diffusion_release.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The sampler shared by the diffusion engines: DDIM with zero terminal SNR, classifier-free guidance, windows.
 
-Schedule (Follow-Your-Emoji and EMO's releases, ``shared/reference/diffusion.md``): diffusers' ``DDIMScheduler``
+Schedule (Follow-Your-Emoji's ``configs/infer.yaml`` and ``infer.py``, mayuelala/FollowYourEmoji 8e42c5f):
+diffusers' ``DDIMScheduler``
 with 1000 training steps, scaled-linear betas 0.00085–0.012, ``steps_offset`` 1, no sample clipping, betas
 rescaled to zero terminal SNR, "trailing" timestep spacing and v-prediction; eta 0. With 3 steps the
 timesteps are 999, 666, 332 and each step goes to ``t − 1000 // steps``.

@@ -12,10 +12,10 @@ What is here:
   missing or unexpected keys (``checkpoints``); ``tiny``: random test weights in that layout.
 * ``sample``: the release's windowed three-branch Euler sampling from encoded conditions (``sampling``), and
   ``generate`` / ``generate_stream`` from pictures (``pipeline``), a long clip in cross-faded segments of 250
-  frames, each sampled as the release samples a clip (memory bounded by the segment). Parity, against the
-  release's own UNet and ``HunyuanLongSVDPipeline`` loop (diffusers 0.29, CPU fp32) on the same tiny random
-  weights and inputs: the UNet's output and a whole sampling run (windows, pads, ramped guidance) are
-  identical (difference 0.0), the decoded frames within 7e-7.
+  frames, each sampled as the release samples a clip (memory bounded by the segment). Parity with the
+  release's own code (its modules, UNet, scheduler and ``HunyuanLongSVDPipeline`` loop, run by
+  ``tools/parity/hunyuan_portrait.py`` at tiny random configurations): ``tests/engines/
+  test_implicit_diffusion_release.py``; ``python tools/parity/compare.py implicit-diffusion`` prints the figures.
 * ``engine``: ``--engine implicit-diffusion``, a windowed engine (``engines.base.WindowedEngine``) on the shared
   pipeline: the driver's crops and landmarks, ``generate_stream``, paste-back.
 """

@@ -10,9 +10,10 @@ Parameter names follow the release's ``dino.pth`` / ``image_proj.pth`` so the fi
 (``image_proj.pth`` holds the inner Linear's ``weight``/``bias``; ``checkpoints`` prefixes them with
 ``linear.``). Sizes are constructor arguments; ``checkpoints.RELEASE_SIZES`` has the release's.
 
-Checked against the release's ``encode_image_with_id_features`` and ``ImageProjector`` (its code on CPU, fp32,
-the same files, at full size and reduced): max relative difference ≤ 7e-7; ``dino_picture`` equals its
-torchvision preprocessing (``RandomResizedCrop`` at scale 1, ``Normalize``) exactly.
+Checked against the release's ``encode_image_with_id_features`` and ``ImageProjector`` at a reduced width
+(``tools/parity/hunyuan_portrait.py``, ``tests/engines/test_implicit_diffusion_release.py``). ``dino_picture``
+does what the release's torchvision preprocessing does (``RandomResizedCrop`` at scale 1 of a square picture
+is a bilinear antialiased resize of the whole, then ``Normalize``); not compared with torchvision itself.
 """
 
 from __future__ import annotations

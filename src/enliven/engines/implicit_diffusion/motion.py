@@ -17,10 +17,10 @@
 Parameter names follow the release's ``expression.pth`` (``resnet50.*``), ``headpose.pth`` (``head_pose_net.*``),
 ``motion_proj.pth`` and ``pose_guider.pth``. No torchvision: the ResNets are written here.
 
-Checked against the release's own classes (its code run on CPU, fp32, on the same files, at full and at reduced
-sizes): max relative difference 0 for both ResNets and the guider, ≤ 1e-6 for the refiner and the motion
-tokens; its motion buckets equal ours on the same tracks; its face crop (``crop_face_motion``, given the same
-points and box) equals ``face_crop_from_box`` exactly, and torchvision's ``Resize(256)`` equals ``pose_crop_256``.
+Checked against the release's own classes and its ``get_head_exp_motion_bucketid`` at reduced sizes (the ResNets
+at full size): ``tools/parity/hunyuan_portrait.py``, ``tests/engines/test_implicit_diffusion_release.py``. The
+expression and head-pose crops (``face_crop_from_box``, ``pose_crop_256``) are not compared with the release's
+``crop_face_motion`` and torchvision's ``Resize(256)`` by any script here.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 **Schedule.** The release loads SVD-xt's ``scheduler_config.json`` into its own ``EulerDiscreteScheduler``
 subclass, which hands its arguments to diffusers' by position. As diffusers 0.29 actually builds it (run and
-printed, ``shared/reference/diffusion.md``), the effective schedule is: v-prediction, Karras sigmas (ρ = 7)
+printed; ``tests/engines/test_implicit_diffusion_sampling.py`` holds the printed values),
+the effective schedule is: v-prediction, Karras sigmas (ρ = 7)
 from ``SIGMA_MAX`` = 700 down to ``SIGMA_MIN`` = 0.002 over the steps, then 0; the model's timestep is
 ``0.25 · ln σ``; no churn (its step draws noise it never uses). That is what is reproduced here, as plain
 functions (``karras_sigmas``, ``schedule``, ``euler_step``), not through a scheduler object: the release resets

@@ -8,9 +8,9 @@ What is here:
   every tensor used, no missing or unexpected keys (``checkpoints``).
 * ``generate(models, reference_image, landmark_images, ...)``: sampling as the release does for a clip that
   fits in one window, and past it: overlapping blended windows or keyframes first (``pipeline``).
-  Parity, measured against the release's own ``VideoPipeline`` (its vendored diffusers 0.24, transformers
-  4.46, CPU fp32) on the same tiny random weights and initial latents, 64×64, 4 frames, 3 steps: max
-  difference 7e-6 with guidance 3.5, 2.5e-6 without (the issue asks ≤ 1e-4).
+  Parity with the release's own code (``VideoPipeline``, its guider, ReferenceNet and UNet, run by
+  ``tools/parity/follow_your_emoji.py`` at a tiny random configuration): ``tests/engines/
+  test_landmark_diffusion_release.py``; ``python tools/parity/compare.py landmark-diffusion`` prints the figures.
 * ``generate_stream``: the same sampling for a stream of landmark pictures, one progressive segment at a time.
 * ``engine``: ``--engine landmark-diffusion``, a windowed engine (``engines.base.WindowedEngine``) on the shared
   pipeline: crop, landmark pictures of the aligned targets, ``generate_stream``, paste-back.

@@ -1,6 +1,7 @@
 """Follow-Your-Emoji's expression-aware landmark pictures, drawn exactly as its landmark guider saw them in training.
 
-What is drawn (see ``shared/reference/diffusion.md`` §a): on a black RGB canvas, one-pixel lines along the
+What is drawn (the release's ``media_pipe/draw_util.py``, mayuelala/FollowYourEmoji 8e42c5f):
+on a black RGB canvas, one-pixel lines along the
 MediaPipe eye and eyebrow contours and the inner lip contour (four five-edge polylines, each in its own
 colour), then a 6×6 red square at each iris centre (points 468 and 473). The face contour is drawn in
 black in the release, which on a black canvas is nothing, so we skip it; the nose, outer lips and iris
