@@ -313,3 +313,37 @@ def _report(folder) -> LoadReport:
     report = LoadReport()
     load_official(folder, report=report)
     return report
+
+
+def test_inside_the_paste_mask_is_the_pipeline_run_on_the_same_crop(models, portrait, monkeypatch):
+    """The engine's glue (crop, landmark pictures, streaming, uint8, resize, paste) against ``generate`` run on the
+    reference and landmark pictures it used, with the same per-frame noise: each output frame is that run pasted
+    back, within one level of rounding, everywhere (not a mean difference, which noise would pass)."""
+    from enliven.engines.landmark_diffusion import pipeline
+
+    seen = {}
+    real = pipeline.generate_stream
+
+    def recording(models_, reference, items, *, draw, **kwargs):
+        items = list(items)
+        seen["reference"], seen["kwargs"], seen["drawn"] = reference, kwargs, [draw(item) for item in items]
+        return real(models_, reference, items, draw=draw, **kwargs)
+
+    monkeypatch.setattr(pipeline, "generate_stream", recording)
+    options = dict(engine="landmark-diffusion", engine_options=dict(models=models, **FAST), progress=False)
+    job = api.prepare_animation(portrait, "preset:mouth", **options)
+    frames = list(job.frames(fps=5))
+    reference, pictures = seen["reference"], np.stack(seen["drawn"])
+    assert len(pictures) == len(frames) == 10 and seen["kwargs"]["seed"] == FAST["seed"]
+    latent = (reference.shape[0] // 8, reference.shape[1] // 8)
+    run = generate(models, reference, pictures, steps=FAST["steps"], context=seen["kwargs"]["context"],
+                   latents=clip_noise(FAST["seed"], len(pictures), latent))
+    face = job.faces[0]
+    size = face.state.crop_image.shape[0]
+    assert size > reference.shape[0]  # the crop is larger than the model's 64²: resized up, as the engine does
+    worst = 0
+    for frame, ours in zip(frames, run):
+        picture = np.clip(ours * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        expected = face.paster.paste(portrait, cv2.resize(picture, (size, size), interpolation=cv2.INTER_CUBIC))
+        worst = max(worst, int(np.abs(frame.astype(int) - expected).max()))
+    assert worst <= 1, worst
