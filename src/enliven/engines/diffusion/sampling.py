@@ -37,8 +37,8 @@ Predictor = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
 
 def frame_noise(seed: int, index: int, latent_size: tuple[int, int], device, dtype, channels: int = 4) -> torch.Tensor:
     """The initial noise (1, channels, h, w) of clip frame ``index``: its own generator, seeded from (seed, index),
-    so a frame's noise does not depend on the clip's length or on how it is cut into windows (the same numbers
-    as ``landmark_diffusion.pipeline.frame_noise``)."""
+    so a frame's noise does not depend on the clip's length or on how it is cut into windows; both diffusion
+    engines draw their noise here."""
     import numpy as np
 
     mixed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])

@@ -39,3 +39,10 @@ def load_for_device(load_official: Callable[..., dict], weights_name: str, folde
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     return load_official(weight_store.resolve(weights_name, folder), device=device, dtype=dtype)
+
+
+def device_dtype(module) -> tuple:
+    """The device and dtype a loaded model runs in (those of its first convolution's weight: every module of a
+    release is put on one device, and the denoiser's precision is the run's)."""
+    weight = module.conv_in.weight
+    return weight.device, weight.dtype

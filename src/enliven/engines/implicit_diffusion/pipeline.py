@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from enliven.engines.diffusion.setup import device_dtype
 from enliven.engines.implicit_diffusion import sampling
 
 DECODE_CHUNK = 8  # the release's decode_chunk_size
@@ -40,8 +41,7 @@ class DrivingFrame:
 
 
 def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
-    weight = models["unet"].conv_in.weight
-    return weight.device, weight.dtype
+    return device_dtype(models["unet"])
 
 
 @torch.no_grad()

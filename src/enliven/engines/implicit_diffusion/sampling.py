@@ -54,6 +54,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from enliven.engines.diffusion.setup import device_dtype
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 700.0
 RHO = 7.0
@@ -280,8 +282,7 @@ class Conditions:
 
 
 def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
-    weight = models["unet"].conv_in.weight
-    return weight.device, weight.dtype
+    return device_dtype(models["unet"])
 
 
 def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, time_ids: tuple, three: bool):

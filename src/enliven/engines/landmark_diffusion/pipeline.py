@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from enliven.engines.diffusion import sampling
+from enliven.engines.diffusion.setup import device_dtype
 from enliven.engines.diffusion.unet import denoise, reference_tokens
 from enliven.engines.diffusion.windows import Job, keyframe_stride, progressive_jobs, segment_jobs, segment_span
 
@@ -55,8 +56,7 @@ def clip_input(image: np.ndarray) -> torch.Tensor:
 
 
 def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
-    weight = models["denoiser"].conv_in.weight
-    return weight.device, weight.dtype
+    return device_dtype(models["denoiser"])
 
 
 @torch.no_grad()
@@ -193,15 +193,10 @@ def generate(
 
 
 def frame_noise(seed: int, index: int, latent_size: tuple[int, int], device, dtype) -> torch.Tensor:
-    """The initial noise (1, 4, h, w) of clip frame ``index``: its own generator, seeded from (seed, index).
-
-    Per frame, so a stream draws each frame's noise when it reaches it, whatever the clip's length or how it
-    is cut into windows; the same seed gives the same frames (on the same device: CUDA's generator draws other
-    numbers than the CPU's, as in the release)."""
-    mixed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
-    generator = torch.Generator(device)
-    generator.manual_seed(mixed)
-    return torch.randn((1, 4, *latent_size), generator=generator, device=device, dtype=dtype)
+    """The initial noise (1, 4, h, w) of clip frame ``index`` (``diffusion.sampling.frame_noise``: its own
+    generator seeded from (seed, index), so a stream draws each frame's noise when it reaches it, whatever the
+    clip's length or how it is cut into windows; on the same device the same seed gives the same frames)."""
+    return sampling.frame_noise(seed, index, latent_size, device, dtype, channels=4)
 
 
 def clip_noise(seed: int, frames: int, latent_size: tuple[int, int], device="cpu", dtype=torch.float32) -> torch.Tensor:
