@@ -52,8 +52,8 @@ LASH_HEIGHT = 0.35  # ... its lashes from the band between the contour and this 
 LASH_SQUEEZE = 0.4  # ... drawn this many times their height, so they stay a thin line at the lid's edge
 LASH_WIDTH = 0.055  # the dark line where a shut lid's lashes meet, in eye widths (at its thickest) ...
 LASH_DARK = 0.8  # ... and how far it darkens the skin towards the lashes' colour
-# How strongly the driver's wrinkles are carried over by default: off, for speed (they cost about a fifth of a
-# frame's time: the driver's whole face cut per frame, its shot's reference too, and the ratio warped twice).
+# How strongly the driver's wrinkles are carried over by default: off, for speed (a third more time per frame:
+# the driver's whole face cut per frame, its shot's reference too, and the ratio warped twice).
 WRINKLES = 0.0
 LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from this far into the lips (of their depth)
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
