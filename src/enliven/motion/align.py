@@ -146,6 +146,37 @@ def limit_pose(rotation: np.ndarray, source_rotation: np.ndarray, limits: tuple[
     return geometry.rotation_from_angles(*limited)
 
 
+class MotionRules:
+    """What a still portrait takes of driving motion, whatever space the motion is measured in (a face's canonical
+    landmarks here; LivePortrait's keypoints in the keypoint engine): the head's angles eased into the engine's
+    ``pose_limits``, the camera's zoom and shift eased into natural limits and glided (``CameraFollow``; unless the
+    camera is followed in full or the source moves itself), and lost faces and cuts through ``Continuity`` (hold,
+    ease to rest, blend back in). One motion vector a frame: expression offsets, rotation vector from the source's
+    rotation, log zoom, shift. Stateful: call once per frame, in order."""
+
+    def __init__(self, expression_size: int, fps: float, pose_limits: tuple[float, float, float] | None,
+                 follow_camera: bool = False, continuity: ContinuityOptions = ContinuityOptions()):
+        self.pose_limits, self.follow_camera = pose_limits, follow_camera
+        self._continuity = Continuity(expression_size + 7, fps, continuity)
+        self._camera = CameraFollow(fps)
+
+    def __call__(self, live: tuple | None, source_rotation: np.ndarray, shot: int, camera: bool = True,
+                 face_width: float = 1.0) -> np.ndarray:
+        """The motion to render. ``live``: (expression offsets, target rotation (3×3, column vectors), log zoom,
+        shift (3,) in ``face_width``'s units), or None where the face is lost; ``camera``: the zoom and shift are a
+        camera's a still portrait follows only within limits (False: a moving source keeps its own place, or
+        absolute motion has none)."""
+        if live is None:
+            return self._continuity(None, shot)
+        expression, rotation, zoom, shift = live
+        if camera and not self.follow_camera:
+            zoom, shift = self._camera(zoom, shift, face_width)
+        if self.pose_limits is not None:
+            rotation = limit_pose(rotation, source_rotation, self.pose_limits)
+        rotvec = Rotation.from_matrix(rotation @ source_rotation.T).as_rotvec()
+        return self._continuity(np.concatenate([np.ravel(expression), rotvec, [zoom], shift]), shot)
+
+
 class MotionAligner:
     """Stateful: call once per driving frame, in order."""
 
@@ -162,8 +193,7 @@ class MotionAligner:
         self._filter = OneEuroFilter(fps, options.smooth_cutoff, options.smooth_beta) if options.smooth else None
         self._lip_filter = OneEuroFilter(fps, options.lip_cutoff, options.lip_beta) if options.smooth else None
         self._shape_size = self.source_landmarks.size
-        self._continuity = Continuity(self._shape_size + 7, fps, options.continuity)
-        self._camera = CameraFollow(fps)
+        self._rules = MotionRules(self._shape_size, fps, options.pose_limits, options.follow_camera, options.continuity)
 
     def _start_shape(self, source: MotionFrame) -> np.ndarray:
         """The source's canonical shape that the motion starts from (its mouth closed under ``normalize_lip``)."""
@@ -172,9 +202,9 @@ class MotionAligner:
             shape = edits.set_lip_open(shape, 0.0)
         return shape
 
-    def _motion(self, frame: MotionFrame, src: MotionFrame, src_shape: np.ndarray, still: bool) -> np.ndarray:
-        """The frame's motion as offsets from the source at rest: canonical shape offsets, rotation vector, log
-        zoom and shift (canonical units), after the multiplier and the limits of what looks natural."""
+    def _motion(self, frame: MotionFrame, src: MotionFrame, src_shape: np.ndarray, still: bool) -> tuple:
+        """The frame's live motion (``MotionRules``' input): canonical shape offsets from the source at rest, the
+        target head rotation, log zoom and shift (canonical units), after the multiplier."""
         m, options = self.options.multiplier, self.options
         ref = frame.anchor or self.reference
         zoom, shift = 0.0, np.zeros(3)
@@ -184,17 +214,11 @@ class MotionAligner:
             if still:  # a still source follows the driver's zoom and shift too, within limits
                 zoom = m * np.log(frame.scale / ref.scale)
                 shift = m * (frame.pose.translation - ref.pose.translation) / ref.scale
-                if not options.follow_camera:
-                    zoom, shift = self._camera(zoom, shift, _face_width())
         else:
             shape = m * (frame.shape.astype(np.float64) - src_shape)
             turn = frame.pose.rotation @ src.pose.rotation.T
         rotvec = m * Rotation.from_matrix(turn).as_rotvec()
-        if options.pose_limits is not None:
-            rotation = limit_pose(Rotation.from_rotvec(rotvec).as_matrix() @ src.pose.rotation, src.pose.rotation,
-                                  options.pose_limits)
-            rotvec = Rotation.from_matrix(rotation @ src.pose.rotation.T).as_rotvec()
-        return np.concatenate([shape.ravel(), rotvec, [zoom], shift])
+        return shape, Rotation.from_rotvec(rotvec).as_matrix() @ src.pose.rotation, zoom, shift
 
     def __call__(self, frame: MotionFrame, source_landmarks: np.ndarray | None = None) -> np.ndarray:
         """Target landmarks for ``frame``. ``source_landmarks``: this frame's source face, for a video source;
@@ -206,7 +230,8 @@ class MotionAligner:
         src = MotionFrame.from_landmarks(np.asarray(source_landmarks, np.float64)) if moving_source else self.source
         src_shape = self._start_shape(src) if moving_source else self._source_shape
         live = self._motion(frame, src, src_shape, still=not moving_source) if frame.valid else None
-        motion = self._continuity(live, frame.shot)
+        camera = not moving_source and self.options.relative
+        motion = self._rules(live, src.pose.rotation, frame.shot, camera=camera, face_width=_face_width())
         n = self._shape_size
         shape = src_shape + motion[:n].reshape(src_shape.shape)
         rotation = Rotation.from_rotvec(motion[n : n + 3]).as_matrix() @ src.pose.rotation

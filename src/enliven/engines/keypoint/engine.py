@@ -32,8 +32,7 @@ from enliven.errors import EnlivenError
 from enliven.face import geometry
 from enliven.face.crop import CropSpec
 from enliven.face.paste import square_mask
-from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions, limit_pose
-from enliven.motion.continuity import CameraFollow, Continuity
+from enliven.motion.align import LIP_NORMALIZE_THRESHOLD, AlignOptions, MotionRules
 from enliven.motion.frame import MotionFrame
 from enliven.motion.smooth import OneEuroFilter
 
@@ -145,28 +144,18 @@ class KeypointEngine:
             return session["reference"]
         return session.setdefault("reference", driving)
 
-    def _motion_vector(self, state: SourceState, moved: kin.KeypointMotion) -> np.ndarray:
-        """``moved`` as offsets from the source (expression, rotation vector, log zoom, shift) after the limits of
-        what a still portrait takes (as ``motion.align`` does for landmarks): zoom and shift eased into 0.9–1.1
-        and ±10 % of the face's width, gliding, unless the camera is followed; the head's angles into
-        ``pose_limits``."""
+    def _live_motion(self, state: SourceState, moved: kin.KeypointMotion) -> tuple:
+        """``moved`` as ``MotionRules``' live motion in keypoint space: expression offsets from the source, the
+        target rotation (as a column-vector matrix: LivePortrait's act on row vectors), log zoom and shift."""
         source = state.cache["info"]
-        video_source = state.session.get("video_source", False)
         exp = (moved.exp - source.exp)[0].cpu().numpy().ravel()
-        src_rotation = source.rotation[0].cpu().numpy().T  # LivePortrait's matrices act on row vectors
-        rotation = limit_pose(moved.rotation[0].cpu().numpy().T, src_rotation, self.pose_limits)
-        rotvec = Rotation.from_matrix(rotation @ src_rotation.T).as_rotvec()
         zoom = float(torch.log(moved.scale / source.scale)[0, 0])
         shift = (moved.t - source.t)[0].cpu().numpy()
         shift[2] = 0.0  # depth: see _from_vector
-        if not video_source and not self.follow_camera:
-            width = float(np.ptp(state.cache["x_s"][0, :, 0].cpu().numpy()))  # the keypoints span about the face
-            camera = state.session.setdefault("camera", CameraFollow(state.session.get("fps", 25.0)))
-            zoom, shift = camera(zoom, shift, width)
-        return np.concatenate([exp, rotvec, [zoom], shift])
+        return exp, moved.rotation[0].cpu().numpy().T, zoom, shift
 
     def _from_vector(self, state: SourceState, vector: np.ndarray) -> kin.KeypointMotion:
-        """The source moved by a motion vector (``_motion_vector``); zeros give the source's own keypoints, which
+        """The source moved by a motion vector (``MotionRules``' output); zeros give the source's own keypoints, which
         is what LivePortrait's expression-friendly rule adds the change to. Its pose-friendly rule keeps the
         driven keypoints as they are, with the depth translation zeroed."""
         source = state.cache["info"]
@@ -184,12 +173,12 @@ class KeypointEngine:
 
     def _from_motion(self, state: SourceState, driving: kin.KeypointMotion | None, frame: MotionFrame) -> torch.Tensor:
         """x_d from driver pixels. ``driving`` None: the driver's face is lost this frame. The change is measured
-        from the shot's reference; cuts and lost faces go through ``motion.continuity`` (hold, ease to rest, blend
-        back in), as landmark motion does in ``motion.align``."""
+        from the shot's reference, then goes through the motion rules every engine's motion goes through
+        (``motion.align.MotionRules``: pose limits, the camera's limits, lost faces and cuts), in keypoint space."""
         cache, session = state.cache, state.session
         source = cache["info"]
         video_source = session.get("video_source", False)
-        vector = None
+        live = None
         if driving is not None:
             reference = self._reference(state, driving, frame)
             if self.relative:
@@ -200,13 +189,16 @@ class KeypointEngine:
                     moved = replace(moved, scale=source.scale, t=t)
             else:
                 moved = kin.absolute_motion(source, driving)
-            vector = self._motion_vector(state, moved)
-        if "continuity" not in session:
-            session["continuity"] = Continuity(source.exp[0].numel() + 7, session.get("fps", 25.0))
+            live = self._live_motion(state, moved)
+        if "rules" not in session:  # the motion rules every engine's motion goes through (motion.align)
+            session["rules"] = MotionRules(source.exp[0].numel(), session.get("fps", 25.0), self.pose_limits,
+                                           self.follow_camera)
         # LivePortrait's expression-friendly rule adds the change since the first driven frame, scaled by the ratio
         # of the keypoints' hull volumes, to the source's keypoints. Measured from a reference frame, the driven
         # keypoints there are the source's own, so that ratio is 1 and the rule is the motion itself.
-        motion = session["continuity"](vector, frame.shot if frame is not None else 0)
+        width = float(np.ptp(cache["x_s"][0, :, 0].cpu().numpy()))  # the keypoints span about the face
+        motion = session["rules"](live, source.rotation[0].cpu().numpy().T, frame.shot if frame is not None else 0,
+                                  camera=not video_source, face_width=width)
         x_d = self._from_vector(state, motion).keypoints()
         if video_source:  # both videos jitter: smooth the keypoints (LivePortrait uses a Kalman filter here)
             smoother = session.setdefault("smoother", OneEuroFilter(session.get("fps", 25.0), 1.0, 2.0))
@@ -235,7 +227,7 @@ class KeypointEngine:
         cache = state.cache
         driving = self._driving(frame)
         # A driving video's frame where the face is lost has no pixels to read, but belongs to the pixel path.
-        from_pixels = driving is not None or (frame is not None and not frame.valid and "continuity" in state.session)
+        from_pixels = driving is not None or (frame is not None and not frame.valid and "rules" in state.session)
         x_d = self._from_motion(state, driving, frame) if from_pixels else self._from_landmarks(state, target)
         if self.stitching:
             x_d = kin.stitch(self.backend.mlp("stitching"), cache["x_s"], x_d)
