@@ -90,3 +90,29 @@ def sampling_inputs(run: str) -> dict[str, np.ndarray]:
         picture = np.stack([0.5 + 0.4 * np.sin(4 * xx + c) * np.cos(3 * yy - c) for c in range(3)], axis=-1)
         out["picture"] = np.clip(255 * picture + rng.normal(0, 10, picture.shape), 0, 255).astype(np.uint8)
     return out
+
+
+PREPROCESS_SIDE = 160  # the head-pose crop's side before Resize(256) (the release's is 512: smaller, to stay small)
+POSE_MAP_SIDE = 64  # the black pose picture's side (the reference crop's)
+
+
+def preprocess_inputs() -> dict[str, np.ndarray]:
+    """A driving frame (110×120×3 uint8, a smooth pattern: a one-pixel shift changes it by several levels), a face
+    box (x0, y0, x1, y1) near its left edge and 5 points inside it, so that the expression crop reaches past the
+    frame (black there)."""
+    rng = np.random.default_rng(53)
+    yy, xx = np.mgrid[0:110, 0:120] / 100
+    picture = np.stack([0.5 + 0.4 * np.sin(9 * xx + c) * np.cos(7 * yy - 2 * c) for c in range(3)], axis=-1)
+    frame = np.clip(255 * picture, 0, 255).astype(np.uint8)
+    points = np.array([[18.0, 44], [42, 42], [30, 60], [20, 84], [44, 82]]) + rng.normal(0, 0.7, (5, 2))
+    return {"frame": frame, "points": points.astype(np.float32), "box": np.array([4.0, 10, 60, 100], np.float32)}
+
+
+def delta_code(picture: np.ndarray) -> np.ndarray:
+    """An H×W×C uint8 picture as its differences along each row (mod 256): smooth pictures compress ten times
+    better so. ``delta_decode`` gives it back exactly."""
+    return np.diff(picture.astype(np.int16), axis=1, prepend=0).astype(np.uint8)
+
+
+def delta_decode(code: np.ndarray) -> np.ndarray:
+    return np.cumsum(code, axis=1, dtype=np.uint8)

@@ -46,14 +46,18 @@ from fill import fill_module  # noqa: E402
 from hunyuan_inputs import (  # noqa: E402
     FIXTURE_BUCKETS,
     FIXTURE_SIZES,
+    POSE_MAP_SIDE,
+    PREPROCESS_SIDE,
     RUNS,
     SAMPLING_UNET,
     SAMPLING_VAE,
     bucket_tracks,
+    delta_code,
     fixture_inputs,
+    preprocess_inputs,
     sampling_inputs,
 )
-from release_env import release_commit, stub_missing  # noqa: E402
+from release_env import release_commit, stub_missing, torchvision_transforms  # noqa: E402
 
 # stabilityai/stable-video-diffusion-img2vid-xt scheduler/scheduler_config.json, which the release loads
 SVD_XT_SCHEDULER = {
@@ -113,7 +117,41 @@ def modules_fixture(torch) -> dict[str, np.ndarray]:
     tracks = bucket_tracks()
     arrays["bucket_tracks"] = tracks
     arrays["buckets"] = np.array([get_head_exp_motion_bucketid(list(track)) for track in tracks], np.int64)
+    arrays |= preprocess_fixture(torch, guider)
     return arrays
+
+
+def preprocess_fixture(torch, guider) -> dict[str, np.ndarray]:
+    """``test_preprocess.py``'s pictures, detector-free parts, on ``preprocess_inputs``: ``get_dwpose``'s
+    picture through ``ToTensor`` (the pose guider's input) and the guider's map of it; ``crop_face_motion`` (the
+    expression crop); ``process_bbox`` of the face box (expand 1) and ``crop_resize_img`` to it (the head-pose
+    crop before the transform), and that crop through the transform (``Resize(256)``, ``ToTensor``,
+    ``Normalize([0], [1])``, as ``preprocess`` builds it). Crops are stored as uint8 (× 255, exact: each is a
+    PIL picture through ``ToTensor``), row-delta coded (``hunyuan_inputs.delta_code``)."""
+    import torchvision.transforms as transforms
+    from PIL import Image
+    from src.dataset.test_preprocess import crop_face_motion, crop_resize_img, get_dwpose, process_bbox
+
+    x = preprocess_inputs()
+    frame, box = x["frame"], [float(v) for v in x["box"]]
+    motion_transform = transforms.Compose([transforms.Resize(256), transforms.ToTensor(),
+                                           transforms.Normalize([0], [1])])
+    black = np.zeros((POSE_MAP_SIDE, POSE_MAP_SIDE, 3), np.uint8)  # the reference crop get_dwpose is given
+    picture = transforms.ToTensor()(get_dwpose(black))
+    with torch.no_grad():
+        pose_map = guider(picture[None, :, None])[:, :, 0]
+    face = crop_face_motion(frame.copy(), x["points"].astype(np.float64), motion_transform, box)
+    pose_box = process_bbox(box, expand_radio=1, height=frame.shape[0], width=frame.shape[1])
+    pose_crop = crop_resize_img(Image.fromarray(frame), pose_box, PREPROCESS_SIDE)
+
+    def as_uint8(tensor):
+        scaled = tensor.permute(1, 2, 0).numpy() * 255
+        assert np.abs(scaled - np.round(scaled)).max() < 1e-3, "not a uint8 picture"
+        return delta_code(np.round(scaled).astype(np.uint8))
+
+    return {"pose_picture": picture.numpy(), "pose_map": pose_map.numpy(), "face_crop": as_uint8(face),
+            "pose_box": np.array(pose_box, np.float32), "pose_crop_before": delta_code(np.asarray(pose_crop)),
+            "pose_crop": as_uint8(motion_transform(pose_crop))}
 
 
 class _Stub(types.SimpleNamespace):
@@ -219,7 +257,9 @@ def main(argv=None) -> None:
     commit = release_commit(release, args.commit)
     os.environ.setdefault("XFORMERS_DISABLED", "1")
     sys.path.insert(0, str(release))
-    stub_missing("torchvision", "skvideo.io")  # imported by src/dataset/utils.py, unused here
+    if not torchvision_transforms():  # test_preprocess.py's transforms, for its crops
+        raise SystemExit("torchvision is needed (its transforms make the release's expression and head-pose crops)")
+    stub_missing("skvideo.io", "decord")  # imported by src/dataset/*.py, unused here
     import diffusers
     import torch
 

@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from fill import fill_module
-from hunyuan_inputs import FIXTURE_BUCKETS, FIXTURE_SIZES, SAMPLING_UNET, SAMPLING_VAE, fixture_inputs
+from hunyuan_inputs import (
+    FIXTURE_BUCKETS,
+    FIXTURE_SIZES,
+    SAMPLING_UNET,
+    SAMPLING_VAE,
+    delta_decode,
+    fixture_inputs,
+    preprocess_inputs,
+)
 from hunyuan_inputs import sampling_inputs as run_inputs
 from measure import MODULE_TOLERANCE, RUN_TOLERANCE, relative  # noqa: F401  (the tests read them here)
 
@@ -159,6 +167,37 @@ def decode(fx: Fixture) -> float:
     return relative(frames, fx.sampling["options/frames"])
 
 
+def pose_map(fx: Fixture) -> float:
+    """``pipeline.pose_features`` (the black pose picture through the guider, built by us) against the release's
+    ``get_dwpose`` picture through ``ToTensor`` and the same guider: the black-map glue end to end."""
+    from enliven.engines.implicit_diffusion.pipeline import pose_features
+
+    picture = fx.modules["pose_picture"]
+    if picture.any():
+        raise AssertionError("the release's pose picture is not black")
+    ours = pose_features({"pose_guider": fx.conditioning["pose_guider"]}, picture.shape[1:])
+    return relative(ours.numpy(), fx.modules["pose_map"])
+
+
+def face_crop(fx: Fixture) -> float:
+    """``motion.face_crop_from_box`` against the release's ``crop_face_motion`` (the expression encoder's
+    input) on the same frame, 5 points and face box (reaching past the frame's left edge)."""
+    from enliven.engines.implicit_diffusion import motion
+
+    x = preprocess_inputs()
+    ours = motion.face_crop_from_box(x["frame"], x["points"].astype(np.float64), x["box"].astype(np.float64))
+    return relative(ours.permute(1, 2, 0).numpy(), delta_decode(fx.modules["face_crop"]) / 255)
+
+
+def pose_crop(fx: Fixture) -> float:
+    """``motion.pose_crop_256`` against the release's transform (``Resize(256)``, ``ToTensor``) of its head-pose
+    crop (``process_bbox`` + ``crop_resize_img``, given to both: our box is ``CropSpec``'s, not YOLO's)."""
+    from enliven.engines.implicit_diffusion import motion
+
+    ours = motion.pose_crop_256(delta_decode(fx.modules["pose_crop_before"]))
+    return relative(ours.permute(1, 2, 0).numpy(), delta_decode(fx.modules["pose_crop"]) / 255)
+
+
 _LABELS = {
     "dino": "DINOv2 with identity adapters (24 blocks)", "image_proj": "image projector",
     "expression": "expression encoder (ResNet-50, GroupNorm)", "headpose_rotation": "head pose: rotation",
@@ -168,6 +207,9 @@ _LABELS = {
 }
 CHECKS = {name: (_module(name), MODULE_TOLERANCE, label) for name, label in _LABELS.items()}
 CHECKS |= {
+    "pose_map": (pose_map, MODULE_TOLERANCE, "pose map: our black picture through the guider vs get_dwpose's"),
+    "face_crop": (face_crop, MODULE_TOLERANCE, "expression crop vs crop_face_motion (frame, 5 points, face box)"),
+    "pose_crop": (pose_crop, MODULE_TOLERANCE, "head-pose crop's Resize(256) vs the release's transform"),
     "buckets": (buckets, 0.0, "motion-intensity bucket ids on 4 tracks (largest id difference)"),
     "vae_encode": (vae_encode, MODULE_TOLERANCE, "VAE encoding and scaling of the reference"),
     "decode": (decode, MODULE_TOLERANCE, "decoding in chunks of 4 (temporal decoder), pads cut"),

@@ -58,3 +58,23 @@ def release_commit(release: Path, given: str | None) -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         raise SystemExit("not a git checkout: say which commit it is with --commit") from None
+
+
+def torchvision_transforms() -> bool:
+    """Import torchvision for its Python transforms when its C extension cannot load (a wheel built for a CUDA
+    torch beside a CPU torch: its operator registrations fail at import). The transforms never call the
+    extension; ``torchvision.ops`` would fail on use. False when torchvision is not installed at all."""
+    try:
+        import torchvision  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+    except RuntimeError:
+        pass
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        del sys.modules[name]
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+    import torchvision.transforms  # noqa: F401
+
+    return True

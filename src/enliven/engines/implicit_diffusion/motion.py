@@ -18,9 +18,10 @@ Parameter names follow the release's ``expression.pth`` (``resnet50.*``), ``head
 ``motion_proj.pth`` and ``pose_guider.pth``. No torchvision: the ResNets are written here.
 
 Checked against the release's own classes and its ``get_head_exp_motion_bucketid`` at reduced sizes (the ResNets
-at full size): ``tools/parity/hunyuan_portrait.py``, ``tests/engines/test_implicit_diffusion_release.py``. The
-expression and head-pose crops (``face_crop_from_box``, ``pose_crop_256``) are not compared with the release's
-``crop_face_motion`` and torchvision's ``Resize(256)`` by any script here.
+at full size): ``tools/parity/hunyuan_portrait.py``, ``tests/engines/test_implicit_diffusion_release.py``, and so
+are the expression crop (``face_crop_from_box`` against the release's ``crop_face_motion`` on a given face box and 5
+points) and the head-pose crop's resize (``pose_crop_256`` against torchvision's ``Resize(256)`` of the
+release's ``crop_resize_img`` crop); the boxes themselves come from our landmarks, not YOLO-face.
 """
 
 from __future__ import annotations
