@@ -34,8 +34,8 @@ def make_clip(path: Path, frames: int) -> None:
 
 
 def child(folder: str) -> None:
-    from enliven.bench.report import write_report
-    from enliven.bench.runner import run_self
+    from enliven.evaluation.report import write_report
+    from enliven.evaluation.runner import run_self
 
     started = time.perf_counter()
     run = run_self(folder, ["mesh"], progress=False)

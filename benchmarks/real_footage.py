@@ -13,7 +13,7 @@ figures of issue 15 measured on what each engine makes of it.
    clip, so B's identity leaking into B's portrait (or A's into A's) cannot show here.
 3. Measures each output, and a "still" baseline (the source itself, unmoving, through the same encoder and
    meters: a known-good placement, to show what the meters read when nothing is wrong):
-   - whole and in place (``enliven.bench.placement``, dlib only, every 5th frame): found rate, shift p90 / max,
+   - whole and in place (``enliven.evaluation.placement``, dlib only, every 5th frame): found rate, shift p90 / max,
      zoom min / max, identity distance mean / max;
    - lip-open correlation with person A, within each of A's shots (MediaPipe on the clip and on the output);
    - cut jump: the output's largest frame-to-frame landmark move at a cut over its largest within a shot (both
@@ -44,8 +44,8 @@ import cv2
 import numpy as np
 
 from enliven import api, engines
-from enliven.bench.placement import NEAR, DlibFaces, PlacementMeter, verdicts
 from enliven.errors import EnlivenError
+from enliven.evaluation.placement import NEAR, DlibFaces, PlacementMeter, verdicts
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.geometry import lip_open_ratio
 from enliven.face.landmarks import NUM_MESH

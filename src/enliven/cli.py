@@ -393,8 +393,8 @@ def _run_command(args: argparse.Namespace) -> int:
         for path in export_onnx(load_official(args.dir, config=config), target, config):
             say(f"wrote {path}")
     elif args.command == "bench":
-        from enliven.bench.report import write_report
-        from enliven.bench.runner import run_cross, run_self
+        from enliven.evaluation.report import write_report
+        from enliven.evaluation.runner import run_cross, run_self
 
         engines = [e.strip() for e in args.engines.split(",") if e.strip()]
         options = dict(identity_every=args.identity_every, progress=not args.quiet)

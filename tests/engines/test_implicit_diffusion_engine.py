@@ -167,7 +167,7 @@ def test_kept_motion_gives_the_chunks_motion_tokens(models):
     the tokens ``motion.motion_tokens`` makes for their whole chunk."""
     import torch
 
-    from enliven.engines.implicit_diffusion import motion
+    from enliven.engines.implicit_diffusion import implicit_motion as motion
     from enliven.engines.implicit_diffusion.pipeline import DrivingMotion
 
     gen = torch.Generator().manual_seed(0)

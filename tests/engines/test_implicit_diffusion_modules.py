@@ -26,7 +26,8 @@ from enliven.errors import EnlivenError
 pytest.importorskip("diffusers")
 
 
-from enliven.engines.implicit_diffusion import identity, motion  # noqa: E402
+from enliven.engines.implicit_diffusion import identity  # noqa: E402
+from enliven.engines.implicit_diffusion import implicit_motion as motion  # noqa: E402
 from enliven.engines.implicit_diffusion.appearance import (  # noqa: E402
     AppearanceEncoder,
     ImageProjector,

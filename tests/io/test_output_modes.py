@@ -155,8 +155,8 @@ def _template(folder: Path) -> list[Path]:
 
 
 def _bench_report(folder: Path) -> list[Path]:
-    from enliven.bench.report import write_report
-    from enliven.bench.runner import Series
+    from enliven.evaluation.report import write_report
+    from enliven.evaluation.runner import Series
 
     series = Series(values={"psnr": [30.0, 31.0], "lmd": [0.01, 0.02]})
     series.counts = {"frames": 2}

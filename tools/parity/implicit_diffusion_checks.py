@@ -75,7 +75,7 @@ class Fixture:
     def module_outputs(self) -> dict:
         import torch
 
-        from enliven.engines.implicit_diffusion import motion
+        from enliven.engines.implicit_diffusion import implicit_motion as motion
         from enliven.engines.implicit_diffusion.appearance import encode_appearance
 
         built = self.conditioning
@@ -127,7 +127,7 @@ def _module(key):
 def buckets(fx: Fixture) -> float:
     """``motion.intensity_buckets`` on the release's tracks: 0 when every (head, expression) id is the release's
     ``get_head_exp_motion_bucketid``'s, else the largest id difference."""
-    from enliven.engines.implicit_diffusion import motion
+    from enliven.engines.implicit_diffusion import implicit_motion as motion
 
     ours = np.array([motion.intensity_buckets(track) for track in fx.modules["bucket_tracks"]])
     return float(np.abs(ours - fx.modules["buckets"]).max())
@@ -182,7 +182,7 @@ def pose_map(fx: Fixture) -> float:
 def face_crop(fx: Fixture) -> float:
     """``motion.face_crop_from_box`` against the release's ``crop_face_motion`` (the expression encoder's
     input) on the same frame, 5 points and face box (reaching past the frame's left edge)."""
-    from enliven.engines.implicit_diffusion import motion
+    from enliven.engines.implicit_diffusion import implicit_motion as motion
 
     x = preprocess_inputs()
     ours = motion.face_crop_from_box(x["frame"], x["points"].astype(np.float64), x["box"].astype(np.float64))
@@ -192,7 +192,7 @@ def face_crop(fx: Fixture) -> float:
 def pose_crop(fx: Fixture) -> float:
     """``motion.pose_crop_256`` against the release's transform (``Resize(256)``, ``ToTensor``) of its head-pose
     crop (``process_bbox`` + ``crop_resize_img``, given to both: our box is ``CropSpec``'s, not YOLO's)."""
-    from enliven.engines.implicit_diffusion import motion
+    from enliven.engines.implicit_diffusion import implicit_motion as motion
 
     ours = motion.pose_crop_256(delta_decode(fx.modules["pose_crop_before"]))
     return relative(ours.permute(1, 2, 0).numpy(), delta_decode(fx.modules["pose_crop"]) / 255)

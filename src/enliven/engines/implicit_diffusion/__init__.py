@@ -4,7 +4,7 @@ What is here:
 
 * ``appearance``: DINOv2 ViT-L/14 with registers and the release's ID-aware adapters (ArcFace identity), the
   261 → 64 image projector; ``identity``: ArcFace from ``arcface.onnx`` on a crop aligned from 5 of our landmarks.
-* ``motion``: the expression and head-pose encoders, the intensity-aware refiner, the pose guider, the driving
+* ``implicit_motion``: the expression and head-pose encoders, the intensity-aware refiner, the pose guider, the driving
   crops and intensity buckets.
 * ``unet``: SVD's spatio-temporal UNet (diffusers') with the release's decoupled motion attention added through
   attention processors (``build_unet``).

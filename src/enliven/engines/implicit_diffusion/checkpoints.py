@@ -31,7 +31,12 @@ import torch
 from torch import nn
 
 from enliven.engines.implicit_diffusion.appearance import ADAPTER_BLOCKS, AppearanceEncoder, ImageProjector
-from enliven.engines.implicit_diffusion.motion import HeadExpression, HeadPose, IntensityAwareMotionRefiner, PoseGuider
+from enliven.engines.implicit_diffusion.implicit_motion import (
+    HeadExpression,
+    HeadPose,
+    IntensityAwareMotionRefiner,
+    PoseGuider,
+)
 from enliven.engines.tensor_files import LoadReport, read_json, read_tensors, write_safetensors_copy
 from enliven.errors import EnlivenError
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from enliven.engines.implicit_diffusion.motion import five_points
+from enliven.engines.implicit_diffusion.implicit_motion import five_points
 
 CROP = 112
 # ArcFace's 5-point template for 112×112 (InsightFace's 96×112 one with x + 8): eyes, nose tip, mouth corners,

@@ -110,7 +110,7 @@ class DrivingMotion:
 
     @torch.no_grad()
     def add_chunk(self, face_crops: torch.Tensor, pose_crops: torch.Tensor, head_id: int, exp_id: int) -> None:
-        from enliven.engines.implicit_diffusion import motion
+        from enliven.engines.implicit_diffusion import implicit_motion as motion
 
         expression, headpose = self.models["expression"], self.models["headpose"]
         self.features.append(expression(face_crops.to(next(expression.parameters()))).float().cpu())
@@ -189,7 +189,7 @@ class MotionReader:
         return len(self.motion) + len(self.pending)
 
     def _flush(self) -> None:
-        from enliven.engines.implicit_diffusion import motion
+        from enliven.engines.implicit_diffusion import implicit_motion as motion
 
         pending = self.pending
         faces = torch.stack([motion.face_crop_256(f.crop, f.landmarks, self.box_landmarks) for f in pending])

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from enliven.engines.keypoint.config import LivePortraitConfig
-from enliven.engines.keypoint.networks.motion import HEADS
+from enliven.engines.keypoint.networks.motion_extractor import HEADS
 from enliven.errors import EnlivenError
 from enliven.io.files import atomic_output
 

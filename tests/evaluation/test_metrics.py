@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from enliven.bench import metrics as M
+from enliven.evaluation import metrics as M
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_jitter_meter_measures_acceleration(portrait_face):
 
 
 def test_identity_is_high_for_the_same_face_and_lower_for_others(portrait, portrait_face):
-    from enliven.bench.identity import IdentityEmbedder
+    from enliven.evaluation.identity import IdentityEmbedder
     from enliven.face.analyzer import FaceAnalyzer
 
     embed = IdentityEmbedder().embed

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from enliven.bench.placement import DlibFaces, Placement, PlacementMeter, summarize, verdicts
 from enliven.errors import EnlivenError
+from enliven.evaluation.placement import DlibFaces, Placement, PlacementMeter, summarize, verdicts
 from enliven.io.images import read_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from enliven.bench import runner
-from enliven.bench.report import write_report
-from enliven.bench.runner import Series
 from enliven.cli import main
 from enliven.engines.base import SourceState
+from enliven.evaluation import runner
+from enliven.evaluation.report import write_report
+from enliven.evaluation.runner import Series
 from enliven.face.crop import CropSpec
 from enliven.face.paste import feathered_mask
 

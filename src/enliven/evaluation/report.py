@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from enliven.bench.placement import NEAR, TARGETS
-from enliven.bench.runner import OPTIONAL, Series
+from enliven.evaluation.placement import NEAR, TARGETS
+from enliven.evaluation.runner import OPTIONAL, Series
 from enliven.io.files import atomic_output
 
 # (key, label, better) in table order; "better" is "↑" or "↓".
@@ -27,7 +27,7 @@ COLUMNS = {
         ("identity", "ID sim", "↑"), ("expression_error", "expr err", "↓"),
         ("yaw_error", "yaw° err", "↓"), ("pitch_error", "pitch° err", "↓"), ("roll_error", "roll° err", "↓"),
         ("jitter_ratio", "jitter ×", "↓"), ("frames_per_second", "fps", "↑"),
-        # Whole and in place (dlib only, see bench.placement), on the sampled frames.
+        # Whole and in place (dlib only, see evaluation.placement), on the sampled frames.
         ("face_found", "found", "↑"), ("face_shift_p90", "shift p90", "↓"), ("face_shift_max", "shift max", "↓"),
         ("face_zoom_min", "zoom min", "→1"), ("face_zoom_max", "zoom max", "→1"),
         ("id_distance", "ID dist", "↓"), ("id_distance_max", "ID dist max", "↓"),

@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from enliven.api import prepare_animation
-from enliven.bench import metrics as M
-from enliven.bench.placement import DlibFaces, Placement, PlacementMeter
 from enliven.errors import EnlivenError, NoFaceError
+from enliven.evaluation import metrics as M
+from enliven.evaluation.placement import DlibFaces, Placement, PlacementMeter
 from enliven.face import geometry
 from enliven.face.analyzer import FaceAnalyzer
 from enliven.face.crop import face_crop

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from enliven.bench.identity import IdentityEmbedder
 from enliven.errors import EnlivenError
+from enliven.evaluation.identity import IdentityEmbedder
 
 NEAR = 0.5  # a face is "in place" when its centre is within this many source face widths of the source's
 UPSAMPLE = 1  # the detector's window is 80 px; one doubling finds faces down to ~40 px (a zoomed-out portrait)
