@@ -7,6 +7,8 @@ windowed engine's render_stream, which reads a bounded look-ahead of targets) â†
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import os
 import tempfile
@@ -264,11 +266,35 @@ def animate_text(
         return animate(source, wav, output, **options)
 
 
+# Engines built under ``keeping_engines``, by the options they were built with (most recent last).
+_KEPT_ENGINES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("enliven_kept_engines", default=None)
+
+
+@contextlib.contextmanager
+def keeping_engines(most: int = 2) -> Iterator[None]:
+    """Within this block, an engine built with the same options as an earlier one is that engine again, so a
+    worker running job after job (``enliven batch``'s) loads its model once. At most ``most`` are kept. Engines keep
+    per-picture state in their ``SourceState``, never on themselves, which is what makes this safe."""
+    token = _KEPT_ENGINES.set({"most": max(1, most), "engines": {}})
+    try:
+        yield
+    finally:
+        _KEPT_ENGINES.reset(token)
+
+
 def _create_engine(opts: AnimateOptions, align: AlignOptions) -> engines.Engine:
     engine_options = dict(opts.engine_options)
     if opts.weights is not None:
         engine_options["weights"] = opts.weights
-    return engines.create(opts.engine, align=align, **engine_options)
+    kept = _KEPT_ENGINES.get()
+    if kept is None:
+        return engines.create(opts.engine, align=align, **engine_options)
+    key = repr((opts.engine, sorted(engine_options.items()), align))
+    engine = kept["engines"].pop(key, None) or engines.create(opts.engine, align=align, **engine_options)
+    kept["engines"][key] = engine  # re-inserted: the dict's order is the order of last use
+    while len(kept["engines"]) > kept["most"]:
+        kept["engines"].pop(next(iter(kept["engines"])))
+    return engine
 
 
 def animate(
