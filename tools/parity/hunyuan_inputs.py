@@ -40,14 +40,15 @@ SAMPLING_VAE = dict(
 
 # Two runs of the release's HunyuanLongSVDPipeline loop. "windows": circular shifted windows, ramped pads and
 # scales, per-frame pose maps. "options": every option of the release's config at a value other than its
-# default (i2i_noise_strength, motion_bucket_id, ip_motion_scale, fps, decode_chunk_size, windows), decoded.
+# default (i2i_noise_strength, motion_bucket_id, ip_motion_scale, fps, noise_aug_strength, decode_chunk_size,
+# windows), decoded.
 RUNS = {
     "windows": dict(frames=12, steps=3, window=8, overlap=3, shift_offset=3, pad=4,
                     guidance=((1.5, 3.0), (2.0, 2.5)), i2i_noise_strength=1.0, motion_bucket_id=0,
-                    ip_motion_scale=1.0, fps=12.5, decode_chunk_size=None, seed=7),
+                    ip_motion_scale=1.0, fps=12.5, noise_aug_strength=0.0, decode_chunk_size=None, seed=7),
     "options": dict(frames=9, steps=6, window=6, overlap=2, shift_offset=2, pad=3,
                     guidance=((1.2, 2.2), (1.8, 2.6)), i2i_noise_strength=0.5, motion_bucket_id=5,
-                    ip_motion_scale=0.7, fps=10.0, decode_chunk_size=4, seed=11),
+                    ip_motion_scale=0.7, fps=10.0, noise_aug_strength=0.1, decode_chunk_size=4, seed=11),
 }
 
 
@@ -116,3 +117,16 @@ def delta_code(picture: np.ndarray) -> np.ndarray:
 
 def delta_decode(code: np.ndarray) -> np.ndarray:
     return np.cumsum(code, axis=1, dtype=np.uint8)
+
+
+DINO_PICTURE_SIDE = 288  # a square reference larger than DINO's 224² (the release's is 512²): a downsampling resize
+DINO_GRID = 4  # the fixture keeps every 4th row and column of the 224² result
+
+
+def dino_picture_input() -> np.ndarray:
+    """A square reference picture (288×288×3 uint8): smooth stripes plus noise, so that both the resize's
+    filter and its alignment show in the result."""
+    rng = np.random.default_rng(71)
+    yy, xx = np.mgrid[0:DINO_PICTURE_SIDE, 0:DINO_PICTURE_SIDE] / DINO_PICTURE_SIDE
+    picture = np.stack([0.5 + 0.35 * np.sin(23 * xx + 5 * c) * np.cos(17 * yy + c) for c in range(3)], axis=-1)
+    return np.clip(255 * picture + rng.normal(0, 12, picture.shape), 0, 255).astype(np.uint8)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 
 from fill import fill_module  # noqa: E402
 from hunyuan_inputs import (  # noqa: E402
+    DINO_GRID,
     FIXTURE_BUCKETS,
     FIXTURE_SIZES,
     POSE_MAP_SIDE,
@@ -53,6 +54,7 @@ from hunyuan_inputs import (  # noqa: E402
     SAMPLING_VAE,
     bucket_tracks,
     delta_code,
+    dino_picture_input,
     fixture_inputs,
     preprocess_inputs,
     sampling_inputs,
@@ -118,7 +120,27 @@ def modules_fixture(torch) -> dict[str, np.ndarray]:
     arrays["bucket_tracks"] = tracks
     arrays["buckets"] = np.array([get_head_exp_motion_bucketid(list(track)) for track in tracks], np.int64)
     arrays |= preprocess_fixture(torch, guider)
+    arrays["dino_picture"] = dino_picture_fixture()
     return arrays
+
+
+def dino_picture_fixture() -> np.ndarray:
+    """The reference's way into DINO: ``preprocess``'s ``img_transform`` in src/dataset/test_preprocess.py
+    (``ToTensor``, ``RandomResizedCrop(224, scale=(1, 1), ratio=(1, 1), antialias=True)`` — the whole of a square
+    picture, whatever its random draw —, ``Normalize`` with ImageNet's mean and std) on ``dino_picture_input``,
+    every ``DINO_GRID``-th row and column of the (3, 224, 224) result kept."""
+    import torchvision.transforms as transforms
+    from PIL import Image
+
+    size = (224, 224)  # preprocess's img_size
+    transform = transforms.Compose([
+        transforms.ToTensor(),
+        transforms.RandomResizedCrop(size, scale=(1.0, 1.0), ratio=(size[1] / size[0], size[1] / size[0]),
+                                     antialias=True),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], inplace=True),
+    ])
+    picture = transform(Image.fromarray(dino_picture_input()))
+    return picture[:, ::DINO_GRID, ::DINO_GRID].numpy()
 
 
 def preprocess_fixture(torch, guider) -> dict[str, np.ndarray]:
@@ -231,7 +253,7 @@ def sampling_run(torch, name: str) -> dict[str, np.ndarray]:
             ref_image, torch.zeros(1, 3, 224, 224), pose, driven, torch.zeros_like(driven), height=64, width=64,
             num_frames=frames + 2 * pad, num_inference_steps=steps, min_guidance_scale1=g1_min,
             max_guidance_scale1=g1_max, min_guidance_scale2=g2_min, max_guidance_scale2=g2_max, fps=spec["fps"],
-            motion_bucket_id=spec["motion_bucket_id"], noise_aug_strength=0.0,
+            motion_bucket_id=spec["motion_bucket_id"], noise_aug_strength=spec["noise_aug_strength"],
             decode_chunk_size=spec["decode_chunk_size"] or 8, generator=torch.Generator().manual_seed(0),
             latents=x["noise"], output_type="pt" if decoded else "latent", overlap=spec["overlap"],
             shift_offset=spec["shift_offset"], frames_per_batch=spec["window"],

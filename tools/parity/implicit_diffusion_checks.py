@@ -15,11 +15,13 @@ import numpy as np
 
 from fill import fill_module
 from hunyuan_inputs import (
+    DINO_GRID,
     FIXTURE_BUCKETS,
     FIXTURE_SIZES,
     SAMPLING_UNET,
     SAMPLING_VAE,
     delta_decode,
+    dino_picture_input,
     fixture_inputs,
     preprocess_inputs,
 )
@@ -105,11 +107,17 @@ class Fixture:
         spec = self.runs[name]
         x = run_inputs(name)
         models = self.sampler
-        latent = reference_latent(models, x["picture"]) if "picture" in x else _tensor(x["ref"])
+        augmentation = spec.get("noise_aug_strength", 0.0)
+        if "picture" in x:  # the release's noise on the picture: the first draw of its generator, seeded 0
+            latent = reference_latent(models, x["picture"])
+            augmented = reference_latent(models, x["picture"], augmentation, torch.Generator().manual_seed(0))
+        else:
+            latent = augmented = _tensor(x["ref"])
         options = dict(steps=spec["steps"], guidance=spec["guidance"], window=spec["window"],
                        overlap=spec["overlap"], shift_offset=spec["shift_offset"], pad=spec["pad"],
                        latents=_tensor(x["noise"]), fps=spec["fps"], motion_bucket=spec["motion_bucket_id"],
-                       i2i_noise_strength=spec["i2i_noise_strength"], motion_scale=spec["ip_motion_scale"])
+                       i2i_noise_strength=spec["i2i_noise_strength"], motion_scale=spec["ip_motion_scale"],
+                       noise_augmentation=augmentation, augmented_latent=augmented)
         options.update(changes)
         with torch.no_grad():
             return sampling.sample(models, _tensor(x["image"]), _tensor(x["motion"]), _tensor(x["pose"]), latent,
@@ -149,7 +157,8 @@ def vae_encode(fx: Fixture) -> float:
 
 def options_run(fx: Fixture) -> float:
     """A whole run with the release's options away from their defaults: i2i_noise_strength 0.5 of 6 steps,
-    motion_bucket_id 5, ip_motion_scale 0.7, fps 10, window 6, overlap 2, shift 2, pads 3; latents."""
+    motion_bucket_id 5, ip_motion_scale 0.7, fps 10, noise_aug_strength 0.1, window 6, overlap 2, shift 2, pads 3;
+    latents."""
     return relative(fx.run("options").numpy(), fx.sampling["options/latents"])
 
 
@@ -198,6 +207,16 @@ def pose_crop(fx: Fixture) -> float:
     return relative(ours.permute(1, 2, 0).numpy(), delta_decode(fx.modules["pose_crop"]) / 255)
 
 
+def dino_picture(fx: Fixture) -> float:
+    """``appearance.dino_picture`` (uint8 reference → DINO's normalised 224² input) against the release's
+    ``img_transform`` (torchvision's ``ToTensor``, ``RandomResizedCrop`` of the whole, ``Normalize``) on a
+    288² picture, on every ``DINO_GRID``-th row and column."""
+    from enliven.engines.implicit_diffusion.appearance import dino_picture as ours
+
+    picture = ours(dino_picture_input())[0, :, ::DINO_GRID, ::DINO_GRID]
+    return relative(picture.numpy(), fx.modules["dino_picture"])
+
+
 _LABELS = {
     "dino": "DINOv2 with identity adapters (24 blocks)", "image_proj": "image projector",
     "expression": "expression encoder (ResNet-50, GroupNorm)", "headpose_rotation": "head pose: rotation",
@@ -207,6 +226,7 @@ _LABELS = {
 }
 CHECKS = {name: (_module(name), MODULE_TOLERANCE, label) for name, label in _LABELS.items()}
 CHECKS |= {
+    "dino_picture": (dino_picture, MODULE_TOLERANCE, "DINO's input: 288² uint8 to 224², ImageNet mean/std"),
     "pose_map": (pose_map, MODULE_TOLERANCE, "pose map: our black picture through the guider vs get_dwpose's"),
     "face_crop": (face_crop, MODULE_TOLERANCE, "expression crop vs crop_face_motion (frame, 5 points, face box)"),
     "pose_crop": (pose_crop, MODULE_TOLERANCE, "head-pose crop's Resize(256) vs the release's transform"),
@@ -214,6 +234,6 @@ CHECKS |= {
     "vae_encode": (vae_encode, MODULE_TOLERANCE, "VAE encoding and scaling of the reference"),
     "decode": (decode, MODULE_TOLERANCE, "decoding in chunks of 4 (temporal decoder), pads cut"),
     "windows_run": (windows_run, RUN_TOLERANCE, "whole run: 12 + 2×4 frames, window 8, 3 steps, ramped scales"),
-    "options_run": (options_run, RUN_TOLERANCE, "whole run: i2i 0.5, bucket 5, motion scale 0.7, fps 10"),
+    "options_run": (options_run, RUN_TOLERANCE, "whole run: i2i 0.5, bucket 5, motion scale 0.7, fps 10, noise aug .1"),
 }
 

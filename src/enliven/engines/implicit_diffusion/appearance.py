@@ -13,7 +13,8 @@ Parameter names follow the release's ``dino.pth`` / ``image_proj.pth`` so the fi
 Checked against the release's ``encode_image_with_id_features`` and ``ImageProjector`` at a reduced width
 (``tools/parity/hunyuan_portrait.py``, ``tests/engines/test_implicit_diffusion_release.py``). ``dino_picture``
 does what the release's torchvision preprocessing does (``RandomResizedCrop`` at scale 1 of a square picture
-is a bilinear antialiased resize of the whole, then ``Normalize``); not compared with torchvision itself.
+is a bilinear antialiased resize of the whole, then ``Normalize``), checked against torchvision running the
+release's transform on a 288² picture (same tool and test).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ RELEASE_OPTIONS = (
     EngineOption("fps_condition", parse=float, metavar="FPS",
                  help="the frame rate the UNet is conditioned on (the release's fps, default 12.5; not the "
                       "output's)"),
+    EngineOption("noise_augmentation", parse=float, metavar="S",
+                 help="noise added to the reference picture before the latent every frame carries, and the "
+                      "UNet's third time id (the release's noise_aug_strength, 0–1, default 0)"),
 )
 
 DESCRIPTOR = EngineDescriptor(

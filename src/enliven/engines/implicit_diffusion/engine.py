@@ -26,6 +26,7 @@ result exactly.
 G = 1 gives the plain full-condition prediction and runs a third of the UNet work. The release's other options
 (config/hunyuan-portrait.yaml), each with its default: ``i2i_noise_strength`` (1), ``motion_bucket``
 (``motion_bucket_id``, 0), ``motion_scale`` (``ip_motion_scale``, 1), ``fps_condition`` (its ``fps``, 12.5),
+``noise_augmentation`` (its ``noise_aug_strength``, 0),
 and from Python ``guidance`` as an (appearance, motion) pair of scales or (min, max) ramps, ``window``
 (``n_sample_frames``, 25), ``overlap`` (3), ``shift_offset`` (3), ``pad`` (``pad_frames``, 15),
 ``decode_chunk`` (``decode_chunk_size``, 8).
@@ -79,6 +80,7 @@ class ImplicitDiffusionEngine:
         motion_bucket: int = sampling.MOTION_BUCKET,
         motion_scale: float = 1.0,
         fps_condition: float = sampling.FPS,
+        noise_augmentation: float = sampling.NOISE_AUGMENTATION,
         window: int = WINDOW,
         overlap: int = sampling.OVERLAP,
         shift_offset: int = sampling.SHIFT_OFFSET,
@@ -108,6 +110,7 @@ class ImplicitDiffusionEngine:
         self.motion_bucket = whole("motion_bucket", motion_bucket, 0, 1000)
         self.motion_scale = number("motion_scale", motion_scale, 0, 10)
         self.fps_condition = number("fps_condition", fps_condition, 0, 1000)
+        self.noise_augmentation = number("noise_augmentation", noise_augmentation, 0, 1)
         self.window = whole("window", window, 1, 64)
         self.overlap = whole("overlap", overlap, 0, self.window - 1)
         self.shift_offset = whole("shift_offset", shift_offset, 0, 1000)
@@ -198,6 +201,7 @@ class ImplicitDiffusionEngine:
             motion_bucket=self.motion_bucket,
             i2i_noise_strength=self.i2i_noise_strength,
             motion_scale=self.motion_scale,
+            noise_augmentation=self.noise_augmentation,
         )
         for frame in frames:
             picture = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -45,12 +45,20 @@ def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
 
 
 @torch.no_grad()
-def reference_latent(models, reference_image: np.ndarray) -> torch.Tensor:
+def reference_latent(models, reference_image: np.ndarray, augmentation: float = 0.0,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """The VAE posterior mean (1, 4, H/8, W/8) of an H×W×3 uint8 picture, unscaled (float32). The release runs
-    the encoder in fp32 when the VAE asks for it (``force_upcast``), so do we."""
+    the encoder in fp32 when the VAE asks for it (``force_upcast``), so do we.
+
+    ``augmentation``: the release's ``noise_aug_strength``: standard normal noise of the picture's shape (in
+    [-1, 1] units, drawn from ``generator`` on the CPU in float32, as the release's first draw from its generator)
+    times this is added to the picture before encoding. The release encodes the picture twice, plain (the
+    start of an ``i2i_noise_strength`` run) and augmented (what every frame's input carries); at 0 both are this."""
     vae = models["vae"]
     pixels = torch.from_numpy(np.ascontiguousarray(reference_image)).permute(2, 0, 1)[None].float() / 255.0
     pixels = (pixels - 0.5) / 0.5
+    if augmentation:
+        pixels = pixels + augmentation * torch.randn(pixels.shape, generator=generator, dtype=torch.float32)
     dtype = vae.dtype
     upcast = dtype != torch.float32 and bool(getattr(vae.config, "force_upcast", False))
     if upcast:
@@ -281,6 +289,7 @@ def generate_stream(
     motion_bucket: int = sampling.MOTION_BUCKET,
     i2i_noise_strength: float = sampling.I2I_NOISE_STRENGTH,
     motion_scale: float | None = None,
+    noise_augmentation: float = sampling.NOISE_AUGMENTATION,
     store: str | torch.device = "cpu",
     on_step: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
@@ -301,7 +310,9 @@ def generate_stream(
     frames is exactly the release's result. The noise of clip frame i is ``frame_noise(seed, pad + i)`` in every
     segment holding it. ``latents``: the whole clip's initial noise (1, T + 2·pad, 4, h, w), a segment taking
     its frames' part. ``decode_chunk``: frames decoded together (the release's ``decode_chunk_size``, 8). Other
-    options (``fps``, ``motion_bucket``, ``i2i_noise_strength``, ``motion_scale``, …) as ``sampling.sample``.
+    options (``fps``, ``motion_bucket``, ``i2i_noise_strength``, ``motion_scale``, …) as ``sampling.sample``;
+    ``noise_augmentation``'s noise on the reference picture is the first draw of a generator seeded with ``seed``
+    (the release's order), one draw for the whole clip.
     """
     height, width = reference_image.shape[:2]
     if height % 8 or width % 8:
@@ -311,8 +322,12 @@ def generate_stream(
         tokens = image_tokens(models, reference_image, reference_landmarks)
         latent = reference_latent(models, reference_image)
         pose = pose_features(models, (height, width))
-        if latents is None and seed is None:  # one seed for every segment: shared frames start from the same noise
+        if seed is None:  # one seed for every segment: shared frames start from the same noise
             seed = int(torch.seed())
+        augmented = None
+        if noise_augmentation:
+            augmented = reference_latent(models, reference_image, noise_augmentation,
+                                         torch.Generator().manual_seed(seed))
         reader = MotionReader(models, driving_frames, chunk=window)
         ramp = sampling.crossfade(segment_overlap).astype(np.float32)
         start, held = 0, []  # held: the previous segment's last frames, waiting for the cross-fade
@@ -346,6 +361,8 @@ def generate_stream(
                 motion_bucket=motion_bucket,
                 i2i_noise_strength=i2i_noise_strength,
                 motion_scale=motion_scale,
+                noise_augmentation=noise_augmentation,
+                augmented_latent=augmented,
                 store=store,
                 on_step=on_step,
             )

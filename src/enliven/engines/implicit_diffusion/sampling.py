@@ -68,7 +68,9 @@ OVERLAP = 3
 SHIFT_OFFSET = 3
 PAD = 15
 # The UNet's added time ids, the release's config values: fps as is (not fps − 1), motion bucket 0, noise
-# augmentation 0 (``fps``, ``motion_bucket_id``, ``noise_aug_strength`` in config/hunyuan-portrait.yaml).
+# augmentation 0 (``fps``, ``motion_bucket_id``, ``noise_aug_strength`` in config/hunyuan-portrait.yaml). Noise
+# augmentation is also the strength of the noise added to the reference picture whose latent every frame's input
+# carries (``pipeline.reference_latent``).
 FPS = 12.5
 MOTION_BUCKET = 0
 NOISE_AUGMENTATION = 0.0
@@ -278,7 +280,7 @@ class Conditions:
     image_tokens: torch.Tensor
     motion: PaddedMotion
     pose_features: torch.Tensor
-    reference_latent: torch.Tensor
+    reference_latent: torch.Tensor  # concatenated to every frame's input: the noise-augmented picture's latent
 
 
 def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
@@ -347,6 +349,8 @@ def sample(
     motion_bucket: int = MOTION_BUCKET,
     i2i_noise_strength: float = I2I_NOISE_STRENGTH,
     motion_scale: float | None = None,
+    noise_augmentation: float = NOISE_AUGMENTATION,
+    augmented_latent: torch.Tensor | None = None,
     store: str | torch.device = "cpu",
     skip_unguided: bool = True,
     on_step: Callable[[int], None] | None = None,
@@ -364,7 +368,10 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
     latents and tokens are held between windows. ``skip_unguided``: with both scales 1 at every step, run
     only the full branch (the same prediction, a third of the work).
     The release's other options, its defaults as ours: ``fps`` and ``motion_bucket`` (``motion_bucket_id``) go to
-    the UNet's added time ids beside noise augmentation 0; ``i2i_noise_strength`` runs only the last
+    the UNet's added time ids beside ``noise_augmentation`` (``noise_aug_strength``), the strength of the noise
+    that was added to the reference picture before encoding ``augmented_latent`` (1, 4, h, w), the latent every
+    frame's input carries (``pipeline.reference_latent(..., augmentation=s)``; None: ``reference_latent``, which
+    is the same at 0 — the release's default); ``i2i_noise_strength`` runs only the last
     ``steps_run(steps, s)`` steps, starting from the reference latent noised to their first σ (the guidance
     ramps over those steps); ``motion_scale`` (``ip_motion_scale``, the motion tokens' attention weight) for this
     call, None: the UNet's own (``unet.set_motion_scale``).
@@ -384,7 +391,13 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
     motion = PaddedMotion(source, pad)
     if pose_features.shape[0] > 1:  # the release pads the pose pictures with the first frame's, at both ends
         pose_features = pose_features[[0] * pad + list(range(clip)) + [0] * pad]
-    conditions = Conditions(image_tokens, motion, pose_features, reference_latent)
+    if augmented_latent is None:
+        if noise_augmentation:
+            raise ValueError("noise augmentation needs the augmented reference's latent (augmented_latent)")
+        augmented_latent = reference_latent
+    elif augmented_latent.shape != reference_latent.shape:
+        raise ValueError(f"augmented latent {tuple(augmented_latent.shape)}, reference {tuple(reference_latent.shape)}")
+    conditions = Conditions(image_tokens, motion, pose_features, augmented_latent)
     frames = len(motion)
     latent_size = tuple(reference_latent.shape[-2:])
     shape = (1, frames, 4, *latent_size)
@@ -401,7 +414,7 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
     sigmas, timesteps = sigmas.to(device), timesteps.to(device)
     g1, g2 = guidance_scales(guidance, run)
     three = not (skip_unguided and bool((g1 == 1).all()) and bool((g2 == 1).all()))
-    time_ids = (float(fps), float(motion_bucket), NOISE_AUGMENTATION)
+    time_ids = (float(fps), float(motion_bucket), float(noise_augmentation))
     start = reference_latent.to(store, torch.float32)[:, None] * LATENT_SCALE
     current = (start + latents.to(store, torch.float32) * sigmas[first].to(store)).to(dtype)
     if motion_scale is not None:
