@@ -271,13 +271,17 @@ _KEPT_ENGINES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("enl
 
 
 @contextlib.contextmanager
-def keeping_engines(most: int = 2) -> Iterator[None]:
+def keeping_engines(kept: dict | None = None, most: int = 2) -> Iterator[dict]:
     """Within this block, an engine built with the same options as an earlier one is that engine again, so a
-    worker running job after job (``enliven batch``'s) loads its model once. At most ``most`` are kept. Engines keep
-    per-picture state in their ``SourceState``, never on themselves, which is what makes this safe."""
-    token = _KEPT_ENGINES.set({"most": max(1, most), "engines": {}})
+    worker running job after job (``enliven batch``'s) loads its model once. At most ``most`` are kept, in ``kept``
+    (yielded; pass it to the next block to carry them over: a worker enters one block per job, on whichever thread
+    runs it). Engines keep per-picture state in their ``SourceState``, never on themselves, which makes this safe."""
+    kept = {"engines": {}} if kept is None else kept
+    kept["most"] = max(1, most)
+    kept.setdefault("engines", {})
+    token = _KEPT_ENGINES.set(kept)
     try:
-        yield
+        yield kept
     finally:
         _KEPT_ENGINES.reset(token)
 
