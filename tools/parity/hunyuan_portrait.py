@@ -121,7 +121,16 @@ def modules_fixture(torch) -> dict[str, np.ndarray]:
     arrays["buckets"] = np.array([get_head_exp_motion_bucketid(list(track)) for track in tracks], np.int64)
     arrays |= preprocess_fixture(torch, guider)
     arrays["dino_picture"] = dino_picture_fixture()
+    modules = {"dino": dino, "image_proj": projector, "expression": expression, "headpose": headpose,
+               "motion_proj": refiner, "pose_guider": guider}
+    arrays["norm_eps"] = np.array(json.dumps({name: norm_eps(module) for name, module in modules.items()}))
     return arrays
+
+
+def norm_eps(module) -> dict[str, float]:
+    """Each normalisation layer's epsilon (LayerNorm, GroupNorm, BatchNorm: whatever has a float ``eps``), by its
+    name in the module (the checkpoints' key names): constants too small to show in one forward pass."""
+    return {name: float(m.eps) for name, m in module.named_modules() if isinstance(getattr(m, "eps", None), float)}
 
 
 def dino_picture_fixture() -> np.ndarray:
@@ -294,7 +303,8 @@ def main(argv=None) -> None:
     np.savez_compressed(path, **modules, meta=np.array(meta))
     print(f"wrote {path} ({path.stat().st_size // 1024} KB) from Tencent-Hunyuan/HunyuanPortrait {commit}")
     for key in sorted(modules):
-        print(f"  {key:28s} {str(modules[key].shape):22s} max |x| {np.abs(modules[key]).max():.4g}")
+        if modules[key].dtype.kind in "iuf":  # norm_eps is a JSON string
+            print(f"  {key:28s} {str(modules[key].shape):22s} max |x| {np.abs(modules[key]).max():.4g}")
     runs = {}
     for name in RUNS:
         for key, value in sampling_run(torch, name).items():

@@ -207,6 +207,19 @@ def pose_crop(fx: Fixture) -> float:
     return relative(ours.permute(1, 2, 0).numpy(), delta_decode(fx.modules["pose_crop"]) / 255)
 
 
+def norm_eps(fx: Fixture) -> float:
+    """Every normalisation layer's epsilon (LayerNorm, GroupNorm, BatchNorm) in our modules against the release's,
+    by key name: the number of layers missing on either side or with another epsilon (0 when all agree). An
+    epsilon is too small to show in one forward pass at these sizes, so it is compared as a constant."""
+    release = json.loads(str(fx.modules["norm_eps"]))
+    wrong = 0
+    for name, theirs in release.items():
+        module = fx.conditioning[name]
+        ours = {key: float(m.eps) for key, m in module.named_modules() if isinstance(getattr(m, "eps", None), float)}
+        wrong += len(set(ours) ^ set(theirs)) + sum(ours[k] != theirs[k] for k in set(ours) & set(theirs))
+    return float(wrong)
+
+
 def dino_picture(fx: Fixture) -> float:
     """``appearance.dino_picture`` (uint8 reference → DINO's normalised 224² input) against the release's
     ``img_transform`` (torchvision's ``ToTensor``, ``RandomResizedCrop`` of the whole, ``Normalize``) on a
@@ -230,6 +243,7 @@ CHECKS |= {
     "pose_map": (pose_map, MODULE_TOLERANCE, "pose map: our black picture through the guider vs get_dwpose's"),
     "face_crop": (face_crop, MODULE_TOLERANCE, "expression crop vs crop_face_motion (frame, 5 points, face box)"),
     "pose_crop": (pose_crop, MODULE_TOLERANCE, "head-pose crop's Resize(256) vs the release's transform"),
+    "norm_eps": (norm_eps, 0.0, "normalisation epsilons, by key (layers that differ)"),
     "buckets": (buckets, 0.0, "motion-intensity bucket ids on 4 tracks (largest id difference)"),
     "vae_encode": (vae_encode, MODULE_TOLERANCE, "VAE encoding and scaling of the reference"),
     "decode": (decode, MODULE_TOLERANCE, "decoding in chunks of 4 (temporal decoder), pads cut"),

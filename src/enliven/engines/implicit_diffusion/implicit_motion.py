@@ -155,11 +155,11 @@ class _AdaLayerNorm(nn.Module):
     def __init__(self, dim: int, intensity_dim: int):
         super().__init__()
         self.linear = nn.Linear(intensity_dim, 2 * dim)
-        self.dim = dim
+        self.norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=False)  # no tensors: named for the parity check
 
     def forward(self, x: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
         shift, scale = self.linear(F.silu(intensity)).view(len(x), 1, -1).chunk(2, dim=-1)
-        return F.layer_norm(x, (self.dim,), eps=1e-6) * (1 + scale) + shift
+        return self.norm(x) * (1 + scale) + shift
 
 
 class _SquaredReLU(nn.Module):
