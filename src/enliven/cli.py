@@ -312,6 +312,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("driving", help="folder of driving videos")
     _add_bench_options(p)
 
+    p = sub.add_parser("batch", help="animate many portraits on Ray, here or on a cluster (enliven[batch])",
+                       description="Run every job of MANIFEST (.csv or .jsonl), or every picture of --sources with "
+                       "every motion of --driving, into OUT_DIR; finished outputs are skipped, so a rerun resumes. "
+                       "Exit 0 all done, 1 some jobs failed (see the report), 2 bad manifest.")
+    p.add_argument("manifest", nargs="?", help="CSV or JSONL: source; driving, audio, text or preset; output; options")
+    p.add_argument("--sources", metavar="DIR", help="folder of portrait pictures (with --driving)")
+    p.add_argument("--driving", metavar="DIR", help="folder of driving videos, pictures, audio or templates, or "
+                   "preset:NAME (with --sources)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the outputs and the report")
+    p.add_argument("--address", help="Ray cluster to run on: auto, HOST:PORT or ray://HOST:10001 (default: Ray "
+                   "started here with this machine's cores)")
+    p.add_argument("--num-cpus", type=int, help="cores of the Ray started here (default: all)")
+    p.add_argument("--engine", help="engine of every job without its own (default: mesh)")
+    p.add_argument("--options", metavar="JSON", help="animate's options for every job, e.g. '{\"crf\": 20}'")
+    p.add_argument("--retries", type=int, default=2, help="tries after a worker died or an internal error (default 2)")
+    p.add_argument("--job-timeout", type=float, default=4.0, metavar="HOURS",
+                   help="a job running longer is stopped and retried (default 4; 0: no limit)")
+    p.add_argument("--max-workers", type=int, help="at most this many workers per engine (default: the room)")
+    p.add_argument("--gpus-per-worker", type=float, default=1.0, help="for GPU engines (default 1)")
+    p.add_argument("--report", help="report file (default OUT_DIR/batch-report.jsonl)")
+
     p = sub.add_parser("app", help="open the web page: animate, and edit a still with live sliders (enliven[app])")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -325,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="larger requests get 413 (default 200)")
     p.add_argument("--max-upload-pixels", type=_pixel_count, default=40_000_000, metavar="N",
                    help="largest uploaded picture or video frame, width × height (default 40,000,000)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the jobs on this Ray cluster (auto, HOST:PORT, "
+                   "ray://HOST:10001, or local), --workers at a time (enliven[batch])")
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
     return parser
@@ -411,7 +434,18 @@ def _run_command(args: argparse.Namespace) -> int:
 
         serve(args.host, args.port, args.data_dir, workers=args.workers, queue_size=args.queue_size,
               keep_hours=args.keep_hours, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-              max_pixels=args.max_upload_pixels)
+              max_pixels=args.max_upload_pixels, ray_address=args.ray)
+    elif args.command == "batch":
+        from enliven import batch
+
+        jobs = batch.jobs_from(args.manifest, args.sources, args.driving, batch.job_defaults(args.engine, args.options))
+        settings = batch.BatchSettings(
+            address=args.address, num_cpus=args.num_cpus, retries=args.retries, max_workers=args.max_workers,
+            job_timeout=args.job_timeout * 3600 or None, gpus_per_worker=args.gpus_per_worker,
+            max_pixels=args.max_pixels)
+        result = batch.run_batch(jobs, args.output, settings, progress=not args.quiet, report=args.report)
+        say(result.summary())
+        return 1 if result.failed else 0
     elif args.command == "app":
         from enliven.app import launch
 

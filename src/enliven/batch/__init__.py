@@ -36,7 +36,7 @@ def jobs_from(manifest: str | None = None, sources: str | None = None, driving: 
               defaults: dict | None = None) -> list[BatchJob]:
     """The jobs of a manifest, or of every picture in ``sources`` with every file in ``driving`` (or a preset)."""
     if (manifest is None) == (sources is None and driving is None):
-        raise EnlivenError("give a MANIFEST (.csv or .jsonl) or --sources DIR --driving DIR, not both")
+        raise EnlivenError("give either a MANIFEST (.csv or .jsonl) or --sources DIR with --driving DIR")
     if manifest is not None:
         return read_manifest(manifest, defaults)
     if sources is None or driving is None:

@@ -101,10 +101,16 @@ def _error(status: int, message: str, **headers) -> JSONResponse:
 
 def create_app(
     data_dir: str | Path, workers: int = 1, queue_size: int = 16, keep_hours: float = 24.0,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = 40_000_000,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = 40_000_000, ray_address: str | None = None,
 ) -> FastAPI:
-    """The API over a job store in ``data_dir`` (jobs there from an earlier run are picked up)."""
-    store = JobStore(data_dir, workers, queue_size, keep_hours * 3600, max_pixels)
+    """The API over a job store in ``data_dir`` (jobs there from an earlier run are picked up). ``ray_address``:
+    run the jobs on that Ray cluster (``enliven.batch.dispatch``), ``workers`` at a time, instead of here."""
+    runner = None
+    if ray_address:
+        from enliven.batch.dispatch import RayDispatcher
+
+        runner = RayDispatcher(ray_address, workers, max_pixels)
+    store = JobStore(data_dir, workers, queue_size, keep_hours * 3600, max_pixels, runner=runner)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

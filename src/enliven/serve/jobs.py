@@ -76,17 +76,19 @@ def valid_id(job_id: str) -> bool:
 
 class JobStore:
     """Jobs under ``root``, run by ``workers`` threads; at most ``queue_size`` wait; finished ones are deleted
-    ``keep_seconds`` after they finished. ``max_pixels``: the largest picture or video frame a job reads."""
+    ``keep_seconds`` after they finished. ``max_pixels``: the largest picture or video frame a job reads.
+    ``runner``: what runs a job (``run_job``'s signature; default ``run_job``, here)."""
 
     def __init__(
         self, root: str | os.PathLike, workers: int = 1, queue_size: int = 16, keep_seconds: float = 24 * 3600,
-        max_pixels: int = 40_000_000,
+        max_pixels: int = 40_000_000, runner=None,
     ):
         if workers < 1 or queue_size < 1:
             raise EnlivenError("the server needs at least one worker and one queue place")
         self.root = Path(root) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.queue_size, self.keep_seconds, self.max_pixels = queue_size, keep_seconds, max_pixels
+        self.runner = runner or run_job  # runner(folder, job, on_frame): here, or elsewhere (serve --ray)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._cancel: set[str] = set()
@@ -200,6 +202,8 @@ class JobStore:
             self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout)
+        if hasattr(self.runner, "close"):
+            self.runner.close()
 
     # --- workers ---
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
@@ -237,7 +241,7 @@ class JobStore:
 
         try:
             with pixel_limit(self.max_pixels):
-                run_job(self.root / job.id, job, on_frame)
+                self.runner(self.root / job.id, job, on_frame)
         except JobCancelled:
             return CANCELLED, None
         except ServerStopping:
