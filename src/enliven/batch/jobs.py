@@ -161,11 +161,11 @@ def _checked_job(row: dict, base: Path, defaults: dict) -> BatchJob:
     options = dict(row.get("options") or {})
     if not isinstance(options, dict):
         raise EnlivenError("options must be a JSON object of animate's options")
-    unknown = sorted(set(row) - COLUMNS - OPTION_NAMES)
+    unknown = sorted(set(row) - COLUMNS - OPTION_NAMES - BATCH_OPTIONS)
     if unknown:
         raise EnlivenError(f"unknown column(s) {', '.join(map(str, unknown))}; columns are {', '.join(sorted(COLUMNS))}"
                            " and animate's options")
-    options.update({k: v for k, v in row.items() if k in OPTION_NAMES})
+    options.update({k: v for k, v in row.items() if k in OPTION_NAMES | BATCH_OPTIONS})
     options = {**defaults, **options}
     taken = sorted(set(options) & BATCH_OPTIONS)
     if taken:
