@@ -72,7 +72,7 @@ def hunyuan_full_modules() -> dict:
     from diffusers import AutoencoderKLTemporalDecoder
 
     from enliven.engines.implicit_diffusion.checkpoints import _BUILDERS, RELEASE_SIZES
-    from enliven.engines.implicit_diffusion.unet import build_unet
+    from enliven.engines.implicit_diffusion.svd_unet import build_unet
 
     unet_config = dict(  # stabilityai/stable-video-diffusion-img2vid-xt unet/config.json
         sample_size=96, in_channels=8, out_channels=4, block_out_channels=[320, 640, 1280, 1280],

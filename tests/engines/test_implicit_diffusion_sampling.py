@@ -1,4 +1,4 @@
-"""HunyuanPortrait's sampling (``implicit_diffusion.sampling``): schedule, guidance, windows, pads, options.
+"""HunyuanPortrait's sampling (``implicit_diffusion.svd_sampling``): schedule, guidance, windows, pads, options.
 
 Golden values: the Karras formula and 0.25·ln σ computed here with ``math`` (independently of the module's NumPy
 code), plus sigmas and timesteps printed by the release's scheduler as diffusers 0.29 loads SVD-xt's config;
@@ -18,10 +18,9 @@ pytest.importorskip("diffusers")
 
 import torch  # noqa: E402
 
-from enliven.engines.implicit_diffusion import sampling  # noqa: E402
-from enliven.engines.implicit_diffusion.sampling import (  # noqa: E402
+from enliven.engines.implicit_diffusion import svd_sampling as sampling  # noqa: E402
+from enliven.engines.implicit_diffusion.svd_sampling import (  # noqa: E402
     blend_weights,
-    euler_step,
     guide,
     pad_motion,
     pad_weights,
@@ -30,7 +29,7 @@ from enliven.engines.implicit_diffusion.sampling import (  # noqa: E402
     steps_run,
     window_plan,
 )
-from enliven.engines.implicit_diffusion.unet import build_unet  # noqa: E402
+from enliven.engines.implicit_diffusion.svd_unet import build_unet  # noqa: E402
 
 from fill import fill_module  # noqa: E402
 from hunyuan_inputs import SAMPLING_UNET, sampling_inputs  # noqa: E402
@@ -44,14 +43,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_schedule_is_the_effective_karras_one():
     for steps in (1, 2, 3, 25):
-        sigmas, timesteps = schedule(steps)
+        sampler = schedule(steps)
+        sigmas, timesteps = sampler.sigmas, sampler.timesteps
         assert sigmas.dtype == timesteps.dtype == torch.float32 and len(sigmas) == steps + 1 and sigmas[-1] == 0
         for i in range(steps):
             ramp = i / (steps - 1) if steps > 1 else 0.0
             expected = (700 ** (1 / 7) + ramp * (0.002 ** (1 / 7) - 700 ** (1 / 7))) ** 7
             assert sigmas[i].item() == pytest.approx(expected, rel=1e-6)
             assert timesteps[i].item() == pytest.approx(0.25 * math.log(expected), abs=1e-6)
-    sigmas, timesteps = schedule(25)
+    sampler = schedule(25)
+    sigmas, timesteps = sampler.sigmas, sampler.timesteps
     assert sigmas[0] == 700 and sigmas[-2].item() == pytest.approx(0.002)
     # printed by the release's scheduler (diffusers 0.29, SVD-xt's scheduler_config.json), 25 steps
     assert sigmas[1].item() == 545.729248046875 and sigmas[12].item() == 15.589967727661133
@@ -59,15 +60,30 @@ def test_schedule_is_the_effective_karras_one():
 
 
 def test_euler_step_lands_on_the_denoised_sample_at_zero():
-    """A v-prediction that denoises x to x0 (SVD's preconditioning): the last step (σ → 0) gives x0 exactly."""
+    """A v-prediction that denoises x to x0 (SVD's preconditioning): the last step (σ → 0) gives x0, and a step
+    to σ = 1 lands on the straight line from x to x0 (an independent derivation of the Euler step)."""
     gen = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen)
-    sigma = torch.tensor(3.0)
-    x = x0 + sigma * noise
-    v = (x / (sigma**2 + 1) - x0) * (sigma**2 + 1) ** 0.5 / sigma
-    torch.testing.assert_close(euler_step(x, v, sigma, torch.tensor(0.0)), x0, rtol=0, atol=1e-6)
-    half = euler_step(x, v, sigma, torch.tensor(1.0))  # on the straight line from x to x0
-    torch.testing.assert_close(half, x0 + 1.0 * noise, rtol=0, atol=1e-6)
+    sampler = schedule(25)
+    for i in (12, 24):
+        sigma, sigma_next = sampler.sigmas[i], sampler.sigmas[i + 1]
+        x = x0 + sigma * noise
+        v = (x / (sigma**2 + 1) - x0) * (sigma**2 + 1) ** 0.5 / sigma
+        torch.testing.assert_close(sampler.scale_model_input(x, sampler.timesteps[i]), x / (sigma**2 + 1) ** 0.5)
+        stepped = sampler.step(v, sampler.timesteps[i], x).prev_sample
+        torch.testing.assert_close(stepped, x0 + sigma_next * noise, rtol=0, atol=1e-5 * (1 + float(sigma)))
+
+
+def test_each_window_takes_the_same_step():
+    """Windows call the sampler several times per timestep: every call steps from that timestep's noise level,
+    whatever was called before (diffusers' Euler alone would move on to the next level after the first)."""
+    sampler = schedule(6)
+    t = sampler.timesteps[2]
+    x, v = torch.ones(1, 4), torch.full((1, 4), 0.5)
+    first = sampler.step(v, t, x).prev_sample
+    again = sampler.step(v, t, x).prev_sample
+    assert torch.equal(first, again)
+    assert not torch.equal(sampler.step(v, sampler.timesteps[3], x).prev_sample, first)
 
 
 # ---------------------------------------------------------------- guidance
@@ -139,7 +155,7 @@ def test_i2i_strength_runs_the_last_steps_of_the_schedule():
 
 
 def test_options_reach_the_unet_and_the_motion_scale_is_restored(unet):
-    from enliven.engines.implicit_diffusion.unet import motion_scale_of
+    from enliven.engines.implicit_diffusion.svd_unet import motion_scale_of
 
     x = _inputs()
     seen = []

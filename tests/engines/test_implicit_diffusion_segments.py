@@ -18,7 +18,8 @@ pytest.importorskip("diffusers")
 import torch  # noqa: E402
 
 from enliven import engines  # noqa: E402
-from enliven.engines.implicit_diffusion import load_official, pipeline, sampling  # noqa: E402
+from enliven.engines.implicit_diffusion import load_official, pipeline  # noqa: E402
+from enliven.engines.implicit_diffusion import svd_sampling as sampling  # noqa: E402
 from enliven.engines.implicit_diffusion.pipeline import (  # noqa: E402
     DrivingFrame,
     MotionReader,
@@ -27,7 +28,7 @@ from enliven.engines.implicit_diffusion.pipeline import (  # noqa: E402
     generate_stream,
     stream_lookahead,
 )
-from enliven.engines.implicit_diffusion.sampling import crossfade, segment_plan, segment_weights  # noqa: E402
+from enliven.engines.implicit_diffusion.svd_sampling import crossfade, segment_plan, segment_weights  # noqa: E402
 from enliven.engines.implicit_diffusion.tiny import save_tiny  # noqa: E402
 from enliven.errors import EnlivenError  # noqa: E402
 

@@ -18,7 +18,7 @@ from enliven.errors import EnlivenError
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from enliven.engines.diffusion import sampling  # noqa: E402
+from enliven.engines.diffusion import samplers  # noqa: E402
 from enliven.engines.diffusion.attention import FrameContext, ReferenceAttnProcessor, transformer_blocks  # noqa: E402
 from enliven.engines.diffusion.temporal import TemporalModule  # noqa: E402
 from enliven.engines.diffusion.unet import denoise  # noqa: E402
@@ -206,7 +206,7 @@ def test_inflated_denoiser_is_the_stock_unet_per_frame_when_time_and_reference_a
 
 
 def test_scheduler_is_the_documented_zero_snr_ddim():
-    scheduler = sampling.make_scheduler()
+    scheduler = samplers.ddim()
     scheduler.set_timesteps(3)
     assert scheduler.timesteps.tolist() == [999, 666, 332]
     assert scheduler.alphas_cumprod[999].item() < 1e-6  # zero terminal SNR

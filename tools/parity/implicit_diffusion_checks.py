@@ -65,7 +65,7 @@ class Fixture:
         """Our UNet and temporal-decoder VAE at the sampling runs' sizes, filled by key."""
         from diffusers import AutoencoderKLTemporalDecoder
 
-        from enliven.engines.implicit_diffusion.unet import build_unet
+        from enliven.engines.implicit_diffusion.svd_unet import build_unet
 
         models = {"unet": build_unet(SAMPLING_UNET), "vae": AutoencoderKLTemporalDecoder(**SAMPLING_VAE)}
         for module in models.values():
@@ -101,7 +101,7 @@ class Fixture:
         """Our ``sampling.sample`` on run ``name``'s conditions, with its options (``changes`` override them)."""
         import torch
 
-        from enliven.engines.implicit_diffusion import sampling
+        from enliven.engines.implicit_diffusion import svd_sampling as sampling
         from enliven.engines.implicit_diffusion.pipeline import reference_latent
 
         spec = self.runs[name]
@@ -149,7 +149,7 @@ def windows_run(fx: Fixture) -> float:
 def vae_encode(fx: Fixture) -> float:
     """The reference picture's VAE latent (uint8 to [-1, 1], the posterior mean, × 0.18215)."""
     from enliven.engines.implicit_diffusion.pipeline import reference_latent
-    from enliven.engines.implicit_diffusion.sampling import LATENT_SCALE
+    from enliven.engines.implicit_diffusion.svd_sampling import LATENT_SCALE
 
     ours = reference_latent(fx.sampler, fx.sampling["options/picture"]) * LATENT_SCALE
     return relative(ours.numpy(), fx.sampling["options/ref_latent_scaled"])
@@ -167,7 +167,7 @@ def decode(fx: Fixture) -> float:
     included, then cut), against its decoded frames."""
     import torch
 
-    from enliven.engines.implicit_diffusion.sampling import decode_chunks
+    from enliven.engines.implicit_diffusion.svd_sampling import decode_chunks
 
     spec = fx.runs["options"]
     with torch.no_grad():

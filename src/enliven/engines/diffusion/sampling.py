@@ -1,10 +1,8 @@
-"""The sampler shared by the diffusion engines: DDIM with zero terminal SNR, classifier-free guidance, windows.
+"""Sampling loops shared by the diffusion engines: per-frame initial noise, classifier-free guidance, windows.
 
-Schedule (Follow-Your-Emoji's ``configs/infer.yaml`` and ``infer.py``, mayuelala/FollowYourEmoji 8e42c5f):
-diffusers' ``DDIMScheduler``
-with 1000 training steps, scaled-linear betas 0.00085–0.012, ``steps_offset`` 1, no sample clipping, betas
-rescaled to zero terminal SNR, "trailing" timestep spacing and v-prediction; eta 0. With 3 steps the
-timesteps are 999, 666, 332 and each step goes to ``t − 1000 // steps``.
+The loops take a sampler from ``samplers`` (diffusers' scheduler interface, each call a function of its timestep):
+Follow-Your-Emoji's is ``samplers.ddim()`` (zero-terminal-SNR DDIM, eta 0; with 3 steps the timesteps are 999,
+666, 332 and each step goes to ``t − 1000 // steps``).
 
 Windows: the model sees at most a window of frames at a time. ``sample_sliding`` denoises every window at every
 step and blends overlapping predictions with ``windows.blend_weights``; ``sample_job`` runs one job of the
@@ -18,18 +16,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from enliven.engines.diffusion.windows import blend_weights, sliding_windows
-
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    steps_offset=1,
-    clip_sample=False,
-    rescale_betas_zero_snr=True,
-    timestep_spacing="trailing",
-    prediction_type="v_prediction",
-)
 
 # predict(latents of a window (B, C, f, h, w), timestep, the window's clip frame indices) → guided prediction
 Predictor = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], torch.Tensor]
@@ -45,12 +31,6 @@ def frame_noise(seed: int, index: int, latent_size: tuple[int, int], device, dty
     generator = torch.Generator(device)
     generator.manual_seed(mixed)
     return torch.randn((1, channels, *latent_size), generator=generator, device=device, dtype=dtype)
-
-
-def make_scheduler(**overrides):
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**(SCHEDULER_CONFIG | overrides))
 
 
 def guide(unconditional: torch.Tensor, conditional: torch.Tensor, scale: float) -> torch.Tensor:

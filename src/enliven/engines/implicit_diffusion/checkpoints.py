@@ -128,7 +128,7 @@ def build_modules(root: Path, sizes: dict[str, dict]) -> dict[str, nn.Module]:
     default device: ``load_official`` builds them on the meta device, so nothing is allocated twice)."""
     from diffusers import AutoencoderKLTemporalDecoder
 
-    from enliven.engines.implicit_diffusion.unet import build_unet
+    from enliven.engines.implicit_diffusion.svd_unet import build_unet
 
     modules = {}
     for name, builder in _BUILDERS.items():

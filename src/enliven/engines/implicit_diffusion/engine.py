@@ -42,9 +42,9 @@ import numpy as np
 from enliven.checks import number, whole
 from enliven.engines.base import SourceState
 from enliven.engines.diffusion.setup import load_for_device, require_extra, resolve_device
-from enliven.engines.implicit_diffusion import sampling
+from enliven.engines.implicit_diffusion import svd_sampling as sampling
 from enliven.engines.implicit_diffusion.pipeline import DECODE_CHUNK, SEGMENT, SEGMENT_OVERLAP, stream_lookahead
-from enliven.engines.implicit_diffusion.sampling import WINDOW
+from enliven.engines.implicit_diffusion.svd_sampling import WINDOW
 from enliven.errors import EnlivenError
 from enliven.face.crop import CropSpec
 from enliven.face.paste import square_mask

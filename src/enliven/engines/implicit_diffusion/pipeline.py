@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from enliven.engines.diffusion.setup import device_dtype
-from enliven.engines.implicit_diffusion import sampling
+from enliven.engines.implicit_diffusion import svd_sampling as sampling
 
 DECODE_CHUNK = 8  # the release's decode_chunk_size
 

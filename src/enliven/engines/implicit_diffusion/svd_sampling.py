@@ -1,14 +1,9 @@
 """HunyuanPortrait's sampling: Euler on SVD's Karras schedule, three-branch guidance, circular shifted windows.
 
-**Schedule.** The release loads SVD-xt's ``scheduler_config.json`` into its own ``EulerDiscreteScheduler``
-subclass, which hands its arguments to diffusers' by position. As diffusers 0.29 actually builds it (run and
-printed; ``tests/engines/test_implicit_diffusion_sampling.py`` holds the printed values),
-the effective schedule is: v-prediction, Karras sigmas (ρ = 7)
-from ``SIGMA_MAX`` = 700 down to ``SIGMA_MIN`` = 0.002 over the steps, then 0; the model's timestep is
-``0.25 · ln σ``; no churn (its step draws noise it never uses). That is what is reproduced here, as plain
-functions (``karras_sigmas``, ``schedule``, ``euler_step``), not through a scheduler object: the release resets
-its scheduler's step index for every window, so every window takes the same step, which a pure function
-says directly. It depends on diffusers' version; a later diffusers may read the same config differently.
+**Schedule.** SVD's Euler sampler on Karras noise levels, as the release effectively runs it:
+``diffusion.samplers.svd_euler()`` (diffusers' ``EulerDiscreteScheduler``, stepping window by window; its
+docstring and ``SVD_XT_EULER`` say how the release's own subclass ends up with this schedule). The model's
+timestep is ``0.25 · ln σ``; no churn.
 
 **Start.** Every frame starts at ``0.18215 · mean(reference latent) + noise · σ_start``. With the release's
 ``i2i_noise_strength`` s (its default 1), only the last ``int(steps · s)`` of the ``steps`` Euler steps run:
@@ -54,11 +49,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from enliven.engines.diffusion import samplers
 from enliven.engines.diffusion.setup import device_dtype
 
-SIGMA_MIN = 0.002
-SIGMA_MAX = 700.0
-RHO = 7.0
 LATENT_SCALE = 0.18215  # the release multiplies the reference's latent mean by this literal (SVD's VAE factor)
 
 DEFAULT_STEPS = 25
@@ -91,32 +84,14 @@ def steps_run(steps: int, i2i_noise_strength: float = I2I_NOISE_STRENGTH) -> int
 # ---------------------------------------------------------------- schedule
 
 
-def karras_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO):
-    """Karras et al.'s noise levels, float64: σ_i = (σ_max^(1/ρ) + i/(n−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ."""
-    ramp = np.linspace(0, 1, steps)
-    low, high = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return (high + ramp * (low - high)) ** rho
-
-
-def schedule(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sigmas, timesteps) as the release's scheduler holds them: ``steps + 1`` float32 sigmas ending in 0, and
-    ``steps`` float32 model timesteps ``0.25 · ln σ``."""
+def schedule(steps: int):
+    """The release's sampler set to ``steps``: ``steps + 1`` float32 noise levels ending in 0 (``sigmas``) and
+    ``steps`` float32 model timesteps ``0.25 · ln σ`` (``timesteps``)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    sigmas = torch.from_numpy(karras_sigmas(steps)).to(torch.float32)
-    timesteps = 0.25 * sigmas.log()
-    return torch.cat([sigmas, sigmas.new_zeros(1)]), timesteps
-
-
-def scale_input(latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    return latents / ((sigma**2 + 1) ** 0.5)
-
-
-def euler_step(latents: torch.Tensor, prediction: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor):
-    """One Euler step from σ to σ_next for a v-prediction model (the release's step, no churn)."""
-    denoised = prediction * (-sigma / (sigma**2 + 1) ** 0.5) + latents / (sigma**2 + 1)
-    derivative = (latents - denoised) / sigma
-    return latents + derivative * (sigma_next - sigma)
+    sampler = samplers.svd_euler()
+    sampler.set_timesteps(steps)
+    return sampler
 
 
 def guidance_scales(guidance, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +262,7 @@ def _device_dtype(models) -> tuple[torch.device, torch.dtype]:
     return device_dtype(models["unet"])
 
 
-def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, time_ids: tuple, three: bool):
+def _predict(models, sampler, x, t, conditions: Conditions, indices, g1, g2, time_ids: tuple, three: bool):
     """The guided prediction (1, W, 4, h, w) for window latents ``x`` at clip frames ``indices``."""
     device, dtype = _device_dtype(models)
     width = len(indices)
@@ -297,7 +272,8 @@ def _predict(models, x, sigma, t, conditions: Conditions, indices, g1, g2, time_
     pose = pose.expand(width, -1, -1, -1) if pose.shape[0] == 1 else pose[list(indices)]
     pose = pose.to(device, dtype)[None]
     reference = conditions.reference_latent.to(device, dtype)[:, None].expand(1, width, -1, -1, -1)
-    scaled = scale_input(x, sigma)
+    scaled = sampler.scale_model_input(x, t)
+    t = t.to(device)
     time_ids = torch.tensor([time_ids], device=device, dtype=dtype)
     if not three:
         sample = torch.cat([scaled, reference], dim=2)
@@ -410,41 +386,40 @@ clip frame s passes s, so a clip frame's noise does not depend on the segment ho
 
     run = steps_run(steps, i2i_noise_strength)
     first = steps - run
-    sigmas, timesteps = schedule(steps)
-    sigmas, timesteps = sigmas.to(device), timesteps.to(device)
+    sampler = schedule(steps)
     g1, g2 = guidance_scales(guidance, run)
     three = not (skip_unguided and bool((g1 == 1).all()) and bool((g2 == 1).all()))
     time_ids = (float(fps), float(motion_bucket), float(noise_augmentation))
     start = reference_latent.to(store, torch.float32)[:, None] * LATENT_SCALE
-    current = (start + latents.to(store, torch.float32) * sigmas[first].to(store)).to(dtype)
+    current = (start + latents.to(store, torch.float32) * sampler.sigmas[first].to(store)).to(dtype)
     if motion_scale is not None:
-        from enliven.engines.implicit_diffusion.unet import motion_scale_of, set_motion_scale
+        from enliven.engines.implicit_diffusion.svd_unet import motion_scale_of, set_motion_scale
 
         before = motion_scale_of(models["unet"])
         set_motion_scale(models["unet"], motion_scale)
     try:
-        return _run(models, conditions, current, sigmas, timesteps, first, g1, g2, time_ids, three, window, overlap,
+        return _run(models, sampler, conditions, current, first, g1, g2, time_ids, three, window, overlap,
                     shift_offset, store, on_step)
     finally:
         if motion_scale is not None:
             set_motion_scale(models["unet"], before)
 
 
-def _run(models, conditions, current, sigmas, timesteps, first, g1, g2, time_ids, three, window, overlap,
-         shift_offset, store, on_step):
+def _run(models, sampler, conditions, current, first, g1, g2, time_ids, three, window, overlap, shift_offset, store,
+         on_step):
     device, _ = _device_dtype(models)
     frames = current.shape[1]
     for k, shift in enumerate(step_shifts(len(g1), window, shift_offset)):
-        i = first + k
+        t = sampler.timesteps[first + k]
         plan = window_plan(frames, window, overlap, shift)
         accumulated = torch.zeros_like(current)
         counts = torch.zeros(frames, dtype=current.dtype, device=store)
         for indices in plan:
             x = current[:, indices].to(device)
             prediction = _predict(
-                models, x, sigmas[i], timesteps[i], conditions, indices, g1[k].item(), g2[k].item(), time_ids, three
+                models, sampler, x, t, conditions, indices, g1[k].item(), g2[k].item(), time_ids, three
             )
-            stepped = euler_step(x, prediction, sigmas[i], sigmas[i + 1]).to(store)
+            stepped = sampler.step(prediction, t, x).prev_sample.to(store)
             for slot, f in enumerate(indices):  # in the release's order: a frame twice in a window counts twice
                 accumulated[:, f] += stepped[:, slot]
                 counts[f] += 1
@@ -489,10 +464,8 @@ __all__: Sequence[str] = (
     "blend_weights",
     "crossfade",
     "decode_chunks",
-    "euler_step",
     "guidance_scales",
     "guide",
-    "karras_sigmas",
     "pad_motion",
     "pad_weights",
     "sample",

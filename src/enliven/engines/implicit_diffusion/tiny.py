@@ -95,7 +95,7 @@ def tiny_modules(seed: int = 0, sizes: dict | None = None) -> tuple[dict, dict, 
     """(modules, unet config, sizes) with random weights; ``sizes`` as ``load_official`` takes them."""
     from diffusers import AutoencoderKLTemporalDecoder
 
-    from enliven.engines.implicit_diffusion.unet import build_unet
+    from enliven.engines.implicit_diffusion.svd_unet import build_unet
 
     sizes = TINY_SIZES if sizes is None else sizes
     resolved = resolve_sizes(None, sizes)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from enliven.engines.diffusion import sampling
+from enliven.engines.diffusion import samplers, sampling
 from enliven.engines.diffusion.setup import device_dtype
 from enliven.engines.diffusion.unet import denoise, reference_tokens
 from enliven.engines.diffusion.windows import Job, keyframe_stride, progressive_jobs, segment_jobs, segment_span
@@ -175,7 +175,7 @@ def generate(
     guide_features = landmark_features(models, landmark_images)  # (1, C0, F, h, w)
     predict = _predictor(models, cond, lambda frame_indices: guide_features[:, :, list(frame_indices)])
 
-    scheduler = sampling.make_scheduler()
+    scheduler = samplers.ddim()
     progressive = context.progressive if context.progressive is not None else frames > context.window
     if not progressive or frames <= context.window:
         final = sampling.sample_sliding(predict, latents, scheduler, steps, context.window, context.overlap)
@@ -239,7 +239,7 @@ def generate_stream(
     latent_size = (height // 8, width // 8)
     window = context.window
     cond = condition(models, reference_image, guidance)
-    scheduler = sampling.make_scheduler()
+    scheduler = samplers.ddim()
     source = iter(items)
     held: dict[int, object] = dict(enumerate(itertools.islice(source, window + 1)))
     if not held:
