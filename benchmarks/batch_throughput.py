@@ -1,7 +1,7 @@
 """Jobs per minute of `enliven batch` on Ray against the same jobs run one after another, in the same run.
 
-    python benchmarks/batch_throughput.py [--jobs 8] [--num-cpus N] [--preset mouth] [--crop-size 512]
-        [--address ray://HOST:10001]
+    python benchmarks/batch_throughput.py [--jobs 8] [--rounds 1] [--num-cpus N] [--preset mouth]
+        [--crop-size 512] [--address ray://HOST:10001]
 
 The jobs: the bundled portrait, each copy mirrored or shifted a little so that no two sources are the same file,
 animated by a built-in preset with the mesh engine. The baseline calls ``api.animate`` for each job in turn in this
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -44,49 +45,63 @@ def main() -> None:
     parser.add_argument("--preset", default="mouth")
     parser.add_argument("--crop-size", type=int, default=512)
     parser.add_argument("--fps", type=float, default=25)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat both, alternating which goes first")
     args = parser.parse_args()
 
     from enliven import api
     from enliven.batch import BatchJob, BatchSettings, run_batch
 
     options = {"crop_size": args.crop_size, "fps": args.fps}
+    print(f"{args.jobs} jobs: preset:{args.preset}, mesh engine, crop {args.crop_size}, {args.fps:g} fps; this "
+          f"machine has {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="enliven-batch-bench-") as tmp:
         tmp = Path(tmp)
-        (tmp / "sequential").mkdir()
         sources = make_sources(tmp, args.jobs)
         jobs = [BatchJob(str(s), f"preset:{args.preset}", f"{s.stem}.mp4", options=options) for s in sources]
-
-        started = time.perf_counter()
-        frames = {}
-        for job in jobs:
-            result = api.animate(job.source, job.driving, tmp / "sequential" / job.output, progress=False, **options)
-            frames[job.output] = result.frames
-        sequential = time.perf_counter() - started
-
-        settings = BatchSettings(address=args.address, num_cpus=args.num_cpus)
-        finished = []
-        started = time.perf_counter()
-        result = run_batch(jobs, tmp / "batch", settings, progress=False,
-                           on_job=lambda record: finished.append(time.perf_counter()))
-        batch = time.perf_counter() - started
-        assert result.counts.get("done") == len(jobs), result.summary()
-        got = {r.job.output: r.frames for r in result.records}
-        assert got == frames, (got, frames)
-
-    per_minute = lambda seconds: len(jobs) / seconds * 60  # noqa: E731
-    print(f"{len(jobs)} jobs: preset:{args.preset}, mesh engine, crop {args.crop_size}, {args.fps:g} fps, "
-          f"{sum(frames.values())} frames in all; this machine has {os.cpu_count()} cores")
-    print(f"one after another (api.animate in one process): {sequential:7.1f} s  "
-          f"{per_minute(sequential):6.1f} jobs/min")
-    print(f"enliven batch ({result.workers} Ray workers{', ' + args.address if args.address else ''}, start-up "
-          f"included): {batch:7.1f} s  {per_minute(batch):6.1f} jobs/min")
-    # Once every worker is up (each has finished one job: they start together, so that is the W-th job's end), what
-    # thousands of jobs would see; against the baseline's own mean time per job.
-    workers = result.workers
-    steady = (finished[-1] - finished[workers - 1]) / (len(jobs) - workers) if len(jobs) > workers else batch
-    print(f"enliven batch once its workers are up (job {workers}'s end to the last's): {60 / steady:6.1f} jobs/min")
-    print(f"ratio: {sequential / batch:.2f}x with start-up, {sequential / len(jobs) / steady:.2f}x once up")
-
+        per_minute = lambda seconds: len(jobs) / seconds * 60  # noqa: E731
+        for round_ in range(args.rounds):
+            # Alternate which goes first, so that a change in the machine's load falls on both alike.
+            order = ("sequential", "batch") if round_ % 2 == 0 else ("batch", "sequential")
+            took = {}
+            for kind in order:
+                folder = tmp / f"{kind}{round_}"
+                folder.mkdir()
+                if kind == "sequential":
+                    started = time.perf_counter()
+                    frames = {job.output: api.animate(job.source, job.driving, folder / job.output, progress=False,
+                                                      **options).frames for job in jobs}
+                    took[kind] = time.perf_counter() - started
+                else:
+                    finished = []
+                    started = time.perf_counter()
+                    settings = BatchSettings(address=args.address, num_cpus=args.num_cpus)
+                    result = run_batch(jobs, folder, settings, progress=False,
+                                       on_job=lambda record, ends=finished: ends.append(time.perf_counter()))
+                    took[kind] = time.perf_counter() - started
+                    assert result.counts.get("done") == len(jobs), result.summary()
+                    got = {r.job.output: r.frames for r in result.records}
+            assert got == frames, (got, frames)
+            # Once every worker is up (each has finished one job: they start together, so that is the W-th job's
+            # end), what thousands of jobs would see; against the baseline's own mean time per job.
+            workers = result.workers
+            # Measured only over at least two jobs a worker: fewer gives a span too short to mean anything.
+            counted = len(jobs) - workers
+            steady = (finished[-1] - finished[workers - 1]) / counted if counted >= 2 * workers else None
+            sequential, batch = took["sequential"], took["batch"]
+            ratios.append((sequential / batch, sequential / len(jobs) / steady if steady else float("nan")))
+            print(f"round {round_ + 1} ({' then '.join(order)}), {sum(frames.values())} frames in all:")
+            print(f"  one after another (api.animate in one process): {sequential:7.1f} s  "
+                  f"{per_minute(sequential):6.1f} jobs/min")
+            print(f"  enliven batch ({workers} Ray workers{', ' + args.address if args.address else ''}, start-up "
+                  f"included): {batch:7.1f} s  {per_minute(batch):6.1f} jobs/min")
+            if steady:
+                print(f"  enliven batch once its workers are up (job {workers}'s end to the last's): "
+                      f"{60 / steady:6.1f} jobs/min")
+            print(f"  ratio: {ratios[-1][0]:.2f}x with start-up, {ratios[-1][1]:.2f}x once up")
+    if len(ratios) > 1:
+        print(f"median ratio over {len(ratios)} rounds: {statistics.median(r[0] for r in ratios):.2f}x with start-up, "
+              f"{statistics.median(r[1] for r in ratios):.2f}x once up")
 
 if __name__ == "__main__":
     main()
