@@ -13,7 +13,7 @@ It writes two files there, with the release's code only (nothing of enliven is i
   applies it, ``HeadExpression``, ``HeadPose`` fed ``x·2 + 1``, ``IntensityAwareMotionRefiner``, ``PoseGuider``
   (on pictures and on black ones), ``inference.py``'s motion-token concatenation (rotation ‖ translation × 0),
   and ``get_head_exp_motion_bucketid`` on four random 5-point tracks;
-* ``implicit_diffusion_sampling_release.npz``: two runs of ``HunyuanLongSVDPipeline.__call__`` with the
+* ``implicit_diffusion_sampling_release.npz``: three runs of ``HunyuanLongSVDPipeline.__call__`` with the
   release's UNet (``UNet3DConditionSVDModel`` + ``init_ip_adapters``) and scheduler (its
   ``EulerDiscreteScheduler`` on SVD-xt's scheduler config), the appearance encoders stubbed to hand over given
   image tokens and the pose guider given features, the motion pads made as ``inference.py`` makes them.
@@ -21,7 +21,8 @@ It writes two files there, with the release's code only (nothing of enliven is i
   2.0→2.5, per-frame pose maps; its latents. ``options``: the config's options away from their defaults
   (i2i_noise_strength 0.5 of 6 steps, motion_bucket_id 5, ip_motion_scale 0.7, fps 10, decode_chunk_size 4,
   window 6, overlap 2, shift 2, pads 3) with a real tiny temporal-decoder VAE: its reference latent, final
-  latents and decoded frames.
+  latents and decoded frames. ``stand_in``: the loop around an elementwise stand-in for the UNet
+  (``hunyuan_inputs.stand_in_unet``), 10 frames + 2 × 3 pads, 5 steps, ramped scales, bucket 5, fps 10; its latents.
 
 CPU, fp32, one thread. ``python tools/parity/compare.py implicit-diffusion`` (in enliven's environment) prints
 our differences from them.
@@ -58,6 +59,7 @@ from hunyuan_inputs import (  # noqa: E402
     fixture_inputs,
     preprocess_inputs,
     sampling_inputs,
+    stand_in_unet,
 )
 from release_env import release_commit, stub_missing, torchvision_transforms  # noqa: E402
 
@@ -204,6 +206,8 @@ def sampling_run(torch, name: str) -> dict[str, np.ndarray]:
     init_ip_adapters(unet, [32], spec["ip_motion_scale"])  # inference.py: cfg.num_adapter_embeds, ip_motion_scale
     fill_module(unet)
     unet.eval()
+    if spec.get("stand_in"):  # the loop alone: the module keeps the UNet's config, its forward is elementwise
+        unet.forward = stand_in_unet
     decoded = bool(spec["decode_chunk_size"])
     if decoded:
         vae = AutoencoderKLTemporalDecoder(**SAMPLING_VAE)

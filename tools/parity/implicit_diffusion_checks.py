@@ -24,9 +24,10 @@ from hunyuan_inputs import (
     dino_picture_input,
     fixture_inputs,
     preprocess_inputs,
+    stand_in_unet,
 )
 from hunyuan_inputs import sampling_inputs as run_inputs
-from measure import MODULE_TOLERANCE, RUN_TOLERANCE, relative  # noqa: F401  (the tests read them here)
+from measure import LOOP_TOLERANCE, MODULE_TOLERANCE, RUN_TOLERANCE, relative  # noqa: F401  (the tests read them here)
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "engines" / "data"
 MODULES, SAMPLING = DATA / "implicit_diffusion_release.npz", DATA / "implicit_diffusion_sampling_release.npz"
@@ -74,6 +75,16 @@ class Fixture:
         return models
 
     @cached_property
+    def stand_in(self) -> dict:
+        """Our UNet at the sampling runs' sizes with the elementwise stand-in as its forward, as the release's
+        ``stand_in`` run had it (the module keeps its config; its weights are never used)."""
+        from enliven.engines.implicit_diffusion.svd_unet import build_unet
+
+        unet = build_unet(SAMPLING_UNET).eval()
+        unet.forward = stand_in_unet
+        return {"unet": unet}
+
+    @cached_property
     def module_outputs(self) -> dict:
         import torch
 
@@ -106,7 +117,7 @@ class Fixture:
 
         spec = self.runs[name]
         x = run_inputs(name)
-        models = self.sampler
+        models = self.stand_in if spec.get("stand_in") else self.sampler
         augmentation = spec.get("noise_aug_strength", 0.0)
         if "picture" in x:  # the release's noise on the picture: the first draw of its generator, seeded 0
             latent = reference_latent(models, x["picture"])
@@ -160,6 +171,12 @@ def options_run(fx: Fixture) -> float:
     motion_bucket_id 5, ip_motion_scale 0.7, fps 10, noise_aug_strength 0.1, window 6, overlap 2, shift 2, pads 3;
     latents."""
     return relative(fx.run("options").numpy(), fx.sampling["options/latents"])
+
+
+def stand_in_run(fx: Fixture) -> float:
+    """The release's loop alone around an elementwise stand-in for the UNet (``hunyuan_inputs.stand_in_unet``): 10
+    frames + 2 × 3 pads, window 6, 5 steps, ramped scales, bucket 5, fps 10; latents. Held to 1e-6."""
+    return relative(fx.run("stand_in").numpy(), fx.sampling["stand_in/latents"])
 
 
 def decode(fx: Fixture) -> float:
@@ -249,5 +266,6 @@ CHECKS |= {
     "decode": (decode, MODULE_TOLERANCE, "decoding in chunks of 4 (temporal decoder), pads cut"),
     "windows_run": (windows_run, RUN_TOLERANCE, "whole run: 12 + 2×4 frames, window 8, 3 steps, ramped scales"),
     "options_run": (options_run, RUN_TOLERANCE, "whole run: i2i 0.5, bucket 5, motion scale 0.7, fps 10, noise aug .1"),
+    "stand_in_run": (stand_in_run, LOOP_TOLERANCE, "the loop around an elementwise UNet stand-in: 5 steps, ramps"),
 }
 
