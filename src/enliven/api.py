@@ -235,6 +235,8 @@ def prepare_animation(
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
         face.motion = open_driving(driving, face.shape, engine.driving_crop) if per_face else shared
+        if getattr(engine, "reads_audio", False):  # a speech-driven model reads the audio itself
+            engine.set_audio(face.state, face.motion.audio)
         face.aligner = MotionAligner(
             face.landmarks,
             face.motion.fps,

@@ -95,6 +95,19 @@ MODELS = {
             RepoFiles("FoivosPar/Arc2Face", "pretrained_weights", (("arcface.onnx",),)),
         ),
     ),
+    # Hallo's official pretrained_models/ layout (fudan-generative-vision/hallo keeps it at its root): the files
+    # load_official reads and InsightFace's recognition network for the face embedding. Not the vocal separator
+    # nor the face detectors: we take the audio as given and find faces with our analyser.
+    "hallo": ModelSource(
+        "hallo",
+        "fudan-generative-vision/hallo",
+        ("hallo/net.pth", "stable-diffusion-v1-5/unet/config.json", "motion_module/mm_sd_v15_v2.ckpt",
+         "sd-vae-ft-mse/config.json", "sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
+         "wav2vec/wav2vec2-base-960h/*", "face_analysis/models/glintr100.onnx"),
+        "hallo/net.pth",
+        "Hallo (its net.pth, SD-1.5's UNet config, AnimateDiff's motion module, sd-vae-ft-mse, wav2vec2-base-960h, "
+        "InsightFace's glintr100), for --engine audio-diffusion",
+    ),
 }
 
 # fetch(repo_id, allow_patterns, local_dir): download the matching files of a repository into local_dir, keeping

@@ -99,6 +99,7 @@ BUILTIN = (
     "enliven.engines.keypoint.descriptor",
     "enliven.engines.landmark_diffusion.descriptor",
     "enliven.engines.implicit_diffusion.descriptor",
+    "enliven.engines.audio_diffusion.descriptor",
 )
 # Engines of other packages: each names an ``EngineDescriptor`` (``module:NAME``) in this entry-point group.
 ENTRY_POINTS = "enliven.engines"
