@@ -227,11 +227,15 @@ def test_interrupted_batch_resumes_with_unfinished_jobs_only(cluster, inputs, tm
     assert len(finished) == 1 and [r["state"] for r in report].count("pending") == 3
     assert sorted(p.name for p in out.glob("*.mp4")) == finished and leftovers(out) == []
     before = (out / finished[0]).stat()
+    unfinished = next(r["output"] for r in report if r["state"] == "pending")
+    stale = out / f".{Path(unfinished).stem}.k2j4x9.part.mp4"  # as a driver killed mid-rename would leave it
+    stale.write_bytes(b"half a video")
 
     ran = []
     result = run_batch(jobs, out, BatchSettings(), progress=False, on_job=lambda r: ran.append(r.job.output))
     assert sorted(ran) == sorted(set(j.output for j in jobs) - set(finished))
     assert result.counts == {"done": 3, "skipped": 1}
+    assert not stale.exists() and leftovers(out) == []
     after = (out / finished[0]).stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # left as it was
     assert all(frames_in(out / f"{p}.mp4") == 5 * s for p, s in PRESET_SECONDS.items())

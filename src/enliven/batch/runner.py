@@ -15,6 +15,7 @@ that exists is finished: a rerun skips it, which is how an interrupted batch res
 from __future__ import annotations
 
 import collections
+import glob
 import json
 import logging
 import os
@@ -166,8 +167,14 @@ def run_batch(
     report_path = Path(report) if report is not None else out_dir / REPORT_NAME
     records = [JobRecord(i, job) for i, job in enumerate(jobs, 1)]
     for record in records:
-        if (out_dir / record.job.output).exists():
-            record.state, record.error = SKIPPED, None
+        output = out_dir / record.job.output
+        if output.exists():
+            record.state = SKIPPED
+            continue
+        # What a driver killed outright while renaming a result into place can leave (atomic_file's temporary
+        # name); only this batch writes these names (one batch per output folder).
+        for stale in out_dir.glob(f".{glob.escape(output.stem)}.*.part{glob.escape(output.suffix)}"):
+            stale.unlink(missing_ok=True)
     started = time.perf_counter()
     todo = [r for r in records if r.state == PENDING]
     writer = _ReportWriter(report_path, records)
