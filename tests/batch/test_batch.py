@@ -33,7 +33,8 @@ def cluster():
     """One local Ray for the module; the batch joins it rather than starting its own."""
     # The kill hook below is a function of this module, which Ray's workers cannot import by name.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    # num_gpus: a GPU as Ray counts it (nothing here uses one), so that the pools' choice of device shows.
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -172,6 +173,24 @@ def test_six_jobs_four_done_two_reported(cluster, inputs, tmp_path):
     assert all(r["seconds"] > 0 and r["frames"] > 0 and r["worker"] for r in report if r["state"] == "done")
     summary = result.summary()
     assert "done          4" in summary and "failed        2" in summary and "wall.mp4" in summary
+
+
+def test_gpu_engines_ask_for_a_gpu_each_and_cpu_engines_fan_out(cluster, inputs, tmp_path):
+    from enliven.batch.runner import JobRecord, _Pool, _ReportWriter
+
+    def pool(engine_options: dict, engine: str = "landmark-diffusion", jobs: int = 3):
+        options = {"engine": engine, "engine_options": engine_options} if engine_options is not None else {}
+        records = [JobRecord(i, job) for i, job in enumerate(read_manifest(write_manifest(tmp_path, [
+            {"source": "a.png", "preset": "nod", "output": f"{i}.mp4", "options": options} for i in range(jobs)])))]
+        return _Pool(records, tmp_path, BatchSettings(), None, _ReportWriter(tmp_path / "r.jsonl", records), None)
+
+    on_gpu = pool({})
+    assert (on_gpu.resources, on_gpu.size) == ({"num_cpus": 1.0, "num_gpus": 1.0}, 1)  # one worker per GPU
+    on_cpu = pool({"device": "cpu"})
+    assert (on_cpu.resources, on_cpu.size) == ({"num_cpus": 1.0}, 2)
+    mesh = pool(None)
+    assert (mesh.resources, mesh.size) == ({"num_cpus": 1.0}, 2)  # as many as the cores
+    assert pool(None, jobs=1).size == 1  # no idle workers
 
 
 def _die_mid_job_once(marker: str) -> None:
