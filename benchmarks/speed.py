@@ -14,9 +14,9 @@
      frame handed to the encoder (the driver's first pass over the whole clip is in it);
    - **end to end**: ``enliven.animate`` on the clip, wall time, frames/s;
    - **per stage**, each alone over the clip's frames: decode, analysis (the face mesh as the first pass reads a
-     driver), tracking (what the first pass keeps of each face, and the cut test), alignment, render, paste,
-     encode. A stage both sides run the same way measures the machine's noise; a side whose library has a
-     stage's own entry point (``tracking.read_frame``) is timed through it.
+     driver), tracking (what the first pass keeps of each face, and the cut test), alignment, render (through
+     ``engines.render_stream``, as the pipeline renders: the mesh engine's warps overlap there), paste, encode.
+     A stage both sides run the same way measures the machine's noise.
 3. The table: each stage in ms per frame (median over rounds) per side, the ratio baseline/this (above 1: this
    tree is faster) with its spread over rounds (min–max of the per-round ratios), and the end-to-end frames/s.
 4. Unless ``--no-detail``: each kind of the mesh engine's detail from the driver's pixels (``DETAIL``) end to
@@ -127,14 +127,10 @@ def per_stage(driver: Path, limit: int = STAGE_FRAMES) -> dict[str, float]:
             break
     timings["decode"] = [(time.perf_counter() - t) * 1000 / len(images)]
 
-    read_frame = getattr(tracking, "read_frame", None)  # the first pass's one-frame step, where the library has it
     found_per_frame = []
     with FaceAnalyzer(static=False, max_faces=tracking.MAX_DRIVER_FACES) as analyzer:
         for picture in images:
-            if read_frame is not None:
-                found_per_frame.append(timed("analysis", read_frame, analyzer, picture))
-            else:
-                found_per_frame.append(timed("analysis", analyzer.detect, picture))
+            found_per_frame.append(timed("analysis", analyzer.detect, picture))
     previous = None
     for t, (picture, found) in enumerate(zip(images, found_per_frame)):
         def describe(t=t, picture=picture, found=found):
@@ -142,17 +138,20 @@ def per_stage(driver: Path, limit: int = STAGE_FRAMES) -> dict[str, float]:
             thumb = tracking.picture_thumb(picture)
             change = 0.0 if previous is None else float(np.abs(thumb - previous).mean())
             previous = thumb
-            points = [getattr(f, "landmarks", f) for f in found]
-            return [tracking.describe_face(t, 0, p, picture) for p in points], change
+            return [tracking.describe_face(t, 0, f.landmarks, picture) for f in found], change
         timed("tracking", describe)
-    rendered = []
+    seen, targets = [], []
     for picture, found in zip(images, found_per_frame):
-        if not found:
-            continue
-        points = getattr(found[0], "landmarks", found[0])
-        target = timed("alignment", lambda p: aligner(MotionFrame.from_landmarks(p)), points)
-        crop_frame = timed("render", engine.render, state, target)
-        rendered.append(timed("paste", paster.paste, picture, crop_frame))
+        if found:
+            points = found[0].landmarks
+            targets.append((timed("alignment", lambda p: aligner(MotionFrame.from_landmarks(p)), points), None))
+            seen.append(picture)
+    # Rendered as the pipeline renders (engines.render_stream: a per-frame engine frame by frame, one with a
+    # stream of its own through it), so the stage's time per frame is the stream's over all frames.
+    t = time.perf_counter()
+    crops = list(engines.render_stream(engine, state, targets))
+    timings["render"] = [(time.perf_counter() - t) * 1000 / max(len(crops), 1)]
+    rendered = [timed("paste", paster.paste, picture, crop_frame) for picture, crop_frame in zip(seen, crops)]
     timings["encode"] = [encode_ms(rendered, reader.fps)]
     return {k: float(np.median(v[5:] if len(v) > 10 else v)) for k, v in timings.items()}
 
