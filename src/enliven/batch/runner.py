@@ -179,12 +179,11 @@ def run_batch(
     todo = [r for r in records if r.state == PENDING]
     writer = _ReportWriter(report_path, records)
     result = BatchResult(records, 0.0, report_path)
+    started_ray = connect(settings.address, settings.num_cpus) if todo else False
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="batch", unit="job",
                disable=not progress, dynamic_ncols=True)
-    started_ray = False
     try:
         if todo:
-            started_ray = connect(settings.address, settings.num_cpus)
             for group in _groups(todo):
                 result.workers = max(result.workers, _Pool(group, out_dir, settings, bar, writer, on_job).run())
     finally:
