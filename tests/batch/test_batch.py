@@ -34,7 +34,8 @@ def cluster():
     # The kill hook below is a function of this module, which Ray's workers cannot import by name.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     # num_gpus: a GPU as Ray counts it (nothing here uses one), so that the pools' choice of device shows.
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
     yield
     ray.shutdown()
 

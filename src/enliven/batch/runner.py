@@ -144,7 +144,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         if address and address != "local":
             ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+            # address="local": a new Ray here even when this machine is part of a `ray start` cluster (ray.init
+            # would join that one, and refuse the core count).
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
     except ConnectionError as exc:
         raise EnlivenError(f"cannot reach the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     return True
