@@ -287,3 +287,32 @@ def test_serve_ray_completes_a_job_through_the_api(cluster, tmp_path, monkeypatc
     video = tmp_path / "result.mp4"
     video.write_bytes(result.content)
     assert frames_in(video) == 10
+
+
+def _slow_frames() -> None:
+    """Worker set-up: each frame written takes 0.1 s more, so that a job runs long enough to be watched."""
+    from enliven.io import video
+
+    write = video.VideoWriter.write
+
+    def slow_write(self, picture):
+        time.sleep(0.1)
+        return write(self, picture)
+
+    video.VideoWriter.write = slow_write
+
+
+def test_serve_ray_reports_the_workers_progress(cluster, tmp_path):
+    from enliven.batch.dispatch import RayDispatcher
+    from enliven.serve.jobs import Job
+
+    seen = []
+    dispatcher = RayDispatcher("auto", workers=1, setup=_slow_frames)
+    job = Job("0" * 32, None, "preset:smile", options=FAST)  # 15 frames: 1.5 s or more, watched every 0.5 s
+    try:
+        dispatcher(tmp_path, job, lambda done, total: seen.append((done, total)))
+    finally:
+        dispatcher.close()
+    assert frames_in(tmp_path / "result.mp4") == 15
+    assert any(0 < done < 15 and total == 15 for done, total in seen), seen
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)

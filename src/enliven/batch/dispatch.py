@@ -30,11 +30,11 @@ class RayDispatcher:
     (``local``: one started in this process with this machine's cores)."""
 
     def __init__(self, address: str, workers: int = 1, max_pixels: int | None = None, retries: int = 2,
-                 cpus_per_worker: float = 1.0):
+                 cpus_per_worker: float = 1.0, setup=None):
         self.ray = need_ray("enliven serve --ray")
         self.started = connect(address)
         self.workers, self.max_pixels, self.retries = workers, max_pixels, retries
-        self.cpus_per_worker = cpus_per_worker
+        self.cpus_per_worker, self.setup = cpus_per_worker, setup  # setup: as BatchSettings.setup
         self.remote = self.ray.remote(EngineWorker)
         self._lock = threading.Lock()
         self._idle: dict[str, list] = {}  # engine -> idle workers
@@ -59,7 +59,7 @@ class RayDispatcher:
             ref = worker.run.remote(spec, source_bytes, driving_bytes)
             try:
                 while not self.ray.wait([ref], timeout=POLL)[0]:
-                    on_frame(0, None)  # raises when the job is cancelled or the server stops
+                    on_frame(*self._progress(worker))  # raises when the job is cancelled or the server stops
                 out = self.ray.get(ref)
             except self.ray.exceptions.RayError as exc:
                 self._stop(worker)
@@ -78,6 +78,14 @@ class RayDispatcher:
                 raise EnlivenError(error)
         raise WorkerLost(f"{error} (tried {self.retries + 1} times)")
 
+    def _progress(self, worker) -> tuple[int, int | None]:
+        """The worker's frames done and in all; (0, None) when it does not answer in time (busy, or dying: the
+        job's own reference tells which)."""
+        try:
+            return self.ray.get(worker.progress.remote(), timeout=POLL)
+        except (self.ray.exceptions.RayError, TimeoutError):
+            return 0, None
+
     def _acquire(self, engine: str):
         with self._lock:
             idle = self._idle.get(engine)
@@ -92,8 +100,8 @@ class RayDispatcher:
         resources = dict(num_cpus=self.cpus_per_worker)
         if gpu_engine(engine) and self.ray.cluster_resources().get("GPU", 0) > 0:
             resources = dict(num_cpus=min(1.0, self.cpus_per_worker), num_gpus=1)
-        return self.remote.options(**resources, max_restarts=0, scheduling_strategy="SPREAD").remote(
-            None, self.max_pixels)
+        return self.remote.options(**resources, max_restarts=0, scheduling_strategy="SPREAD",
+                                   max_concurrency=EngineWorker.CONCURRENCY).remote(self.setup, self.max_pixels)
 
     def _release(self, engine: str, worker) -> None:
         with self._lock:

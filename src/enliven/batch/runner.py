@@ -253,7 +253,8 @@ class _Pool:
     def _new_worker(self):
         # max_restarts=0: a dead worker is replaced by the pool (its job goes back in the queue), not restarted
         # in place by Ray, so that the job's attempts are counted here.
-        return self.remote.options(**self.resources, max_restarts=0, scheduling_strategy="SPREAD").remote(
+        return self.remote.options(**self.resources, max_restarts=0, scheduling_strategy="SPREAD",
+                                   max_concurrency=EngineWorker.CONCURRENCY).remote(
             self.settings.setup, self.settings.max_pixels)
 
     def run(self) -> int:

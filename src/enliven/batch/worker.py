@@ -80,16 +80,28 @@ class EngineWorker:
     """The Ray actor (``ray.remote`` is applied where Ray is used, so this module imports without it): one per
     engine and device, running one job at a time and keeping the engine's model loaded between them.
 
-    ``setup``: called once when the worker starts (register a plugin engine, set a library's threads)."""
+    Made with ``max_concurrency=CONCURRENCY``: ``progress`` answers while ``run`` works (``run`` is still sent one
+    job at a time). ``setup``: called once when the worker starts (register a plugin engine, set threads)."""
+
+    CONCURRENCY = 2
 
     def __init__(self, setup: Callable[[], None] | None = None, max_pixels: int | None = None):
         if setup is not None:
             setup()
         self.max_pixels = max_pixels
         self.kept: dict = {}
+        self.frames: tuple[int, int | None] = (0, None)
 
     def where(self) -> str:
         return where()
 
+    def progress(self) -> tuple[int, int | None]:
+        """Frames written of the running job, and of its whole (None if not known)."""
+        return self.frames
+
     def run(self, job: dict, source: bytes | None, driving: bytes | None) -> dict:
-        return dict(run_spec(job, source, driving, self.max_pixels, self.kept), worker=where())
+        def on_frame(done: int, total: int | None) -> None:
+            self.frames = (done, total)
+
+        self.frames = (0, None)
+        return dict(run_spec(job, source, driving, self.max_pixels, self.kept, on_frame), worker=where())
