@@ -2,9 +2,10 @@
 
     python tools/parity/compare.py landmark-diffusion     # tests/engines/data/landmark_diffusion_release.npz
     python tools/parity/compare.py implicit-diffusion     # tests/engines/data/implicit_diffusion_*.npz
+    python tools/parity/compare.py audio-diffusion        # tests/engines/data/audio_diffusion_release.npz
 
-Run in enliven's environment (``.venv``); the fixtures come from ``follow_your_emoji.py`` and
-``hunyuan_portrait.py`` run on the releases' own code. One thread, as the fixtures were made.
+Run in enliven's environment (``.venv``); the fixtures come from ``follow_your_emoji.py``,
+``hunyuan_portrait.py`` and ``hallo.py`` run on the releases' own code. One thread, as the fixtures were made.
 """
 
 from __future__ import annotations
@@ -29,13 +30,17 @@ def report(checks: dict, fixture, title: str) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("engine", choices=["landmark-diffusion", "implicit-diffusion"])
+    parser.add_argument("engine", choices=["landmark-diffusion", "implicit-diffusion", "audio-diffusion"])
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     if args.engine == "landmark-diffusion":
         import landmark_diffusion_checks as checks
+
+        fixture = checks.Fixture()
+    elif args.engine == "audio-diffusion":
+        import audio_diffusion_checks as checks
 
         fixture = checks.Fixture()
     else:

@@ -5,9 +5,9 @@ written out here. What this module adds, as plain ``nn.Module``s that train like
 
 * **Reference net** (``build_reference_net``): a 2-D UNet run at timestep 0 on the reference latent and on the
   motion frames' latents; each spatial transformer block's ``norm1`` output is kept
-  (``attention.capture_reference_tokens``). Hallo's reference net has no ``conv_norm_out`` (its UNet sets it
-  to None) but keeps ``conv_out``; nothing after the last block's ``norm1`` changes the tokens, so the pass is
-  cut short there (the layers stay, so Hallo's ``net.pth`` loads strictly).
+  (``attention.capture_reference_tokens``). Hallo's ``net.pth`` has no ``conv_norm_out`` nor ``conv_out`` for
+  it; nothing after the last block's ``norm1`` changes the tokens, so the pass is cut short there (the last
+  block's other layers stay: they are in the file).
 * **Denoiser** (``build_denoiser``): the same UNet inflated to video. In every block with attention, after each
   spatial transformer comes an **audio module** (``audio_modules.<j>``: a transformer whose cross-attention
   reads the projected wav2vec2 tokens of each frame; Hallo's variant splits it in three, for the full
@@ -15,7 +15,8 @@ written out here. What this module adds, as plain ``nn.Module``s that train like
   convolution), then an AnimateDiff **motion module** (``motion_modules.<j>``, ``diffusion.temporal``) whose
   sequence starts with the motion frames' reference tokens of that block: the frames of the previous clip
   that chain clips to any length. Every spatial self-attention also sees the reference picture's tokens
-  (``attention.ReferenceAttnProcessor``); the face locator's features are added after ``conv_in``.
+  (``TiledReferenceProcessor``, paired with the frames as the release pairs them); the face locator's features
+  are added after ``conv_in``.
 * **Face locator** (``FaceLocator``): the face-region mask (a picture) through light convolutions to the
   UNet's first width, added to the noisy latent's first features.
 * **Projections**: ``ImageProjection`` (a face-recognition embedding → 4 cross-attention tokens) and
@@ -31,7 +32,8 @@ gradient checkpointing on, which selects a different branch of its blocks' code)
   block), and cut off after;
 * the motion modules of the two blocks without attention (the lowest resolution's down and up blocks) are
   skipped (``resnet_motion=False``); their weights are in the file and loaded, unused;
-* the audio modules get the pose/face/lip weights (``motion_scale``);
+* the audio modules get the pose/face/lip weights (``motion_scale``; the release's plain branch would drop them
+  in the down and up blocks);
 * masks are applied at the level of the block's depth (0 at the latent's size, halving per level).
 
 Sizes follow the release's construction, including one of its quirks: an audio module's width is its block's
@@ -51,7 +53,6 @@ from enliven.engines.diffusion.attention import (
     FrameContext,
     capture_reference_tokens,
     install_input_residual,
-    install_reference_attention,
     transformer_blocks,
 )
 from enliven.engines.diffusion.temporal import TemporalModule
@@ -242,6 +243,7 @@ def build_reference_net(config: dict) -> nn.Module:
     """Hallo's reference UNet: diffusers' 2-D UNet from ``config`` without ``conv_norm_out``."""
     net = _unet_from_config(config)
     net.conv_norm_out = None
+    net.conv_out = None
     net.reference_last_block = list(transformer_blocks(net))[-1]
     return net
 
@@ -341,10 +343,58 @@ def build_denoiser(config: dict, audio_dim: int = 768, regions: bool = True, res
                 host.register_forward_hook(_after_resnet(net, context, path, j))
     if speed_buckets:
         net.speed_layers = SpeedLayers(speed_buckets, speed_dim, motion_widths)
-    install_reference_attention(net, context)
+    for name, block in transformer_blocks(net).items():
+        block.attn1.set_processor(TiledReferenceProcessor(name, context))
     install_input_residual(net, context)
     net.frame_context = context
     return net
+
+
+def _attend(attn, query_states: torch.Tensor, context_states: torch.Tensor) -> torch.Tensor:
+    """diffusers ``Attention`` math (no mask, no norms) with PyTorch's scaled-dot-product attention."""
+    q, k, v = attn.to_q(query_states), attn.to_k(context_states), attn.to_v(context_states)
+    batch, heads = q.shape[0], attn.heads
+    head_dim = q.shape[-1] // heads
+    q, k, v = (x.view(batch, -1, heads, head_dim).transpose(1, 2) for x in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(q.dtype)
+    return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+class TiledReferenceProcessor:
+    """Self-attention whose keys and values also hold the reference tokens, paired with the frames as Hallo's
+    ``ReferenceAttentionControl`` pairs them: it tiles the B videos' tokens over the B·F rows
+    (``repeat(1, F, 1, 1)``), so row r sees video ``r mod B``'s tokens. With one video that is every frame its
+    own reference; with guidance's two (unconditional first) the conditional video's even frames see the
+    tokens the reference net made with the *unconditional* context (they differ after the first
+    cross-attention). Rows of videos not in ``use_reference`` attend to themselves only."""
+
+    def __init__(self, name: str, context: AudioFrameContext):
+        self.name = name
+        self.context = context
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **_):
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError("reference attention replaces self-attention only (no cross states, no mask)")
+        reference = self.context.reference.get(self.name)
+        if reference is None:
+            return _attend(attn, hidden_states, hidden_states)
+        rows_count, frames = hidden_states.shape[0], self.context.frames
+        videos = reference.shape[0]
+        if rows_count != videos * frames:
+            raise ValueError(f"{rows_count // frames} videos in the batch but reference tokens for {videos}")
+        per_row = reference.to(hidden_states.dtype)[torch.arange(rows_count, device=reference.device) % videos]
+        use = self.context.use_reference
+        if use is None or bool(use.all()):
+            return _attend(attn, hidden_states, torch.cat([hidden_states, per_row], dim=1))
+        rows = use.to(hidden_states.device).repeat_interleave(frames)
+        out = torch.empty_like(hidden_states)
+        if rows.any():
+            with_ref = hidden_states[rows]
+            out[rows] = _attend(attn, with_ref, torch.cat([with_ref, per_row[rows]], dim=1))
+        plain = hidden_states[~rows]
+        out[~rows] = _attend(attn, plain, plain)
+        return out
 
 
 def _output_tensor(output):
