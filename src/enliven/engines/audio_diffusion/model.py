@@ -369,6 +369,8 @@ class TiledReferenceProcessor:
     tokens the reference net made with the *unconditional* context (they differ after the first
     cross-attention). Rows of videos not in ``use_reference`` attend to themselves only."""
 
+    release_tiling = True  # False: each video's own tokens on each of its frames (what the design means)
+
     def __init__(self, name: str, context: AudioFrameContext):
         self.name = name
         self.context = context
@@ -383,7 +385,8 @@ class TiledReferenceProcessor:
         videos = reference.shape[0]
         if rows_count != videos * frames:
             raise ValueError(f"{rows_count // frames} videos in the batch but reference tokens for {videos}")
-        per_row = reference.to(hidden_states.dtype)[torch.arange(rows_count, device=reference.device) % videos]
+        index = torch.arange(rows_count, device=reference.device)
+        per_row = reference.to(hidden_states.dtype)[index % videos if self.release_tiling else index // frames]
         use = self.context.use_reference
         if use is None or bool(use.all()):
             return _attend(attn, hidden_states, torch.cat([hidden_states, per_row], dim=1))
