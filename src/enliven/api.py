@@ -12,6 +12,7 @@ import contextvars
 import itertools
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -219,18 +220,25 @@ def prepare_animation(
     opts = AnimateOptions.from_kwargs(**options)
     align = _align(opts)
     engine = _create_engine(opts, align)
-    faces = []
-    for face in _find_faces(source_name, image, opts):
-        crop = opts.crop.crop(face.landmarks)
-        landmarks = crop.to_crop(face.landmarks)
-        state = engine.prepare(crop.cut(image), landmarks)
-        faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
-    # Presets, driving images and audio are built on each face's own shape; a video's motion is shared.
+    # Presets, driving images and audio are built on each face's own shape; a video's motion is shared, and its
+    # first pass (every frame read) runs on a thread of its own while the source's faces are found and prepared.
     per_face = built_on_the_face(driving)
-    shared = None
+    reading = None
     if not per_face:
-        shared = open_driving(driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking, opts.progress,
-                              _anchor_crops(engine))
+        reading = _Beside(open_driving, driving, None, engine.driving_crop, opts.allow_pickle, opts.tracking,
+                          opts.progress, _anchor_crops(engine))
+    faces = []
+    try:
+        for face in _find_faces(source_name, image, opts):
+            crop = opts.crop.crop(face.landmarks)
+            landmarks = crop.to_crop(face.landmarks)
+            state = engine.prepare(crop.cut(image), landmarks)
+            faces.append(_Face(crop, landmarks, state, Paster(crop, state.paste_mask, image.shape[:2])))
+    except BaseException:
+        if reading is not None:
+            reading.stop()  # the source's error is the one to report (as when the driver was read after it)
+        raise
+    shared = reading.result() if reading is not None else None
     if shared is not None and not shared.has_landmarks and not _reads_keypoints(engine):
         raise EnlivenError(f"{driving} holds LivePortrait keypoint motion only: use --engine keypoint")
     for face in faces:
@@ -244,6 +252,38 @@ def prepare_animation(
             reference=face.motion.reference,
         )
     return Animation(image, faces, engine, faces[0].motion, per_face)
+
+
+class _Beside:
+    """``open_driving(*args, stop=...)`` on a thread of its own; ``result()`` waits for it (its error raised here),
+    ``stop()`` asks a video's first pass to end at its next frame and waits a little for it."""
+
+    STOP_WAIT_S = 10.0  # a first pass stopped at its next frame ends within this; else it is left (a daemon)
+
+    def __init__(self, open_fn, *args):
+        self._stop = threading.Event()
+        self._value = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = open_fn(*args, stop=self._stop)
+            except BaseException as exc:  # noqa: BLE001 - raised again by result() on the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True, name="enliven-driver")
+        self._thread.start()
+
+    def result(self):
+        while self._thread.is_alive():
+            self._thread.join(0.5)  # in steps, so Ctrl-C reaches the caller
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.STOP_WAIT_S)
 
 
 def _reads_keypoints(engine) -> bool:

@@ -5,6 +5,7 @@ LivePortrait ``.pkl`` files, driving pictures and videos (analysed with the face
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,7 @@ def video_motion(
     options: TrackOptions = TrackOptions(),
     progress: bool = False,
     anchor_crops: bool = True,
+    stop: threading.Event | None = None,
 ) -> MotionSequence:
     """A driving video's motion, of one person, shot by shot.
 
@@ -44,9 +46,10 @@ def video_motion(
     shot's reference frame), so head motion stays visible in it (LivePortrait's one box per clip, made per shot),
     with the driver's landmarks in its pixels (``crop_landmarks``); each shot's reference frame (``anchor``) gets
     its crop too when ``anchor_crops`` (a second decoder reads ahead to it: engines that measure motion from
-    pixels need it, the mesh engine's mouth does not).
+    pixels need it, the mesh engine's mouth does not). ``stop``: the first pass ends early when it is set
+    (``tracking.analyse``).
     """
-    track = analyse(path, options, progress)
+    track = analyse(path, options, progress, stop)
     anchors = [None if r < 0 else MotionFrame.from_landmarks(track.landmarks(r)) for r in track.references]
     boxes = [None if r < 0 or driving_crop is None else driving_crop.crop(track.landmarks(r)) for r in track.references]
     first_seen = int((track.followed >= 0).argmax())
@@ -146,6 +149,7 @@ def open_driving(
     tracking: TrackOptions = TrackOptions(),
     progress: bool = False,
     anchor_crops: bool = True,
+    stop: threading.Event | None = None,
 ) -> MotionSequence:
     """Motion from a driving input: ``preset:NAME``, a template ``.npz``, a LivePortrait ``.pkl`` (only with
     ``allow_pickle``), an image or a video.
@@ -153,7 +157,8 @@ def open_driving(
     ``base_shape``: the source's canonical face (presets and driving images are built on it);
     ``driving_crop``: attach the driver's face crop to each frame (engines that read pixels); ``tracking``: whose
     motion a video gives and from which reference frames (``motion.tracking``); ``progress``: a bar while a
-    video is read; ``anchor_crops``: each shot's reference frame gets its crop too (``video_motion``).
+    video is read; ``anchor_crops``: each shot's reference frame gets its crop too (``video_motion``); ``stop``: a
+    video's first pass ends early when it is set.
     """
     text = str(driving)
     if text.startswith(PRESET_PREFIX):
@@ -171,7 +176,7 @@ def open_driving(
         if base_shape is None:
             raise EnlivenError("a driving image needs a source face to carry its expression to")
         return image_motion(path, base_shape, driving_crop)
-    return video_motion(path, driving_crop, tracking, progress, anchor_crops)
+    return video_motion(path, driving_crop, tracking, progress, anchor_crops, stop)
 
 
 def built_on_the_face(driving: str | os.PathLike) -> bool:

@@ -33,6 +33,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -445,8 +446,15 @@ def _reference(seen: list[Detection], rule: str | int, shapes_of: Callable[[list
     return seen[int(np.argmin(scores))].frame
 
 
-def analyse(path: str | os.PathLike, options: TrackOptions, progress: bool = False) -> DriverTrack:
-    """First pass: every face of every frame of the driving video, then who is followed in which shot."""
+class Stopped(Exception):
+    """The first pass was asked to stop (``analyse``'s ``stop``): its result is no longer wanted."""
+
+
+def analyse(
+    path: str | os.PathLike, options: TrackOptions, progress: bool = False, stop: threading.Event | None = None
+) -> DriverTrack:
+    """First pass: every face of every frame of the driving video, then who is followed in which shot. ``stop``:
+    set from another thread, the pass ends at its next frame by raising ``Stopped``."""
     reader = VideoReader(path)
     store = LandmarkStore()
     faces: list[list[Detection]] = []
@@ -457,6 +465,8 @@ def analyse(path: str | os.PathLike, options: TrackOptions, progress: bool = Fal
     try:
         with FaceAnalyzer(static=False, max_faces=MAX_DRIVER_FACES) as analyzer, bar:
             for t, image in enumerate(reader):
+                if stop is not None and stop.is_set():
+                    raise Stopped
                 thumb = picture_thumb(image)
                 change.append(0.0 if previous is None else float(np.abs(thumb - previous).mean()))
                 previous = thumb
