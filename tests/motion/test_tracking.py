@@ -202,3 +202,20 @@ def test_pixel_engines_get_a_crop_that_follows_the_tracked_face_shot_by_shot(tmp
             # measured in the crop itself: the face sits in the middle (LivePortrait's crop is shifted up by 0.1)
             assert abs((x0 + x1) / 2 - 128) < 20 and abs((y0 + y1) / 2 - 128 - 0.1 * 256) < 30
         assert frames[15].anchor.crop is not None and frames[15].anchor is not frames[2].anchor
+
+
+def test_a_stopped_first_pass_ends_and_a_faceless_source_fails_first(tmp_path, driving_video):
+    """The driver's first pass runs beside the source's preparation: told to stop, it ends at its next frame; a
+    source without a face is the error reported (as when the driver was read after it), and the pass is stopped."""
+    import threading
+
+    from enliven.errors import NoFaceError
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(tr.Stopped):
+        tr.analyse(driving_video, TrackOptions(), stop=stop)
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError):
+        api.prepare_animation(blank, driving_video, progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "enliven-driver"]
