@@ -68,10 +68,12 @@ def scheduler():
     return DDIMScheduler(**SCHEDULER)
 
 
+@torch.no_grad()
 def _vae_latents(vae, pixels: torch.Tensor) -> torch.Tensor:
     return vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean * LATENT_SCALE
 
 
+@torch.no_grad()
 def decode(vae, latents: torch.Tensor) -> torch.Tensor:
     """(1, 4, F, h, w) → (F, 3, H, W) float32 in [0, 1], a frame at a time as the release does."""
     frames = [vae.decode(latents[:, :, i].to(vae.dtype) / LATENT_SCALE).sample for i in range(latents.shape[2])]
