@@ -21,9 +21,11 @@ at 8fd7c57) for the same inputs:
   also skips the reference tokens in self-attention. With guidance on, the release's reference pass gives its
   rows the two contexts alternately (``encoder_hidden_states.repeat``, not ``repeat_interleave``): reference,
   motion frame 1, motion frame 2 of the unconditional video get unconditional, conditional, unconditional
-  contexts, and those of the conditional video the opposite. We reproduce that (it changes the motion frames'
-  tokens). Guidance ≤ 1 crashes the release (the audio batch is doubled, the latents are not); here it runs
-  the conditional branch alone.
+  contexts, and those of the conditional video the opposite; and the denoiser's self-attention tiles the two
+  videos' reference tokens over the frames, so the conditional video's even frames see the reference tokens
+  made with the unconditional context (``model.TiledReferenceProcessor``). We reproduce both (they change the
+  result past the parity tolerances). Guidance ≤ 1 crashes the release (the audio batch is doubled, the
+  latents are not); here it runs the conditional branch alone.
 * **Decoding**: the VAE one frame at a time, ``(x / 2 + 0.5).clamp(0, 1)``; the last frames, unrounded, are the
   next clip's motion frames. The padded tail past the audio's length is dropped.
 """
