@@ -44,14 +44,16 @@ def tiny_wav2vec_config():
     )
 
 
-def tiny_modules(seed: int = 0, dim: int = 32, face_embedding: int = 16) -> tuple[dict, dict]:
+def tiny_modules(seed: int = 0, dim: int = 32, face_embedding: int = 16,
+                 widths: tuple[int, ...] = (32, 64, 128, 128)) -> tuple[dict, dict]:
     """(modules, unet config) with random weights; every zero-initialised output (face locator, zero
-    convolutions, motion modules' ``proj_out``) gets random values too, so tests see each part act."""
+    convolutions, motion modules' ``proj_out``) gets random values too, so tests see each part act.
+    ``widths``: the UNets' block widths (multiples of 32); the engine's tests use narrower ones to load fast."""
     from diffusers import AutoencoderKL
     from transformers import Wav2Vec2Model
 
     torch.manual_seed(seed)
-    config = tiny_unet_config(dim)
+    config = tiny_unet_config(dim, tuple(widths))
     wav = Wav2Vec2Model(tiny_wav2vec_config())
     modules = {
         "vae": AutoencoderKL(
