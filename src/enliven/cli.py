@@ -348,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest uploaded picture or video frame, width × height (default 40,000,000)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the jobs on this Ray cluster (auto, HOST:PORT, "
                    "ray://HOST:10001, or local), --workers at a time (enliven[batch])")
+    p = sub.add_parser("train", help="train an engine's networks on your videos (audio-diffusion; torchrun for "
+                       "several GPUs)")
+    p.add_argument("engine", choices=["audio-diffusion"], help="what to train")
+    p.add_argument("config", nargs="?", help="TOML training config (--print-config writes the documented defaults)")
+    p.add_argument("--resume", default="latest", metavar="WHERE",
+                   help="latest (default: the run's newest checkpoint, if any), none, or a checkpoint folder")
+    p.add_argument("--preprocess-only", action="store_true", help="prepare the video caches, do not train")
+    p.add_argument("--print-config", action="store_true", help="print the default config, every setting explained")
     sub.add_parser("presets", help="list the built-in motions")
     sub.add_parser("engines", help="list rendering engines and what each needs")
     return parser
@@ -450,6 +458,17 @@ def _run_command(args: argparse.Namespace) -> int:
         from enliven.app import launch
 
         launch(args.host, args.port)
+    elif args.command == "train":
+        from enliven.engines.audio_diffusion import training
+
+        if args.print_config:
+            from enliven.engines.audio_diffusion.training.config import default_text
+
+            sys.stdout.write(default_text())
+        elif not args.config:
+            raise EnlivenError("give the training CONFIG (start from `enliven train audio-diffusion --print-config`)")
+        else:
+            training.main(args.config, resume=args.resume, preprocess_only=args.preprocess_only, say=say)
     elif args.command == "presets":
         from enliven.motion.presets import PRESETS
 
