@@ -1,0 +1,100 @@
+"""``audio-diffusion``'s pieces around the networks, with tiny random weights in Hallo's layout (CPU).
+
+Golden values: the previous clip's decoded frames (what the release's ``scripts/inference.py`` chains as motion
+frames) for the motion frames each later clip gets; the release's ``ceil(seconds × 25)`` frame count and its
+clamped ±2 windows (``process_audio_emb``); the masks' definitions (a box, its blurred complement); the release's
+repository layout (fudan-generative-vision/hallo keeps ``pretrained_models/`` at its root) for the download plan.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+import torch  # noqa: E402
+
+from enliven import weights  # noqa: E402
+from enliven.engines.audio_diffusion import audio, pipeline  # noqa: E402
+from enliven.engines.audio_diffusion.checkpoints import load_official, weights_root  # noqa: E402
+from enliven.engines.audio_diffusion.masks import LIPS, SILHOUETTE, region_conditions  # noqa: E402
+from enliven.engines.audio_diffusion.tiny import save_tiny_official  # noqa: E402
+
+from conftest import fake_hub_fetch  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return load_official(save_tiny_official(tmp_path_factory.mktemp("hallo"), seed=0).parent)
+
+
+def _conditions(size: int = 64, embedding: int = 16):
+    rng = np.random.default_rng(3)
+    return pipeline.Conditions(
+        reference=torch.from_numpy(rng.uniform(-1, 1, (3, size, size)).astype(np.float32)),
+        face_region=torch.zeros(3, size, size).index_fill_(1, torch.arange(16, 48), 1.0),
+        masks=[tuple(torch.full(((size // 8 >> level) ** 2,), v) for v in (0.2, 0.5, 0.3)) for level in range(4)],
+        face_embedding=torch.from_numpy(rng.normal(0, 1, embedding).astype(np.float32)),
+    )
+
+
+def test_each_clip_starts_from_the_previous_clips_last_frames(models, monkeypatch):
+    """Three clips of 4 for 10 frames of audio: 10 frames come out; each later clip's motion frames are the
+    previous clip's last two decoded frames, unrounded, in [-1, 1]; the first clip's are the reference."""
+    seen, decoded = [], []
+    sample, decode = pipeline.sample_clip, pipeline.decode
+    monkeypatch.setattr(pipeline, "sample_clip", lambda m, c, w, motion, *a, **k: (
+        seen.append(motion.clone()), sample(m, c, w, motion, *a, **k))[1])
+    monkeypatch.setattr(pipeline, "decode", lambda vae, latents: (decoded.append(decode(vae, latents)),
+                                                                  decoded[-1])[1])
+    conditions = _conditions()
+    windows = audio.windows(torch.randn(12, 2, 32))
+    frames = list(pipeline.generate(models, conditions, windows, 10, steps=2, clip=4, guidance=1.0))
+    assert [f.shape[0] for f in frames] == [4, 4, 2]
+    assert torch.equal(seen[0], conditions.reference[None].repeat(2, 1, 1, 1))
+    for motion, previous in zip(seen[1:], decoded):
+        assert torch.equal(motion, previous[-2:] * 2 - 1)
+
+
+def test_audio_windows_follow_the_release_frame_count(models):
+    samples = np.random.default_rng(0).normal(0, 0.1, 16000 * 7 // 10).astype(np.float32)  # 0.7 s: 17.5 frames
+    features, length = audio.layer_features(models["audio_encoder"], samples, clip=16)
+    assert length == 18 and features.shape == (32, 2, 32)  # ceil, then padded to two clips of 16
+    windows = audio.windows(features)
+    assert torch.equal(windows[0, 0], features[0]) and torch.equal(windows[0, 4], features[2])
+    assert torch.equal(windows[-1, 3], features[-1]) and torch.equal(windows[5, 1], features[4])
+
+
+def test_region_masks():
+    landmarks = np.zeros((478, 3))
+    landmarks[list(SILHOUETTE), :2] = np.random.default_rng(1).uniform([20, 10], [44, 56], (len(SILHOUETTE), 2))
+    landmarks[list(LIPS), :2] = np.random.default_rng(2).uniform([26, 40], [38, 46], (len(LIPS), 2))
+    region, levels = region_conditions(landmarks, 64)
+    assert region.shape == (3, 64, 64) and set(np.unique(region)) == {0.0, 1.0}
+    assert region[0, 32, 32] == 1 and region[0, 2, 2] == 0
+    full, face, lip = (m.reshape(8, 8) for m in levels[0])
+    assert [m.shape for m in levels[3]] == [(1,), (1,), (1,)]
+    assert np.unravel_index(lip.argmax(), lip.shape)[0] >= 5  # the lips sit low in the face
+    assert full[0, 0] > 0.9 and full[4, 4] < 0.1  # the background mask is the face mask's complement
+    assert 0 <= min(m.min() for m in levels[0]) and max(m.max() for m in levels[0]) <= 1
+
+
+def test_download_plan_is_the_release_layout(tmp_path):
+    hub = {"fudan-generative-vision/hallo": [
+        "hallo/net.pth", "stable-diffusion-v1-5/unet/config.json",
+        "stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors", "motion_module/mm_sd_v15_v2.ckpt",
+        "sd-vae-ft-mse/config.json", "sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
+        "wav2vec/wav2vec2-base-960h/config.json", "wav2vec/wav2vec2-base-960h/model.safetensors",
+        "wav2vec/wav2vec2-base-960h/preprocessor_config.json", "face_analysis/models/glintr100.onnx",
+        "face_analysis/models/scrfd_10g_bnkps.onnx", "audio_separator/Kim_Vocal_2.onnx",
+    ]}
+    target = weights.download("hallo", tmp_path / "hallo", fetch=fake_hub_fetch(hub))
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert "hallo/net.pth" in files and "face_analysis/models/glintr100.onnx" in files
+    assert "audio_separator/Kim_Vocal_2.onnx" not in files  # not used: the audio is taken as given
+    assert "stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors" not in files  # net.pth has it all
+    assert weights_root(target) == target and weights.resolve("hallo", target) == target
