@@ -7,6 +7,14 @@
 
 ``--engine landmark-diffusion`` (Follow-Your-Emoji, the default) or ``implicit-diffusion`` (HunyuanPortrait).
 
+``--engine audio-diffusion-training``: training throughput of the audio-diffusion engine (EMO on Hallo's
+layout), samples per second per process, for the image stage (single pictures) and the video stage (clips of
+``--frames`` with 2 motion frames), each with and without gradient checkpointing in the same run (the ratio is
+what checkpointing costs); one optimizer step per sample batch of 1, random weights, random cached inputs::
+
+    python benchmarks/diffusion_speed.py --engine audio-diffusion-training --config tiny
+    python benchmarks/diffusion_speed.py --engine audio-diffusion-training --config full --device cuda --precision bf16
+
 ``full`` builds the release's sizes (SD-1.5 UNet widths for the reference net and the denoiser, CLIP ViT-L/14,
 the SD VAE, 21 temporal modules, the guider) with random weights, written in the official layout and loaded
 back through ``load_official``, so it times exactly what real weights would run. On a CPU it takes very long
@@ -120,6 +128,84 @@ def bench_hunyuan(args) -> None:
           f"frame, peak memory {peak_memory_mb(args.device):.0f} MB")
 
 
+def bench_audio_training(args) -> None:
+    """Samples/s per process of ``training.train.Trainer``'s step (loss, backward, clipping, AdamW)."""
+    from enliven.engines.audio_diffusion.model import (
+        AudioProjection,
+        FaceLocator,
+        ImageProjection,
+        build_denoiser,
+        build_reference_net,
+    )
+    from enliven.engines.audio_diffusion.tiny import tiny_modules, tiny_unet_config
+    from enliven.engines.audio_diffusion.training.config import defaults
+    from enliven.engines.audio_diffusion.training.data import Batch
+    from enliven.engines.audio_diffusion.training.net import (
+        Drops,
+        TrainingNet,
+        loss_of,
+        noise_scheduler,
+        snr_weights,
+        target_of,
+        trainable,
+    )
+
+    torch.manual_seed(0)
+    if args.config == "tiny":
+        modules, _ = tiny_modules()
+        size, layers, channels = 64, 2, 32
+    else:  # SD-1.5's UNet, Hallo's projections, wav2vec2-base's 12 × 768 features
+        config = tiny_unet_config(768, (320, 640, 1280, 1280)) | {"sample_size": 64}
+        size, layers, channels = 512, 12, 768
+        modules = {"reference_net": build_reference_net(config), "denoiser": build_denoiser(config),
+                   "face_locator": FaceLocator(320), "image_proj": ImageProjection(768),
+                   "audio_proj": AudioProjection(5, layers, channels)}
+    net = TrainingNet(modules).to(args.device)
+    scheduler = noise_scheduler(defaults()["noise"])
+    latent = size // 8
+    embedding = modules["image_proj"].proj.in_features
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+
+    def batch(frames: int) -> Batch:
+        levels = [tuple(torch.rand(1, (latent >> i) ** 2) for _ in range(3)) for i in range(4)]
+        return Batch(torch.randn(1, 4, frames, latent, latent), torch.randn(1, 4, latent, latent),
+                     torch.randn(1, 2 if frames > 1 else 0, 4, latent, latent), torch.rand(1, 3, size, size), levels,
+                     torch.randn(1, embedding), torch.randn(1, frames, 5, layers, channels),
+                     torch.zeros(1, dtype=torch.long)).to(args.device)
+
+    def rate(stage: str, checkpointing: bool) -> float:
+        modules["denoiser"].frame_context.checkpointing = checkpointing
+        parameters = [p for _, p in trainable(modules, stage)]
+        optimizer = torch.optim.AdamW(parameters, lr=1e-5)
+        sample = batch(1 if stage == "image" else args.frames)
+
+        def step():
+            timesteps = torch.randint(0, 1000, (1,), device=args.device)
+            noise = torch.randn_like(sample.target)
+            noisy = scheduler.add_noise(sample.target, noise, timesteps)
+            context = (torch.autocast("cuda", dtype=precision) if precision and args.device.startswith("cuda")
+                       else torch.autocast("cpu", enabled=False))
+            with context:
+                prediction = net(sample, noisy, timesteps, Drops(), video=stage != "image")
+            loss = loss_of(prediction, target_of(scheduler, sample.target, noise, timesteps),
+                           snr_weights(scheduler, timesteps, 5.0))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+
+        step()  # warm-up
+        seconds = seconds_on(args.device, lambda: [step() for _ in range(args.steps)])
+        return args.steps / seconds
+
+    print(f"audio-diffusion training, {args.config} {size}x{size}, {args.device}, precision {args.precision}, "
+          f"batch 1 per process, video clips of {args.frames} frames + 2 motion frames:")
+    for stage in ("image", "video"):
+        plain, saved = rate(stage, False), rate(stage, True)
+        print(f"  {stage} stage: {plain:.3f} samples/s per process; with gradient checkpointing {saved:.3f} "
+              f"({saved / plain:.2f}x), peak memory {peak_memory_mb(args.device):.0f} MB")
+
+
 def seconds_on(device: str, run) -> float:
     """Wall time of ``run()``, the GPU's queued work included; the GPU's peak memory counts from here."""
     if device.startswith("cuda"):
@@ -140,7 +226,10 @@ def peak_memory_mb(device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=("landmark-diffusion", "implicit-diffusion"), default="landmark-diffusion")
+    parser.add_argument("--engine", choices=("landmark-diffusion", "implicit-diffusion", "audio-diffusion-training"),
+                        default="landmark-diffusion")
+    parser.add_argument("--precision", choices=("no", "bf16", "fp16"), default="no",
+                        help="autocast on a GPU (audio-diffusion-training)")
     parser.add_argument("--config", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--frames", type=int, default=None, help="default 16 (landmark-diffusion), 25 (implicit)")
@@ -153,6 +242,10 @@ def main() -> None:
     if args.engine == "implicit-diffusion":
         args.frames = args.frames or 25
         return bench_hunyuan(args)
+    if args.engine == "audio-diffusion-training":
+        args.frames = args.frames or 14
+        args.steps = args.steps or 3
+        return bench_audio_training(args)
     args.frames = args.frames or 16
     args.steps = 30 if args.steps is None else args.steps
     args.guidance = 3.5 if args.guidance is None else args.guidance
