@@ -98,3 +98,52 @@ def test_download_plan_is_the_release_layout(tmp_path):
     assert "audio_separator/Kim_Vocal_2.onnx" not in files  # not used: the audio is taken as given
     assert "stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors" not in files  # net.pth has it all
     assert weights_root(target) == target and weights.resolve("hallo", target) == target
+
+
+def test_the_networks_train_with_checkpointing_and_speed_layers():
+    """A loss through the reference net's tokens, the denoiser (audio and motion modules, motion frames, face
+    locator features) with gradient checkpointing on gives every trained part a gradient, the same gradient as
+    without checkpointing; EMO's speed layers start as the identity (zero-initialised) and then act."""
+    from enliven.engines.audio_diffusion.model import (
+        build_denoiser,
+        build_reference_net,
+        denoise,
+        reference_features,
+        set_gradient_checkpointing,
+    )
+    from enliven.engines.audio_diffusion.tiny import tiny_unet_config
+
+    torch.manual_seed(0)
+    config = tiny_unet_config(16, (32, 32, 32, 32))
+    reference_net, denoiser = build_reference_net(config), build_denoiser(config, audio_dim=16, speed_buckets=3)
+    for name, parameter in denoiser.named_parameters():
+        if "zero_conv" in name or "proj_out" in name:
+            torch.nn.init.normal_(parameter, 0, 0.05)
+    latents, context = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 4, 16)
+    audio_tokens, rows = torch.randn(1, 3, 4, 16), torch.randn(3, 4, 8, 8)
+
+    def loss(speed=None):
+        tokens = reference_features(reference_net, rows, context.repeat(3, 1, 1))
+        reference = {k: v[:1] for k, v in tokens.items()}
+        motion = {k: v[1:][None] for k, v in tokens.items()}
+        out = denoise(denoiser, latents, torch.tensor(500), context, audio_tokens, reference=reference,
+                      motion_features=motion, speed=speed)
+        return out.square().mean()
+
+    plain = loss()
+    assert torch.equal(loss(torch.tensor([2])), plain)  # speed layers: zero at the start
+    plain.backward()
+    grads = {n: p.grad.clone() for n, p in denoiser.named_parameters() if p.grad is not None}
+    for part in ("audio_modules", "motion_modules", "attn1", "conv_in"):
+        assert any(part in n and g.abs().sum() > 0 for n, g in grads.items()), part
+    assert reference_net.down_blocks[0].attentions[0].proj_in.weight.grad.abs().sum() > 0
+    denoiser.zero_grad()
+    set_gradient_checkpointing(denoiser)
+    denoiser.train()
+    loss().backward()
+    again = {n: p.grad for n, p in denoiser.named_parameters() if p.grad is not None}
+    assert again.keys() == grads.keys()
+    assert max((again[n] - grads[n]).abs().max() for n in again) < 1e-6
+    with torch.no_grad():
+        next(iter(denoiser.speed_layers.proj.values())).weight.normal_(0, 0.5)
+    assert not torch.allclose(loss(torch.tensor([2])), loss(torch.tensor([0])))

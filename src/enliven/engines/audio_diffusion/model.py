@@ -248,16 +248,28 @@ def build_reference_net(config: dict) -> nn.Module:
     return net
 
 
-@torch.no_grad()
 def reference_features(net: nn.Module, latents: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each transformer block's ``norm1`` output (R, tokens, C) for ``latents`` (R, 4, h, w) at timestep 0, with
-    ``context`` (R, n, D) as each row's cross-attention context."""
+    ``context`` (R, n, D) as each row's cross-attention context. Differentiable (the image stage trains the
+    reference net through these tokens); sampling calls it under ``torch.no_grad``."""
     dtype = net.conv_in.weight.dtype
     timestep = torch.zeros((), dtype=torch.long, device=latents.device)
     return capture_reference_tokens(
         net, lambda: net(latents.to(dtype), timestep, encoder_hidden_states=context.to(dtype)),
         stop_after=net.reference_last_block,
     )
+
+
+def set_gradient_checkpointing(net: nn.Module, enabled: bool = True) -> None:
+    """Recompute activations in the backward pass: diffusers' own checkpointing of the UNet's ResNets and
+    transformers, and ours of the audio and motion modules (``build_denoiser``'s nets) run by the hooks."""
+    if enabled:
+        net.enable_gradient_checkpointing()
+    else:
+        net.disable_gradient_checkpointing()
+    context = getattr(net, "frame_context", None)
+    if isinstance(context, AudioFrameContext):
+        context.checkpointing = enabled
 
 
 def _heads(config: dict) -> list[int]:
@@ -501,12 +513,14 @@ def denoise(
     ctx.speed = None
     if speed is not None:
         ctx.speed = net.speed_layers.embedding(speed.to(latents.device).long())
-    if face_features is not None:
-        ctx.input_residual = face_features.to(dtype).repeat_interleave(frames, dim=0)
+    ctx.input_residual = None if face_features is None else face_features.to(dtype).repeat_interleave(frames, dim=0)
     states = context.to(dtype).repeat_interleave(frames, dim=0)
     try:
         out = net(pictures, timestep, encoder_hidden_states=states).sample
     finally:
-        ctx.reference, ctx.use_reference, ctx.input_residual = {}, None, None
-        ctx.audio, ctx.masks, ctx.motion_features, ctx.speed = None, None, {}, None
+        # With gradients, checkpointed blocks run again in the backward pass and read the context then: it is
+        # kept until the next call replaces it (one forward, then its backward, as training does).
+        if not torch.is_grad_enabled():
+            ctx.reference, ctx.use_reference, ctx.input_residual = {}, None, None
+            ctx.audio, ctx.masks, ctx.motion_features, ctx.speed = None, None, {}, None
     return out.view(videos, frames, *out.shape[1:]).permute(0, 2, 1, 3, 4)
