@@ -191,9 +191,9 @@ def load_official(
     modules["vae"].load_state_dict(vae, strict=True)
     report.loaded[str(vae_path.relative_to(root))] = len(vae)
     for module in modules.values():
-        module.to(device)
-        if dtype != torch.float32:
-            module.to(dtype)
+        # torch's own Module.to: diffusers' override warns on every dtype cast (even with no fp32-kept module),
+        # a line in every GPU run's output that says nothing
+        nn.Module.to(module, device, dtype)
     if audio:
         modules["audio_encoder"] = audio_encoder(root / WAV2VEC, report)
     return {name: module.eval() for name, module in modules.items()}
