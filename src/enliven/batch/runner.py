@@ -121,7 +121,8 @@ class BatchResult:
         lines = [f"{'state':<8} {'jobs':>6}"]
         lines += [f"{state:<8} {self.counts.get(state, 0):>6}" for state in (DONE, FAILED, SKIPPED, PENDING)]
         lines.append(f"{'total':<8} {len(self.records):>6}")
-        lines.append(f"{done} done in {self.seconds:.1f} s ({rate:.1f} jobs/min, {self.workers} workers); "
+        lines.append(f"{done} done in {self.seconds:.1f} s ({rate:.1f} jobs/min, {self.workers} "
+                     f"worker{'' if self.workers == 1 else 's'}); "
                      f"report: {self.report}")
         failed = self.failed
         if failed:
@@ -146,7 +147,16 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         else:
             # address="local": a new Ray here even when this machine is part of a `ray start` cluster (ray.init
             # would join that one, and refuse the core count).
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+            # Ray 2.60 starts a local Ray with token authentication on (a token made in ~/.ray/auth_token) and
+            # says so at WARNING on every start: that is the safe default we want, not news to print before the bar.
+            said = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            level = said.level
+            said.setLevel(logging.ERROR)
+            try:
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                         **quiet)
+            finally:
+                said.setLevel(level)
     except ConnectionError as exc:
         raise EnlivenError(f"cannot reach the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
     return True
