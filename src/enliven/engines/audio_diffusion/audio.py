@@ -27,6 +27,8 @@ import torch.nn.functional as F
 RATE = 16000
 FPS = 25
 RADIUS = 2
+SEGMENT = 1500  # frames wav2vec2 reads at once (60 s at 25 fps)
+OVERLAP = 50  # frames of context on each side of a segment past the first
 
 
 def normalise(samples: np.ndarray) -> np.ndarray:
@@ -41,22 +43,41 @@ def frame_count(samples: int, fps: int = FPS, rate: int = RATE) -> int:
 
 
 @torch.no_grad()
-def layer_features(encoder, samples: np.ndarray, clip: int = 16, fps: int = FPS,
-                   rate: int = RATE) -> tuple[torch.Tensor, int]:
+def layer_features(encoder, samples: np.ndarray, clip: int = 16, fps: int = FPS, rate: int = RATE,
+                   segment: int = SEGMENT, overlap: int = OVERLAP) -> tuple[torch.Tensor, int]:
     """(frames padded to whole clips, layers, C) float32 features of ``samples`` (16 kHz mono) and the number of
-    frames the audio itself lasts."""
+    frames the audio itself lasts.
+
+    Up to ``segment`` frames (60 s at 25 fps) the whole audio goes through wav2vec2 at once, as the release does.
+    Longer audio would need memory growing with the square of its length in self-attention (the release runs
+    out of it), so it is cut into segments of ``segment`` frames that overlap by ``overlap`` frames on each side;
+    each segment keeps the frames away from its cut ends, which see ±``overlap`` frames (±2 s) of context."""
     values = torch.from_numpy(normalise(samples))
     frames = frame_count(len(values), fps, rate)
     length = frames
     if clip > 0 and frames % clip:
         values = F.pad(values, (0, (clip - frames % clip) * (rate // fps)))
         frames += clip - frames % clip
+    if frames <= segment:
+        return _features(encoder, values, frames), length
+    per_frame = rate // fps
+    values = F.pad(values, (0, max(frames * per_frame - len(values), 0)))
+    parts = []
+    for start in range(0, frames, segment):
+        end = min(start + segment, frames)
+        low, high = max(start - overlap, 0), min(end + overlap, frames)
+        chunk = _features(encoder, values[low * per_frame:high * per_frame], high - low)
+        parts.append(chunk[start - low:end - low])
+    return torch.cat(parts), length
+
+
+def _features(encoder, values: torch.Tensor, frames: int) -> torch.Tensor:
     device = next(encoder.parameters()).device
     conv = encoder.feature_extractor(values[None].to(device, torch.float32)).transpose(1, 2)  # (1, T, 512)
     conv = F.interpolate(conv.transpose(1, 2), size=frames, mode="linear", align_corners=True).transpose(1, 2)
     hidden, _ = encoder.feature_projection(conv)
     features = torch.stack(layer_outputs(encoder.encoder, hidden), dim=1)[0]  # (layers, frames, C)
-    return features.transpose(0, 1).float().cpu(), length
+    return features.transpose(0, 1).float().cpu()
 
 
 def layer_outputs(encoder, hidden: torch.Tensor) -> list[torch.Tensor]:
