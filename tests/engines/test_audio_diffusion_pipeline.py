@@ -162,3 +162,12 @@ def test_long_audio_is_read_in_overlapping_segments(models):
     far = [f for f in range(80) if all(abs(f - c) > 8 for c in near_cut) and 8 < f < 72]
     # measured 0.065 of the range; frames one off (a misaligned cut) give 1.15
     assert (cut[far] - whole[far]).abs().max() < 0.2 * scale
+
+
+def test_windows_made_per_clip_are_the_whole_sequence_windows(models):
+    features = torch.randn(12, 2, 32)
+    assert torch.equal(audio.windows(features, start=4, stop=8), audio.windows(features)[4:8])
+    conditions = _conditions()
+    by_windows = list(pipeline.generate(models, conditions, audio.windows(features), 10, steps=1, clip=4))
+    by_features = list(pipeline.generate(models, conditions, features, 10, steps=1, clip=4))
+    assert all(torch.equal(a, b) for a, b in zip(by_windows, by_features)) and len(by_features) == 3

@@ -98,8 +98,10 @@ def layer_outputs(encoder, hidden: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
-def windows(features: torch.Tensor, radius: int = RADIUS) -> torch.Tensor:
-    """(frames, ...) → (frames, 2·radius + 1, ...): each frame with its neighbours, clamped at both ends."""
+def windows(features: torch.Tensor, radius: int = RADIUS, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """(frames, ...) → (frames, 2·radius + 1, ...): each frame with its neighbours, clamped at both ends of the
+    whole sequence; ``start``/``stop``: only those frames' windows (a clip's, without building all of them)."""
     count = features.shape[0]
-    index = torch.arange(count)[:, None] + torch.arange(-radius, radius + 1)[None]
+    stop = count if stop is None else stop
+    index = torch.arange(start, stop)[:, None] + torch.arange(-radius, radius + 1)[None]
     return features[index.clamp(0, count - 1)]

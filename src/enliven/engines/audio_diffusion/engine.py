@@ -112,8 +112,8 @@ class AudioDiffusionEngine:
             raise EnlivenError("engine 'audio-diffusion' is driven by speech: give --audio FILE or --text TEXT")
         state.cache["audio"] = Path(path)
 
-    def audio_windows(self, path) -> tuple:
-        """(windows padded to whole clips, the audio's own frame count) for the speech in ``path``."""
+    def audio_features(self, path) -> tuple:
+        """(wav2vec2 features padded to whole clips, the audio's own frame count) for the speech in ``path``."""
         from enliven.engines.audio_diffusion import audio
         from enliven.engines.audio_diffusion.pipeline import CLIP
         from enliven.motion.audio import read_audio
@@ -121,8 +121,7 @@ class AudioDiffusionEngine:
         samples = np.concatenate([np.zeros(0, np.float32), *read_audio(path, audio.RATE)])
         if samples.size == 0:
             raise EnlivenError(f"no audio samples in {path}")
-        features, length = audio.layer_features(self.models["audio_encoder"], samples, CLIP)
-        return audio.windows(features), length
+        return audio.layer_features(self.models["audio_encoder"], samples, CLIP)
 
     def render_stream(
         self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
@@ -133,7 +132,7 @@ class AudioDiffusionEngine:
 
         if "audio" not in state.cache:
             raise EnlivenError("engine 'audio-diffusion' is driven by speech: give --audio FILE or --text TEXT")
-        windows, length = self.audio_windows(state.cache["audio"])
+        features, length = self.audio_features(state.cache["audio"])
         cache = state.cache
         conditions = Conditions(
             reference=torch.from_numpy(cache["reference"]).permute(2, 0, 1).float() / 127.5 - 1,
@@ -144,7 +143,7 @@ class AudioDiffusionEngine:
         crop_size = state.crop_image.shape[0]
         interpolation = cv2.INTER_CUBIC if crop_size > self.size else cv2.INTER_AREA
         pending = iter(targets)
-        clips = generate(self.models, conditions, windows, length, steps=self.steps, guidance=self.guidance,
+        clips = generate(self.models, conditions, features, length, steps=self.steps, guidance=self.guidance,
                          seed=self.seed, motion_scale=self.motion_scale)
         for clip in clips:
             for picture in to_uint8(clip):

@@ -148,7 +148,9 @@ def generate(models: dict, conditions: Conditions, audio_windows: torch.Tensor, 
              speed: int | None = None, noise: Callable[[tuple], torch.Tensor] | None = None,
              step_callback: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
     """Frames (F, 3, H, W) float32 in [0, 1], one clip at a time, for ``audio_windows`` (frames, 5, layers, C)
-    padded to whole clips; ``length``: frames to give in all (the audio's own length; the rest is padding).
+    padded to whole clips, or the features themselves (frames, layers, C: each clip's windows are then made as it
+    is sampled, so long audio never holds five copies); ``length``: frames to give in all (the audio's own length;
+    the rest is padding).
 
     ``noise(shape)``: each clip's initial noise (default: the release's, from one generator seeded ``seed``)."""
     vae = models["vae"]
@@ -171,7 +173,13 @@ def generate(models: dict, conditions: Conditions, audio_windows: torch.Tensor, 
     for start in range(0, total, clip):
         if given >= length:
             return
-        latents = sample_clip(models, conditions, audio_windows[start:start + clip], motion, noise(shape),
+        if audio_windows.dim() == 3:
+            from enliven.engines.audio_diffusion.audio import windows
+
+            clip_windows = windows(audio_windows, start=start, stop=start + clip)
+        else:
+            clip_windows = audio_windows[start:start + clip]
+        latents = sample_clip(models, conditions, clip_windows, motion, noise(shape),
                               steps=steps, guidance=guidance, motion_scale=motion_scale, speed=speed_tensor,
                               step_callback=step_callback)
         frames = decode(vae, latents)
