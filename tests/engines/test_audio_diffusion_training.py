@@ -73,8 +73,9 @@ def _speech(path: Path, seconds: float = 1.4, rate: int = 16000) -> None:
 
 
 def _torchrun(folder: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # --standalone: a rendezvous on a free local port (``--master-port 0`` waits forever in torch 2.13)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "enliven", "train", "audio-diffusion", str(config), *extra]
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
