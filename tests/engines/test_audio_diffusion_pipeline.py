@@ -171,3 +171,20 @@ def test_windows_made_per_clip_are_the_whole_sequence_windows(models):
     by_windows = list(pipeline.generate(models, conditions, audio.windows(features), 10, steps=1, clip=4))
     by_features = list(pipeline.generate(models, conditions, features, 10, steps=1, clip=4))
     assert all(torch.equal(a, b) for a, b in zip(by_windows, by_features)) and len(by_features) == 3
+
+
+def test_face_alignment_maps_the_five_points_onto_arcfaces_template(tmp_path):
+    """The similarity recovers a known rotation, scale and shift of the template exactly; the five points are
+    MediaPipe's iris centres, nose tip and mouth corners, image-left first; no network file: no embedding."""
+    from enliven.engines.audio_diffusion.identity import TEMPLATE, face_embedding, five_points, similarity
+
+    angle, scale, shift = 0.3, 2.5, np.array([40.0, -7.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = (TEMPLATE - shift) @ np.linalg.inv(scale * rotation).T
+    matrix = similarity(points)
+    assert np.allclose(points @ matrix[:, :2].T + matrix[:, 2], TEMPLATE, atol=1e-9)
+    landmarks = np.zeros((478, 3))
+    for index, x in ((473, 10.0), (468, 30.0), (1, 20.0), (291, 12.0), (61, 28.0)):
+        landmarks[index, :2] = (x, index)
+    assert five_points(landmarks)[:, 0].tolist() == [10.0, 30.0, 20.0, 12.0, 28.0]
+    assert face_embedding(np.zeros((64, 64, 3), np.uint8), landmarks, tmp_path) is None
