@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -63,6 +63,7 @@ LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from th
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
 RENDER_THREADS = 2  # warps computed at once by ``render_stream`` (the machine we aim at has two cores)
+_AHEAD = "warps_ahead"  # the session's key for ``render_stream``'s warps in flight, by target
 
 
 def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
@@ -404,7 +405,10 @@ class MeshEngine:
         return state.cache["limits"](target)
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
-        return self._finish(state, *self._warp(state, target), frame)
+        ahead = state.session.get(_AHEAD)
+        warped = ahead.pop(id(target), None) if ahead else None  # ``render_stream`` started its warp already
+        out, renderable = warped.result() if warped is not None else self._warp(state, target)
+        return self._finish(state, out, renderable, frame)
 
     def _warp(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The part of a frame that depends on its target alone (no session): the warped crop, with irises and
@@ -427,23 +431,25 @@ class MeshEngine:
         self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
     ) -> Iterator[np.ndarray]:
         """``render`` of each (target, frame) pair, in order, the same pictures; the warps of the next few frames
-        run on worker threads meanwhile (NumPy's and OpenCV's loops release the GIL), so on two cores the warp of
-        one frame overlaps the next one's motion, the mouth, paste and encode. At most ``lookahead`` frames are
-        in flight: memory stays bounded."""
+        run on worker threads meanwhile (NumPy's and OpenCV's loops release the GIL), so the warp of one frame
+        overlaps the next one's motion, the mouth, paste and encode. Each frame still goes through ``render``,
+        which takes its warp from the workers. At most ``lookahead`` frames are in flight: memory stays bounded."""
+        ahead: dict[int, Future] = {}  # by the target's id: each target stays alive in ``pending`` until rendered
         pending: deque = deque()
+        state.session[_AHEAD] = ahead
         with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="enliven-warp") as pool:
             try:
                 for target, frame in targets:
-                    pending.append((pool.submit(self._warp, state, target), frame))
+                    ahead[id(target)] = pool.submit(self._warp, state, target)
+                    pending.append((target, frame))
                     if len(pending) > self.lookahead:
-                        future, earlier = pending.popleft()
-                        yield self._finish(state, *future.result(), earlier)
+                        yield self.render(state, *pending.popleft())
                 while pending:
-                    future, earlier = pending.popleft()
-                    yield self._finish(state, *future.result(), earlier)
+                    yield self.render(state, *pending.popleft())
             finally:
-                for future, _ in pending:  # stopped early or failed: what has not started never will
+                for future in ahead.values():  # stopped early or failed: what has not started never will
                     future.cancel()
+                state.session.pop(_AHEAD, None)
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
         """Where the iris is drawn: the target's iris centre, but no nearer an eye corner than IRIS_REACH iris
