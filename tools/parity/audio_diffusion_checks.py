@@ -33,7 +33,6 @@ class Fixture:
 
     @cached_property
     def models(self) -> dict:
-        import torch
         from diffusers import AutoencoderKL
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -60,8 +59,7 @@ class Fixture:
         }
         for module in models.values():
             fill_module(module, skip=lambda key: key.endswith("pos_encoder.pe"))
-            module.eval()
-        torch.set_grad_enabled(False)
+            module.eval().requires_grad_(False)  # no graphs, without turning gradients off for the whole process
         return models
 
     def tensor(self, key: str):
