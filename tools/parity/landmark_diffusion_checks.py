@@ -59,7 +59,7 @@ class Fixture:
             else:
                 fill_module(module, skip=lambda key: key.endswith("pos_encoder.pe"))
             module.eval()
-        torch.set_grad_enabled(False)
+            module.requires_grad_(False)  # not torch.set_grad_enabled: that would reach every later test
         return models
 
 
