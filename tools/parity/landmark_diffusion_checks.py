@@ -33,7 +33,6 @@ class Fixture:
 
     @cached_property
     def models(self) -> dict:
-        import torch
         from diffusers import AutoencoderKL
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 

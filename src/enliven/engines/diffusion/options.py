@@ -1,4 +1,4 @@
-"""The options both diffusion engines take, each engine with its release's defaults (see their descriptors)."""
+"""The options every diffusion engine takes, each engine with its release's defaults (see their descriptors)."""
 
 from enliven.engines.descriptor import EngineOption
 
@@ -8,6 +8,7 @@ DIFFUSION_OPTIONS = (
     EngineOption("guidance", parse=float,
                  help="classifier-free guidance scale (default: the release's); landmark-diffusion: 1 or less turns "
                       "it off; implicit-diffusion: both its scales (appearance and motion), 1 runs the plain "
-                      "prediction"),
+                      "prediction; audio-diffusion: 1 or less runs the conditional branch alone (the release "
+                      "crashes there)"),
     EngineOption("seed", parse=int, help="initial noise seed (default: the release's): same seed, same frames"),
 )
