@@ -7,6 +7,15 @@
 
 ``--engine landmark-diffusion`` (Follow-Your-Emoji, the default) or ``implicit-diffusion`` (HunyuanPortrait).
 
+``--engine audio-diffusion`` (EMO's design on Hallo's layout): ``generate`` from a reference, its region masks and
+wav2vec2 features (the audio encoder runs once per audio and is not timed), clip after clip of 16 frames chained
+by 2 motion frames, 40 steps, guidance 3.5 (Hallo's inference defaults). ``full``: SD-1.5's UNet widths for the
+reference net and the denoiser with the audio and motion modules, the SD VAE, Hallo's projections, in memory
+with random weights::
+
+    python benchmarks/diffusion_speed.py --engine audio-diffusion --config tiny
+    python benchmarks/diffusion_speed.py --engine audio-diffusion --config full --device cuda --frames 32
+
 ``--engine audio-diffusion-training``: training throughput of the audio-diffusion engine (EMO on Hallo's
 layout), samples per second per process, for the image stage (single pictures) and the video stage (clips of
 ``--frames`` with 2 motion frames), each with and without gradient checkpointing in the same run (the ratio is
@@ -128,6 +137,63 @@ def bench_hunyuan(args) -> None:
           f"frame, peak memory {peak_memory_mb(args.device):.0f} MB")
 
 
+def bench_audio(args) -> None:
+    """Seconds per frame of the audio-diffusion engine's ``generate`` (clips chained by motion frames)."""
+    from diffusers import AutoencoderKL
+
+    from enliven.engines.audio_diffusion.model import (
+        AudioProjection,
+        FaceLocator,
+        ImageProjection,
+        build_denoiser,
+        build_reference_net,
+    )
+    from enliven.engines.audio_diffusion.pipeline import CLIP, Conditions, generate
+    from enliven.engines.audio_diffusion.tiny import tiny_modules, tiny_unet_config
+
+    torch.manual_seed(0)
+    if args.config == "tiny":
+        modules, _ = tiny_modules()
+        modules.pop("audio_encoder")
+        size = 64
+    else:  # SD-1.5's UNet and VAE, Hallo's projections, wav2vec2-base's 12 × 768 features
+        config = tiny_unet_config(768, (320, 640, 1280, 1280)) | {"sample_size": 64}
+        size = 512
+        modules = {"reference_net": build_reference_net(config), "denoiser": build_denoiser(config),
+                   "face_locator": FaceLocator(320), "image_proj": ImageProjection(768),
+                   "audio_proj": AudioProjection(5, 12, 768),
+                   "vae": AutoencoderKL(down_block_types=["DownEncoderBlock2D"] * 4,
+                                        up_block_types=["UpDecoderBlock2D"] * 4,
+                                        block_out_channels=[128, 256, 512, 512], layers_per_block=2,
+                                        latent_channels=4, sample_size=512)}
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    # torch's own Module.to: diffusers' override warns about float32 modules on every cast (the engine's load too)
+    models = {k: torch.nn.Module.to(m, args.device, dtype).eval().requires_grad_(False) for k, m in modules.items()}
+    audio = models["audio_proj"].proj1.in_features // 5  # layers × channels
+    layers = 12 if args.config == "full" else 2
+    features = torch.randn(args.frames, layers, audio // layers)
+    clips = -(-args.frames // CLIP)
+    features = torch.cat([features, features.new_zeros(clips * CLIP - args.frames, layers, audio // layers)])
+    latent = size // 8
+    conditions = Conditions(
+        reference=torch.rand(3, size, size) * 2 - 1, face_region=torch.rand(3, size, size),
+        masks=[tuple(torch.rand((latent >> i) ** 2) for _ in range(3)) for i in range(4)],
+        face_embedding=torch.randn(models["image_proj"].proj.in_features),
+    )
+    steps = 40 if args.steps is None else args.steps
+    guidance = 3.5 if args.guidance is None else args.guidance
+
+    def run(frames, steps):
+        for _ in generate(models, conditions, frames, length=None, steps=steps, guidance=guidance, seed=0):
+            pass
+
+    run(features[:CLIP], 1)  # warm-up
+    seconds = seconds_on(args.device, lambda: run(features, steps))
+    print(f"audio-diffusion {args.config} {size}x{size}, {args.frames} frames ({clips} clips of {CLIP}), {steps} "
+          f"steps, guidance {guidance}, {args.device} {str(dtype).removeprefix('torch.')}: "
+          f"{seconds / (clips * CLIP):.3f} s per frame, peak memory {peak_memory_mb(args.device):.0f} MB")
+
+
 def bench_audio_training(args) -> None:
     """Samples/s per process of ``training.train.Trainer``'s step (loss, backward, clipping, AdamW)."""
     from enliven.engines.audio_diffusion.model import (
@@ -226,14 +292,14 @@ def peak_memory_mb(device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engine", choices=("landmark-diffusion", "implicit-diffusion", "audio-diffusion-training"),
-                        default="landmark-diffusion")
+    parser.add_argument("--engine", default="landmark-diffusion", choices=(
+        "landmark-diffusion", "implicit-diffusion", "audio-diffusion", "audio-diffusion-training"))
     parser.add_argument("--precision", choices=("no", "bf16", "fp16"), default="no",
                         help="autocast on a GPU (audio-diffusion-training)")
     parser.add_argument("--config", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--frames", type=int, default=None, help="default 16 (landmark-diffusion), 25 (implicit)")
-    parser.add_argument("--steps", type=int, default=None, help="default: the release's (30, 25)")
+    parser.add_argument("--frames", type=int, default=None, help="default 16 (landmark), 25 (implicit), 32 (audio)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the release's (30, 25, 40)")
     parser.add_argument("--guidance", type=float, default=None, help="default: the release's (3.5, 2.0)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     args = parser.parse_args()
@@ -242,6 +308,9 @@ def main() -> None:
     if args.engine == "implicit-diffusion":
         args.frames = args.frames or 25
         return bench_hunyuan(args)
+    if args.engine == "audio-diffusion":
+        args.frames = args.frames or 32
+        return bench_audio(args)
     if args.engine == "audio-diffusion-training":
         args.frames = args.frames or 14
         args.steps = args.steps or 3

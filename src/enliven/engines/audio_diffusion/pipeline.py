@@ -65,9 +65,9 @@ class Conditions:
 
 
 def scheduler():
-    from diffusers import DDIMScheduler
+    from enliven.engines.diffusion import samplers
 
-    return DDIMScheduler(**SCHEDULER)
+    return samplers.ddim(SCHEDULER)
 
 
 @torch.no_grad()
