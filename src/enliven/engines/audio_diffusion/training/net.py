@@ -78,7 +78,8 @@ def trainable(modules: dict[str, nn.Module], stage: str) -> list[tuple[str, nn.P
 
     image: the reference net, the denoiser's spatial layers, the face locator and the image projection (Hallo's
     stage 1); video: the audio and motion modules and the audio projection (Hallo's stage 2 ``trainable_para``
-    and ``audioproj``); speed: the speed layers alone (EMO's last stage)."""
+    and ``audioproj``); speed: the speed layers with the motion modules (EMO's last stage trains the temporal
+    modules and the speed layers; the audio layers stay as the video stage left them)."""
     chosen = []
     for part in PARTS:
         for name, parameter in modules[part].named_parameters():
@@ -91,7 +92,7 @@ def trainable(modules: dict[str, nn.Module], stage: str) -> list[tuple[str, nn.P
             elif stage == "video":
                 take = part == "audio_proj" or temporal
             else:
-                take = speed
+                take = speed or (part == "denoiser" and ".motion_modules." in f".{name}")
             parameter.requires_grad_(take)
             if take:
                 chosen.append((full, parameter))
