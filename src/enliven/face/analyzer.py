@@ -55,6 +55,34 @@ def _native_stderr_silenced() -> Iterator[None]:
                 _saved_stderr = -1
 
 
+_import_lock = threading.Lock()
+
+
+def _mediapipe_solutions():
+    """MediaPipe's face mesh and face detection solutions, imported without matplotlib.
+
+    ``mediapipe/__init__`` imports every solution, and its drawing helpers import ``matplotlib.pyplot`` (0.6 s of
+    MediaPipe's ~1 s import on our 2-core machine, for ``plot_landmarks``, which we never call). Unless matplotlib
+    is loaded already, an empty stand-in holds its place in ``sys.modules`` while MediaPipe imports and is taken
+    out right after, so a later ``import matplotlib`` anywhere gets the real one."""
+    with _import_lock:
+        if "mediapipe.python.solutions.face_mesh" not in sys.modules and "matplotlib" not in sys.modules:
+            import types
+
+            stand_in = types.ModuleType("matplotlib")
+            stand_in.__path__ = []  # a package, so ``import matplotlib.pyplot`` finds the second stand-in
+            names = ("matplotlib", "matplotlib.pyplot")
+            sys.modules.update({names[0]: stand_in, names[1]: types.ModuleType(names[1])})
+            try:
+                import mediapipe.python.solutions  # noqa: F401
+            finally:
+                for name in names:
+                    sys.modules.pop(name, None)
+    from mediapipe.python.solutions import face_detection, face_mesh
+
+    return face_detection, face_mesh
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face. ``landmarks``: (478, 3) pixels, z in the same unit (see ``face.landmarks``)."""
@@ -189,7 +217,7 @@ class FaceAnalyzer:
 
     def __init__(self, static: bool = True, max_faces: int = 1, min_confidence: float = 0.5):
         with _native_stderr_silenced():
-            from mediapipe.python.solutions import face_detection, face_mesh
+            face_detection, face_mesh = _mediapipe_solutions()
 
             self._mesh = _Graph(face_mesh.FaceMesh(
                 static_image_mode=static,
