@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
@@ -238,8 +239,10 @@ class Trainer:
                 tensors = {k: v.to(procs.device) if not k.endswith(".step") else v for k, v in tensors.items()
                            if k.startswith("state.")}
                 saved.load_optimizer(optimizer, names, tensors, resumed["info"]["param_groups"])
-                for _ in range(start):
-                    schedule.step()
+                with warnings.catch_warnings():  # stepping the schedule to where it was, before any optimizer step
+                    warnings.simplefilter("ignore", UserWarning)
+                    for _ in range(start):
+                        schedule.step()
             model = self.net
             if procs.world > 1:
                 model = DistributedDataParallel(self.net, find_unused_parameters=True)
