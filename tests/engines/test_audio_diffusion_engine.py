@@ -186,3 +186,43 @@ def test_half_precision_as_on_a_gpu_samples_near_full_precision(tiny_hallo, mode
     rounded = list(generate(half, conditions, windows, steps=1))
     for ours, reference in zip(rounded, full, strict=True):
         assert ours.dtype == torch.float32 and (ours - reference).abs().mean() < 0.02
+
+
+def test_trained_speed_layers_load_beside_hallo_and_condition_the_run(tiny_hallo, tmp_path):
+    """EMO's speed layers, written where training exports them (``hallo/speed_layers.safetensors``), load with
+    the official files, and the bucket given reaches the frames; Hallo's own weights have none, so asking for a
+    speed bucket there is one clear error."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from enliven.engines.audio_diffusion.checkpoints import build_modules, weights_root
+    from enliven.engines.audio_diffusion.engine import AudioDiffusionEngine
+    from enliven.engines.audio_diffusion.model import SpeedLayers
+
+    with pytest.raises(EnlivenError, match="no speed layers"):
+        AudioDiffusionEngine(weights=str(tiny_hallo), device="cpu", speed=1)
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_hallo, trained)
+    # speed layers of 3 buckets shaped for this denoiser's motion modules, with random (trained-like) values
+    with_layers = build_modules(weights_root(trained), speed_buckets=3, speed_dim=8)["denoiser"].speed_layers
+    assert isinstance(with_layers, SpeedLayers)
+    torch.manual_seed(5)
+    state = {f"denoising_unet.speed_layers.{k}": torch.randn_like(v) * 0.5
+             for k, v in with_layers.state_dict().items()}
+    save_file(state, str(weights_root(trained) / "hallo" / "speed_layers.safetensors"))
+    loaded = load_official(trained)
+    layers = loaded["denoiser"].speed_layers
+    assert layers.embedding.num_embeddings == 3
+    for key, value in layers.state_dict().items():
+        assert torch.equal(value, state[f"denoising_unet.speed_layers.{key}"])
+    with pytest.raises(EnlivenError, match="speed"):
+        AudioDiffusionEngine(models=loaded, device="cpu", speed=3)  # buckets 0..2
+    reference = torch.rand(3, 64, 64) * 2 - 1
+    latent = 8
+    conditions = Conditions(reference=reference, face_region=torch.rand(3, 64, 64),
+                            masks=[tuple(torch.rand((latent >> i) ** 2) for _ in range(3)) for i in range(4)],
+                            face_embedding=torch.zeros(loaded["image_proj"].proj.in_features))
+    features = torch.randn(16, 2, 32)
+    slow, fast = (next(generate(loaded, conditions, features, steps=2, guidance=1.0, speed=s)) for s in (0, 2))
+    assert (slow - fast).abs().max() > 1e-3

@@ -41,6 +41,8 @@ BASE = "stable-diffusion-v1-5/unet"
 MOTION = "motion_module/mm_sd_v15_v2"
 VAE = "sd-vae-ft-mse"
 WAV2VEC = "wav2vec/wav2vec2-base-960h"
+SPEED_LAYERS = "speed_layers.safetensors"  # beside net.*: the denoiser's speed layers, when trained
+SPEED_PREFIX = "denoising_unet.speed_layers."
 NET_PARTS = {"reference_unet": "reference_net", "denoising_unet": "denoiser", "face_locator": "face_locator",
              "imageproj": "image_proj", "audioproj": "audio_proj"}
 
@@ -118,7 +120,7 @@ def _vae_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return renamed
 
 
-def build_modules(root: Path, speed_buckets: int = 0) -> dict[str, nn.Module]:
+def build_modules(root: Path, speed_buckets: int = 0, speed_dim: int = 64) -> dict[str, nn.Module]:
     """The modules with the sizes the folder's configs give, randomly initialised."""
     from diffusers import AutoencoderKL
 
@@ -142,7 +144,8 @@ def build_modules(root: Path, speed_buckets: int = 0) -> dict[str, nn.Module]:
         "vae": AutoencoderKL.from_config({k: v for k, v in read_json(root / VAE / "config.json").items()
                                           if not k.startswith("_")}),
         "reference_net": build_reference_net(unet_config),
-        "denoiser": build_denoiser(unet_config, audio_dim=audio_dim, regions=regions, speed_buckets=speed_buckets),
+        "denoiser": build_denoiser(unet_config, audio_dim=audio_dim, regions=regions, speed_buckets=speed_buckets,
+                                   speed_dim=speed_dim),
         "face_locator": FaceLocator(unet_config["block_out_channels"][0], widths=locator_widths or (16, 32, 64, 128)),
         "image_proj": ImageProjection(dim, embedding=image.shape[1] if image is not None else 512,
                                       tokens=image.shape[0] // dim if image is not None else 4),
@@ -162,16 +165,29 @@ def load_official(
 
     root = weights_root(weights_dir)
     report = report if report is not None else LoadReport()
-    modules = build_modules(root)
+    speed, speed_path = {}, root / HALLO / SPEED_LAYERS
+    if speed_path.is_file():  # EMO's speed layers, trained by `enliven train audio-diffusion` (Hallo has none)
+        speed, _ = read_tensors(speed_path)
+    embedding = speed.get(f"{SPEED_PREFIX}embedding.weight")
+    if speed and embedding is None:
+        raise EnlivenError(f"{speed_path}: no speed embedding ({SPEED_PREFIX}embedding.weight) in it")
+    buckets, speed_dim = (0, 64) if embedding is None else tuple(embedding.shape)
+    modules = build_modules(root, speed_buckets=buckets, speed_dim=speed_dim)
     net, net_path = _checkpoint(root / HALLO / "net")
     own = {}
     for prefix, name in NET_PARTS.items():
         own |= {f"{prefix}.{k}": v for k, v in modules[name].state_dict().items()}
+    own_speed = {k: own.pop(k) for k in [k for k in own if k.startswith(SPEED_PREFIX)]}
     missing, unexpected = _mismatch(own, net)
     report.loaded[str(net_path.relative_to(root))] = len(net)
     report.missing[str(net_path.relative_to(root))] = missing
     report.unexpected[str(net_path.relative_to(root))] = unexpected
     _fail(str(net_path.relative_to(root)), missing, unexpected)
+    if speed:
+        missing, unexpected = _mismatch(own_speed, speed)
+        report.loaded[str(speed_path.relative_to(root))] = len(speed)
+        _fail(str(speed_path.relative_to(root)), missing, unexpected)
+        net |= speed
     for prefix, name in NET_PARTS.items():
         part = {k[len(prefix) + 1:]: v for k, v in net.items() if k.startswith(prefix + ".")}
         modules[name].load_state_dict(part, strict=True)

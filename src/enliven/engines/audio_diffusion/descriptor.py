@@ -19,6 +19,9 @@ DESCRIPTOR = EngineDescriptor(
                      help="weight of the audio's effect on the face (the release's, default 1)"),
         EngineOption("lip_weight", parse=float, metavar="W",
                      help="weight of the audio's effect on the lips (the release's, default 1)"),
+        EngineOption("speed", parse=int, metavar="BUCKET",
+                     help="EMO's head-speed bucket (0 = slowest), for weights whose speed layers were trained "
+                          "(enliven train audio-diffusion); Hallo's have none (default: no speed condition)"),
     ),
     windowed=True,
     video_source=False,

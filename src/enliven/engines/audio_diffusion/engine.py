@@ -52,6 +52,7 @@ class AudioDiffusionEngine:
         pose_weight: float = 1.0,
         face_weight: float = 1.0,
         lip_weight: float = 1.0,
+        speed: int | None = None,
         align: AlignOptions | None = None,
         models: dict | None = None,
         weights_root: str | None = None,
@@ -80,6 +81,12 @@ class AudioDiffusionEngine:
             dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
             models = load_official(self.root, device=self.device, dtype=dtype)
         self.models = models
+        layers = getattr(models["denoiser"], "speed_layers", None)
+        if speed is not None and layers is None:
+            raise EnlivenError("speed: these weights have no speed layers (Hallo's have none; the speed stage of "
+                               "`enliven train audio-diffusion` adds them)")
+        buckets = 0 if layers is None else layers.embedding.num_embeddings
+        self.speed = None if speed is None else whole("speed", speed, 0, buckets - 1)
         vae = models["vae"]
         self.size = int(models["denoiser"].config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
         self.lookahead = pipeline.CLIP
@@ -144,7 +151,7 @@ class AudioDiffusionEngine:
         interpolation = cv2.INTER_CUBIC if crop_size > self.size else cv2.INTER_AREA
         pending = iter(targets)
         clips = generate(self.models, conditions, features, length, steps=self.steps, guidance=self.guidance,
-                         seed=self.seed, motion_scale=self.motion_scale)
+                         seed=self.seed, motion_scale=self.motion_scale, speed=self.speed)
         for clip in clips:
             for picture in to_uint8(clip):
                 if next(pending, None) is None:
