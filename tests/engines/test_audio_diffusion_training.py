@@ -244,3 +244,50 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
     assert lines[-1] == "enliven: error: unknown setting 'data.sise' in the training config (see default.toml)"
     assert main(["train", "audio-diffusion", "--print-config"]) == 0
     assert "[stages.speed]" in capsys.readouterr().out
+
+
+def test_starting_from_sd_animatediff_and_wav2vec_parts(tmp_path):
+    """``[init]`` from parts: an SD-1.5 UNet folder (diffusers' own save), an AnimateDiff motion-module file, a VAE
+    and a wav2vec2 folder. The reference net is the SD UNet (less its output norm and convolution, which
+    Hallo's reference net lacks), the denoiser's spatial layers are the SD UNet's and its motion modules the file's, exactly; only the
+    audio layers, projections and face locator start fresh."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from enliven.engines.audio_diffusion.checkpoints import VAE, WAV2VEC, weights_root
+    from enliven.engines.audio_diffusion.tiny import save_tiny_official, tiny_unet_config
+    from enliven.engines.audio_diffusion.training.init import from_parts
+
+    root = weights_root(save_tiny_official(tmp_path / "hallo", widths=(32, 32, 32, 32)))
+    torch.manual_seed(3)
+    sd = UNet2DConditionModel.from_config(tiny_unet_config(32, (32, 32, 32, 32)))
+    with torch.no_grad():
+        for parameter in sd.parameters():
+            parameter.normal_(0, 0.1)  # distinct values, so a tensor loaded in the wrong place shows
+    sd.save_pretrained(tmp_path / "sd" / "unet")
+    motion = {k: torch.randn_like(v) for k, v in from_parts_denoiser_motion(root).items()}
+    save_file(motion, str(tmp_path / "mm.safetensors"))
+    init = {"base": str(tmp_path / "sd"), "motion_module": str(tmp_path / "mm.safetensors"),
+            "vae": str(root / VAE), "wav2vec": str(root / WAV2VEC), "face_embedding": 16}
+    modules, config = from_parts(init)
+    sd_state = sd.state_dict()
+    reference = modules["reference_net"].state_dict()
+    assert set(reference) == {k for k in sd_state if not k.startswith(("conv_norm_out.", "conv_out."))}
+    assert all(torch.equal(reference[k], sd_state[k]) for k in reference)
+    denoiser = modules["denoiser"].state_dict()
+    for key, value in sd_state.items():
+        assert torch.equal(denoiser[key], value), key
+    for key, value in motion.items():
+        assert torch.equal(denoiser[key], value), key
+    fresh = [k for k in denoiser if k not in sd_state and k not in motion]
+    assert fresh and all(".audio_modules." in f".{k}" for k in fresh)
+    with pytest.raises(EnlivenError, match="init.vae"):
+        from_parts(dict(init, vae=""))
+
+
+def from_parts_denoiser_motion(root) -> dict:
+    """The motion-module tensors (names and shapes) of a denoiser built on ``root``'s UNet config."""
+    from enliven.engines.audio_diffusion.checkpoints import build_modules
+
+    state = build_modules(root)["denoiser"].state_dict()
+    return {k: v for k, v in state.items() if ".motion_modules." in k}
