@@ -249,8 +249,8 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
 def test_starting_from_sd_animatediff_and_wav2vec_parts(tmp_path):
     """``[init]`` from parts: an SD-1.5 UNet folder (diffusers' own save), an AnimateDiff motion-module file, a VAE
     and a wav2vec2 folder. The reference net is the SD UNet (less its output norm and convolution, which
-    Hallo's reference net lacks), the denoiser's spatial layers are the SD UNet's and its motion modules the file's, exactly; only the
-    audio layers, projections and face locator start fresh."""
+    Hallo's reference net lacks), the denoiser's spatial layers are the SD UNet's and its motion modules the
+    file's, exactly; only the audio layers, projections and face locator start fresh."""
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
 
