@@ -277,8 +277,9 @@ class _Beside:
     def result(self):
         while self._thread.is_alive():
             self._thread.join(0.5)  # in steps, so Ctrl-C reaches the caller
-        if self._error is not None:
-            raise self._error
+        error, self._error = self._error, None  # held here it would tie the traceback's frames in a cycle
+        if error is not None:
+            raise error
         return self._value
 
     def stop(self) -> None:

@@ -154,7 +154,8 @@ def _checked(data: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
 def load_template(path: str | os.PathLike) -> MotionSequence:
     path = require_file(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # our own handle: np.load leaves the file it opened to the garbage collector when the zip is damaged
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             data = {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, MemoryError) as exc:
         raise EnlivenError(f"not a motion template (.npz) {path}: {exc}") from None
