@@ -51,6 +51,7 @@ from torch import nn
 
 from enliven.engines.diffusion.attention import (
     FrameContext,
+    ReferenceAttnProcessor,
     capture_reference_tokens,
     install_input_residual,
     transformer_blocks,
@@ -362,18 +363,7 @@ def build_denoiser(config: dict, audio_dim: int = 768, regions: bool = True, res
     return net
 
 
-def _attend(attn, query_states: torch.Tensor, context_states: torch.Tensor) -> torch.Tensor:
-    """diffusers ``Attention`` math (no mask, no norms) with PyTorch's scaled-dot-product attention."""
-    q, k, v = attn.to_q(query_states), attn.to_k(context_states), attn.to_v(context_states)
-    batch, heads = q.shape[0], attn.heads
-    head_dim = q.shape[-1] // heads
-    q, k, v = (x.view(batch, -1, heads, head_dim).transpose(1, 2) for x in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-    out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(q.dtype)
-    return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
-
-
-class TiledReferenceProcessor:
+class TiledReferenceProcessor(ReferenceAttnProcessor):
     """Self-attention whose keys and values also hold the reference tokens, paired with the frames as Hallo's
     ``ReferenceAttentionControl`` pairs them: it tiles the B videos' tokens over the B·F rows
     (``repeat(1, F, 1, 1)``), so row r sees video ``r mod B``'s tokens. With one video that is every frame its
@@ -383,33 +373,13 @@ class TiledReferenceProcessor:
 
     release_tiling = True  # False: each video's own tokens on each of its frames (what the design means)
 
-    def __init__(self, name: str, context: AudioFrameContext):
-        self.name = name
-        self.context = context
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **_):
-        if encoder_hidden_states is not None or attention_mask is not None:
-            raise ValueError("reference attention replaces self-attention only (no cross states, no mask)")
-        reference = self.context.reference.get(self.name)
-        if reference is None:
-            return _attend(attn, hidden_states, hidden_states)
+    def reference_rows(self, reference: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
         rows_count, frames = hidden_states.shape[0], self.context.frames
         videos = reference.shape[0]
         if rows_count != videos * frames:
             raise ValueError(f"{rows_count // frames} videos in the batch but reference tokens for {videos}")
         index = torch.arange(rows_count, device=reference.device)
-        per_row = reference.to(hidden_states.dtype)[index % videos if self.release_tiling else index // frames]
-        use = self.context.use_reference
-        if use is None or bool(use.all()):
-            return _attend(attn, hidden_states, torch.cat([hidden_states, per_row], dim=1))
-        rows = use.to(hidden_states.device).repeat_interleave(frames)
-        out = torch.empty_like(hidden_states)
-        if rows.any():
-            with_ref = hidden_states[rows]
-            out[rows] = _attend(attn, with_ref, torch.cat([with_ref, per_row[rows]], dim=1))
-        plain = hidden_states[~rows]
-        out[~rows] = _attend(attn, plain, plain)
-        return out
+        return reference.to(hidden_states.dtype)[index % videos if self.release_tiling else index // frames]
 
 
 def _output_tensor(output):

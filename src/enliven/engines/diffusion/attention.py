@@ -82,7 +82,7 @@ def capture_reference_tokens(unet: nn.Module, run, stop_after: str | None = None
     return tokens
 
 
-def _attend(attn, query_states: torch.Tensor, context_states: torch.Tensor) -> torch.Tensor:
+def attend(attn, query_states: torch.Tensor, context_states: torch.Tensor) -> torch.Tensor:
     """diffusers ``Attention`` math (no mask, no norms) with PyTorch's scaled-dot-product attention."""
     q, k, v = attn.to_q(query_states), attn.to_k(context_states), attn.to_v(context_states)
     batch, heads = q.shape[0], attn.heads
@@ -104,27 +104,32 @@ class ReferenceAttnProcessor:
         self.name = name
         self.context = context
 
+    def reference_rows(self, reference: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The reference tokens each of the B·F rows attends to (B·F, n, C): each video's on its own frames."""
+        frames = self.context.frames
+        per_row = reference.to(hidden_states.dtype).repeat_interleave(frames, dim=0)  # (B·F, n, C)
+        if per_row.shape[0] != hidden_states.shape[0]:
+            videos = hidden_states.shape[0] // frames
+            raise ValueError(f"{videos} videos in the batch but reference tokens for {reference.shape[0]}")
+        return per_row
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **_):
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("reference attention replaces self-attention only (no cross states, no mask)")
         reference = self.context.reference.get(self.name)
         if reference is None:
-            return _attend(attn, hidden_states, hidden_states)
-        frames = self.context.frames
-        videos = hidden_states.shape[0] // frames
-        per_row = reference.to(hidden_states.dtype).repeat_interleave(frames, dim=0)  # (B·F, n, C)
-        if per_row.shape[0] != hidden_states.shape[0]:
-            raise ValueError(f"{videos} videos in the batch but reference tokens for {reference.shape[0]}")
+            return attend(attn, hidden_states, hidden_states)
+        per_row = self.reference_rows(reference, hidden_states)
         use = self.context.use_reference
         if use is None or bool(use.all()):
-            return _attend(attn, hidden_states, torch.cat([hidden_states, per_row], dim=1))
-        rows = use.to(hidden_states.device).repeat_interleave(frames)
+            return attend(attn, hidden_states, torch.cat([hidden_states, per_row], dim=1))
+        rows = use.to(hidden_states.device).repeat_interleave(self.context.frames)
         out = torch.empty_like(hidden_states)
         if rows.any():
             with_ref = hidden_states[rows]
-            out[rows] = _attend(attn, with_ref, torch.cat([with_ref, per_row[rows]], dim=1))
+            out[rows] = attend(attn, with_ref, torch.cat([with_ref, per_row[rows]], dim=1))
         plain = hidden_states[~rows]
-        out[~rows] = _attend(attn, plain, plain)
+        out[~rows] = attend(attn, plain, plain)
         return out
 
 
