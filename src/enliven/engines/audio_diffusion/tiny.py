@@ -18,20 +18,7 @@ from enliven.engines.audio_diffusion.model import (
     build_denoiser,
     build_reference_net,
 )
-
-
-def tiny_unet_config(cross_attention_dim: int = 32, widths: tuple[int, ...] = (32, 64, 128, 128)) -> dict:
-    """A diffusers UNet config shaped like SD-1.5's (widths multiples of 32: the motion modules normalise in 32
-    groups; doubling, doubling, equal, as in SD, so the same ResNets get shortcut convolutions)."""
-    return dict(
-        _class_name="UNet2DConditionModel", sample_size=8, in_channels=4, out_channels=4,
-        center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-        down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-        block_out_channels=list(widths), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-        act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8, use_linear_projection=False,
-    )
+from enliven.engines.diffusion.unet import sd_unet_config as tiny_unet_config
 
 
 def tiny_wav2vec_config():

@@ -111,3 +111,19 @@ def denoise(
     finally:
         ctx.reference, ctx.use_reference, ctx.input_residual = {}, None, None
     return out.view(videos, frames, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def sd_unet_config(cross_attention_dim: int = 32, widths: tuple[int, ...] = (32, 64, 128, 128)) -> dict:
+    """A diffusers UNet config shaped like SD-1.5's (and sd-image-variations', the same shape) at any widths, for
+    tiny test models of the engines built on it (widths multiples of 32: the temporal modules normalise in 32
+    groups; doubling, doubling, equal, as in SD, so the same ResNets get shortcut convolutions and the key counts
+    are the releases')."""
+    return dict(
+        _class_name="UNet2DConditionModel", sample_size=8, in_channels=4, out_channels=4,
+        center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+        down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+        block_out_channels=list(widths), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
+        act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8, use_linear_projection=False,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from enliven.engines.diffusion.unet import build_denoiser, build_reference_net
+from enliven.engines.diffusion.unet import sd_unet_config as tiny_unet_config
 from enliven.engines.landmark_diffusion.checkpoints import (
     TEMPORAL_ATTENTION_BLOCKS,
     TEMPORAL_HEADS,
@@ -17,21 +18,6 @@ from enliven.engines.landmark_diffusion.checkpoints import (
     save_official,
 )
 from enliven.engines.landmark_diffusion.guider import LandmarkGuider
-
-
-def tiny_unet_config(cross_attention_dim: int = 32, widths: tuple[int, ...] = (32, 64, 128, 128)) -> dict:
-    """A diffusers UNet config shaped like sd-image-variations' (widths must be multiples of 32: the temporal
-    modules normalise in 32 groups; doubling, doubling, equal, as in SD, so the same ResNets get shortcut
-    convolutions and the key counts are the release's)."""
-    return dict(
-        _class_name="UNet2DConditionModel", sample_size=8, in_channels=4, out_channels=4,
-        center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-        down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-        block_out_channels=list(widths), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-        act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8, use_linear_projection=False,
-    )
 
 
 def tiny_modules(seed: int = 0, encoder_width: int = 64, cross_attention_dim: int = 32) -> tuple[dict, dict]:
