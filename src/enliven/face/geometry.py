@@ -112,3 +112,26 @@ def lip_open_ratio(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap over mouth width (outer corners); 0 closed, ~0.3 wide open. In the picture's plane, as the
     eyes'."""
     return np.abs(signed_opening(points, lm.INNER_LIP_MIDDLE, lm.MOUTH_CORNERS))
+
+
+def similarity_2x3(source, target) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, translation) that best maps the points ``source`` (N, 2) onto
+    ``target`` (N, 2) in the least-squares sense: Umeyama's closed form, reflections excluded (how face
+    recognisers align their crop to a 5-point template)."""
+    src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    covariance = dst_c.T @ src_c / len(src)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.ones(2)
+    if np.linalg.det(covariance) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    variance = (src_c**2).sum() / len(src)
+    if variance == 0:
+        raise ValueError("the points to align coincide")
+    scale = (singular * sign).sum() / variance
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix

@@ -32,19 +32,9 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 
 def similarity(source: np.ndarray, target: np.ndarray = TEMPLATE) -> np.ndarray:
     """The 2×3 similarity mapping ``source`` onto ``target`` in the least-squares sense (Umeyama)."""
-    src_mean, dst_mean = source.mean(0), target.mean(0)
-    src, dst = source - src_mean, target - dst_mean
-    covariance = dst.T @ src / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(covariance) < 0:
-        sign[-1] = -1
-    rotation = u @ np.diag(sign) @ vt
-    scale = (singular * sign).sum() / max((src**2).sum() / len(source), 1e-12)
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
+    from enliven.face.geometry import similarity_2x3
+
+    return similarity_2x3(source, target)
 
 
 def face_embedding(image: np.ndarray, landmarks: np.ndarray, weights_root: Path | None) -> np.ndarray | None:

@@ -34,25 +34,10 @@ EMBEDDING = 512
 
 def similarity_to_template(points5) -> np.ndarray:
     """The 2×3 similarity (rotation, uniform scale, translation) that best maps ``points5`` onto ``TEMPLATE``
-    in the least-squares sense (Umeyama's closed form, reflections excluded)."""
-    src = np.asarray(points5, np.float64)
-    dst = TEMPLATE
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    covariance = dst_c.T @ src_c / len(src)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.ones(2)
-    if np.linalg.det(covariance) < 0:
-        sign[-1] = -1
-    rotation = u @ np.diag(sign) @ vt
-    variance = (src_c**2).sum() / len(src)
-    if variance == 0:
-        raise ValueError("the five face points coincide")
-    scale = (singular * sign).sum() / variance
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
+    in the least-squares sense (``face.geometry.similarity_2x3``)."""
+    from enliven.face.geometry import similarity_2x3
+
+    return similarity_2x3(points5, TEMPLATE)
 
 
 def _aligned_float(image_uint8: np.ndarray, points5) -> np.ndarray:
