@@ -34,7 +34,7 @@ from enliven.engines.mesh.mouth import (
     mouth_gap,
     similarity,
 )
-from enliven.engines.mesh.raster import backward_map
+from enliven.engines.mesh.raster import backward_map, warm_up
 from enliven.engines.mesh.wrinkles import WrinkleTransfer
 from enliven.errors import EnlivenError
 from enliven.face import geometry
@@ -237,6 +237,7 @@ class MeshEngine:
         self._mouth_triangles = copy(lm.MOUTH_HOLE_TRIANGLES)
 
     def prepare(self, crop_image: np.ndarray, landmarks: np.ndarray, session: dict | None = None) -> SourceState:
+        warm_up()  # the compiled rasteriser loaded now (a driver's first pass runs meanwhile), not at the first frame
         size = crop_image.shape[0]
         rings = _rings(landmarks[list(lm.FACE_OVAL), :2].astype(np.float64), size)
         openings = self._opening_points(landmarks)
