@@ -145,3 +145,22 @@ def test_irises_move_only_inside_the_eye_openings(prepared, push):
     changed = np.any(engine.render(state, target) != still, axis=2)
     assert changed.sum() > 20
     assert not changed[~_eye_openings(target, still.shape[0])].any()
+
+
+@pytest.mark.parametrize("wrinkles", [0.0, 1.0])
+def test_render_stream_gives_what_render_gives_frame_by_frame(portrait, driving_video, wrinkles):
+    """The stream renders ahead on worker threads (the mouth's inside too, unless wrinkles make it wait for the
+    frames in order): the same pictures, bit for bit, as ``render`` called frame after frame."""
+    from enliven import api
+
+    job = api.prepare_animation(portrait, driving_video, progress=False, engine_options={"wrinkles": wrinkles})
+    face = job.faces[0]
+    frames = list(job.motion)[:40]
+    targets = [face.aligner(f) for f in frames]
+    assert any(f.crop is not None for f in frames)  # the driver's mouth pixels are in play
+    face.state.session.clear()
+    one_by_one = [job.engine.render(face.state, t, f) for t, f in zip(targets, frames)]
+    face.state.session.clear()
+    streamed = list(job.engine.render_stream(face.state, zip(targets, frames)))
+    assert len(streamed) == len(one_by_one) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(one_by_one, streamed))

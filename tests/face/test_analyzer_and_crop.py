@@ -114,3 +114,26 @@ def test_small_faces_in_a_wide_picture_are_found(portrait):
     for face, dx in zip(faces, (0, 720)):  # each face's landmarks agree with the face analysed on its own
         moved = alone.landmarks[:, :2] + (dx, 0)
         assert np.abs(face.landmarks[:, :2] - moved).mean() < 2.0
+
+
+def test_paste_blends_as_the_mask_says(portrait_face, portrait):
+    """Against a float64 computation written here: each pixel is round(crop · m + picture · (1 − m)) with the mask
+    warped into the picture (to within one grey level: the paste works in float32 and warps only its region), and
+    the picture itself, bit for bit, where m is 0."""
+    import cv2
+
+    crop = face_crop(portrait_face.landmarks)
+    mask = feathered_mask(np.array([[150, 150], [362, 150], [362, 362], [150, 362]], float), 512, feather=40)
+    # A smooth picture: the warp's own fixed-point sub-pixel steps then move no pixel by more than a grey level.
+    yy, xx = np.mgrid[0:512, 0:512] / 512.0
+    rendered = np.stack([255 * xx, 255 * yy, 128 + 100 * np.sin(6 * xx + 4 * yy)], -1).astype(np.uint8)
+    out = Paster(crop, mask, portrait.shape[:2]).paste(portrait, rendered)
+    h, w = portrait.shape[:2]
+    m = cv2.warpAffine(mask, crop.c2o, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)[..., None].astype(np.float64)
+    warped = cv2.warpAffine(rendered, crop.c2o, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    want = np.floor(warped * m + portrait * (1.0 - m) + 0.5)
+    diff = np.abs(out.astype(np.float64) - want)
+    assert diff.max() <= 1.0 and (diff > 0).mean() < 0.01
+    outside = m[..., 0] == 0.0
+    assert outside.sum() > 100_000 and np.array_equal(out[outside], portrait[outside])
+    assert (m[..., 0] == 1.0).sum() > 2_000 and ((m > 0) & (m < 1)).sum() > 5_000  # inside and feather both tested

@@ -219,3 +219,21 @@ def test_a_stopped_first_pass_ends_and_a_faceless_source_fails_first(tmp_path, d
     with pytest.raises(NoFaceError):
         api.prepare_animation(blank, driving_video, progress=False)
     assert not [t for t in threading.enumerate() if t.name == "enliven-driver"]
+
+
+def test_a_long_clip_read_in_two_halves_gives_what_one_reading_gives(driving_video, monkeypatch):
+    """The first pass reads a long clip's halves at once (two face meshes): same shots, person and references as one
+    reading, and landmarks within a pixel and a half (the second half's mesh starts afresh, warmed up on a few
+    frames before it)."""
+    whole = tr.analyse(driving_video, TrackOptions())
+    monkeypatch.setattr(tr, "SPLIT_FRAMES", 40)
+    halves = tr.analyse(driving_video, TrackOptions())
+    assert whole.frames == halves.frames >= 40
+    assert np.array_equal(whole.shot_of, halves.shot_of) and whole.references == halves.references
+    assert whole.people == halves.people == 1
+    seen = whole.followed >= 0
+    assert np.array_equal(seen, halves.followed >= 0)
+    middle = whole.frames // 2
+    diff = [float(np.abs(whole.landmarks(t)[:, :2] - halves.landmarks(t)[:, :2]).max()) for t in np.nonzero(seen)[0]]
+    assert max(diff[:middle - 1]) == 0.0  # the first half is read exactly as before
+    assert max(diff) < 1.5

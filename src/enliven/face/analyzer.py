@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -206,6 +207,13 @@ class FaceAnalyzer:
       mesh of its own fits it there (tracking, no detector), until that mesh loses the face or the main mesh
       finds the same face itself (a face is returned once). Frames where the main mesh finds faces cost
       nothing more; a small face beside a face the main mesh sees is not looked for.
+
+    In video mode with ``max_faces > 1``, MediaPipe's mesh runs its face detector on every frame where it tracks
+    fewer faces than ``max_faces`` (about a third of a frame's analysis, spent looking for faces that are not
+    there). Once the number of faces has held for ``SETTLED`` frames, a mesh limited to that many faces follows
+    them instead (tracking only: the same landmarks for the faces it follows); the short-range detector then looks
+    for a new face every ``RECHECK`` frames, and on any frame the caller says to look again (a cut). A face lost or
+    a new one found sends that frame, and the next ones until the count holds again, back to the full mesh.
     """
 
     CROP_SIZE = 256  # side of the crop the mesh sees around a face the full-range detector found
@@ -214,6 +222,8 @@ class FaceAnalyzer:
     DETECT_SIZE = 192  # the full-range model's input side: windows are averaged down to it (less aliasing)
     FLAT = 2.0  # windows whose pixels vary less than this (standard deviation, 0-255) are blank
     SAME_FACE = 0.3  # boxes overlapping by more than this much of the smaller one are one face
+    SETTLED = 5  # video: frames the number of faces holds before a mesh limited to it follows them ...
+    RECHECK = 10  # ... while the detector looks for a new face every this many frames (0.4 s at 25 fps)
 
     def __init__(self, static: bool = True, max_faces: int = 1, min_confidence: float = 0.5):
         with _native_stderr_silenced():
@@ -237,21 +247,31 @@ class FaceAnalyzer:
                     static_image_mode=True, max_num_faces=1, refine_landmarks=True,
                     min_detection_confidence=min_confidence,
                 ))
-        self._new_track_mesh = functools.partial(
-            face_mesh.FaceMesh, static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+        self._new_mesh = functools.partial(
+            face_mesh.FaceMesh, static_image_mode=False, refine_landmarks=True,
             min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
+        )
+        self._new_near_detector = functools.partial(
+            face_detection.FaceDetection, model_selection=0, min_detection_confidence=min_confidence
         )
         self.static = static
         self.max_faces = max_faces
         self._tracks: list[_Track] = []
         self._spare: list[_Graph] = []  # track meshes of ended tracks, reset, for the next small face
+        # Video, several faces asked for: meshes limited to fewer faces (by count), the one following now (None: the
+        # full mesh is looking), how long the count has held, frames since the detector last looked.
+        self._fewer: dict[int, _Graph] = {}
+        self._following: int | None = None
+        self._held = (0, 0)  # (count, frames it has held)
+        self._since_look = 0
+        self._near_detector: _Graph | None = None
+        self._recent: deque[np.ndarray] = deque(maxlen=self.SETTLED)  # the frames the full mesh saw last
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 image, largest first."""
+    def detect(self, image: np.ndarray, look_again: bool = False) -> list[Face]:
+        """All faces in an RGB uint8 image, largest first. ``look_again`` (video): this frame may show new faces
+        (the picture changed at once, as at a cut), so look for them now rather than at the next regular look."""
         image = np.ascontiguousarray(image)
-        h, w = image.shape[:2]
-        result = self._mesh.process(image)
-        faces = [Face(p) for f in result.multi_face_landmarks or () if (p := _landmarks(f, w, h)) is not None]
+        faces = self._mesh_faces(image, look_again)
         if self.static:
             if self._crop_mesh is not None and len(faces) < self.max_faces:
                 faces += self._small_faces(image, faces)
@@ -260,6 +280,67 @@ class FaceAnalyzer:
             if not faces:  # nothing seen (a small face, a lost one, or a black frame): look with the detector
                 faces += self._start_tracks(image)
         return sorted(faces, key=lambda f: f.area, reverse=True)[: self.max_faces]
+
+    @staticmethod
+    def _faces_of(mesh: _Graph, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        result = mesh.process(image)
+        return [Face(p) for f in result.multi_face_landmarks or () if (p := _landmarks(f, w, h)) is not None]
+
+    def _mesh_faces(self, image: np.ndarray, look_again: bool) -> list[Face]:
+        """The face mesh's faces in this frame: the full mesh's, or (video, the count settled) those of the mesh
+        that follows that many faces, unless one is lost or the detector sees a new one (see the class's text)."""
+        if self.static or self.max_faces == 1:
+            return self._faces_of(self._mesh, image)
+        if self._following is not None:
+            # At a cut the faces followed so far may land on the new picture's faces (a close-up of the same face
+            # keeps being found where the old one was): the full mesh looks afresh.
+            faces = [] if look_again else self._faces_of(self._fewer[self._following], image)
+            self._since_look += 1
+            look = self._since_look >= self.RECHECK
+            if look:
+                self._since_look = 0
+            if not look_again and len(faces) == self._following and not (look and self._sees_new_face(image, faces)):
+                self._recent.append(image)
+                return faces
+            # A cut, a face lost or a new one: the full mesh, started afresh (what it tracked is frames old); unless
+            # at a cut, first run over the last few frames, so the faces seen there are followed on as they were.
+            self._following, self._held = None, (0, 0)
+            self._mesh.reset()
+            if not look_again:
+                for frame in self._recent:
+                    self._mesh.process(frame)
+            self._recent.clear()
+        faces = self._faces_of(self._mesh, image)
+        count, held = self._held
+        self._held = (len(faces), held + 1 if len(faces) == count else 1)
+        self._recent.append(image)
+        if 0 < len(faces) < self.max_faces and self._held[1] >= self.SETTLED:
+            if len(faces) in self._fewer:
+                self._fewer[len(faces)].reset()
+            else:
+                with _native_stderr_silenced():
+                    self._fewer[len(faces)] = _Graph(self._new_mesh(max_num_faces=len(faces)))
+            # Its first run finds the faces with the detector, coarser than following them: it is run over the frames
+            # the count held for, so by the next frame it follows the faces as closely as the full mesh does.
+            for frame in self._recent:
+                self._fewer[len(faces)].process(frame)
+            self._following, self._since_look = len(faces), 0
+            self._recent.clear()
+        return faces
+
+    def _sees_new_face(self, image: np.ndarray, faces: list[Face]) -> bool:
+        """Whether the short-range detector (the one inside the face mesh) finds a face none of ``faces`` covers."""
+        if self._near_detector is None:
+            with _native_stderr_silenced():
+                self._near_detector = _Graph(self._new_near_detector())
+        h, w = image.shape[:2]
+        for det in self._near_detector.process(image).detections or ():
+            b = det.location_data.relative_bounding_box
+            box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
+            if not any(_overlap(box, f.box) > self.SAME_FACE for f in faces):
+                return True
+        return False
 
     def _full_range_boxes(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Boxes of the faces the full-range detector finds, most confident first, each face once."""
@@ -333,7 +414,7 @@ class FaceAnalyzer:
                 mesh = self._spare.pop()
             else:
                 with _native_stderr_silenced():
-                    mesh = _Graph(self._new_track_mesh())
+                    mesh = _Graph(self._new_mesh(max_num_faces=1))
             face = self._fit(mesh, image, box)
             if face is None:
                 mesh.reset()
@@ -349,11 +430,12 @@ class FaceAnalyzer:
         self._spare.append(track.mesh)
 
     def close(self) -> None:
-        graphs = [self._mesh, self._detector, self._crop_mesh] + [t.mesh for t in self._tracks] + self._spare
+        graphs = [self._mesh, self._detector, self._crop_mesh, self._near_detector, *self._fewer.values()]
+        graphs += [t.mesh for t in self._tracks] + self._spare
         for graph in graphs:
             if graph is not None:
                 graph.close()
-        self._tracks, self._spare = [], []
+        self._tracks, self._spare, self._fewer, self._near_detector = [], [], {}, None
 
     def __enter__(self) -> FaceAnalyzer:
         return self

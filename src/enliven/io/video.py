@@ -246,6 +246,10 @@ class VideoReader:
         check_pixel_count(self.width, self.height, f"video {self.path}")  # the same limit as for pictures
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        return self.read()
+
+    def read(self, start: int = 0) -> Iterator[np.ndarray]:
+        """The frames from index ``start`` on (the ones before it are decoded, as they must be, but not converted)."""
         frames: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()  # the caller stopped early or failed: the decoder ends at its next step
         heartbeat = _Heartbeat()
@@ -257,7 +261,9 @@ class VideoReader:
                     stream = container.streams.video[0]
                     stream.thread_type = "AUTO"
                     decoder = PacketDecoder(container, stream, "video", self.path, heartbeat)
-                    for frame in decoder.frames():
+                    for index, frame in enumerate(decoder.frames()):
+                        if index < start:
+                            continue
                         picture = _turned(_rgb(frame), self.turn)
                         if not _put_unless_stopped(frames, picture, stop):
                             return

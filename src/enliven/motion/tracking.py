@@ -34,7 +34,9 @@ import functools
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -52,6 +54,9 @@ from enliven.io.video import VideoReader
 from enliven.motion.frame import MotionFrame, TrackingSummary
 
 MAX_DRIVER_FACES = 4  # faces looked for in each driving frame
+DESCRIBE_AHEAD = 4  # frames the first pass's face mesh may run ahead of the description of its faces
+SPLIT_FRAMES = 150  # a driving clip at least this long has its two halves read at once (see ``analyse``) ...
+WARM_UP = 8  # ... the second half's face mesh starting this many frames early
 MIN_FACE_PX = 20.0  # a face narrower than this is too small to read expression from
 MIN_INSIDE = 0.85  # a face with fewer of its landmarks inside the picture is leaving it: lost
 
@@ -163,12 +168,13 @@ class LandmarkStore:
             self._file = tempfile.TemporaryFile(prefix="enliven-faces-")
         self._count = 0
         self._view: np.memmap | None = None
+        self._lock = threading.Lock()
 
     def add(self, landmarks: np.ndarray) -> int:
-        with _disk_errors():
+        with self._lock, _disk_errors():  # the first pass's two halves add at once
             self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
-        self._count += 1
-        return self._count - 1
+            self._count += 1
+            return self._count - 1
 
     def __getitem__(self, slot: int) -> np.ndarray:
         if self._view is None:
@@ -450,29 +456,90 @@ class Stopped(Exception):
     """The first pass was asked to stop (``analyse``'s ``stop``): its result is no longer wanted."""
 
 
+class _Either(threading.Event):
+    """An event that also counts as set while ``other`` (another event, or None) is."""
+
+    def __init__(self, other: threading.Event | None):
+        super().__init__()
+        self._other = other
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._other is not None and self._other.is_set())
+
+
+def _read_part(
+    reader: VideoReader, start: int, end: int | None, store: LandmarkStore, bar: tqdm, stop: threading.Event | None
+) -> tuple[list[list[Detection]], list[float]]:
+    """Frames ``start`` (inclusive) to ``end`` (exclusive; None: the last) of the first pass: each frame's faces
+    and its picture change from the frame before (0 for the clip's first frame)."""
+    faces: list[list[Detection]] = []
+    change: list[float] = []
+    previous = None
+
+    def describe(t: int, seen: list, image: np.ndarray) -> list[Detection]:
+        return drop_ghosts([describe_face(t, store.add(f.landmarks), f.landmarks, image) for f in seen])
+
+    # The face mesh runs here; what tracking keeps of each face is worked out on a thread of its own, a few frames
+    # behind. A part that starts inside the clip first runs the mesh over the WARM_UP frames before ``start`` (found
+    # afresh, a face's first landmarks are coarse: by ``start`` they are followed as one mesh would follow them),
+    # and the frame before ``start`` gives the picture change.
+    described: deque[Future] = deque()
+    first = max(start - WARM_UP, 0)
+    with FaceAnalyzer(static=False, max_faces=MAX_DRIVER_FACES) as analyzer, ThreadPoolExecutor(
+        1, thread_name_prefix="enliven-describe"
+    ) as describer:
+        for t, image in enumerate(reader.read(first), first):
+            if stop is not None and stop.is_set():
+                raise Stopped
+            if end is not None and t >= end:
+                break
+            thumb = picture_thumb(image)
+            step = 0.0 if previous is None else float(np.abs(thumb - previous).mean())
+            previous = thumb
+            if t < start:
+                analyzer.detect(image, look_again=step >= CUT_CHANGE)
+                continue
+            change.append(step)
+            seen = analyzer.detect(image, look_again=step >= CUT_CHANGE)  # a cut may bring new faces
+            described.append(describer.submit(describe, t, seen, image))
+            while len(described) > DESCRIBE_AHEAD or (described and described[0].done()):
+                faces.append(described.popleft().result())
+            bar.update()
+        faces.extend(future.result() for future in described)
+    return faces, change
+
+
 def analyse(
     path: str | os.PathLike, options: TrackOptions, progress: bool = False, stop: threading.Event | None = None
 ) -> DriverTrack:
     """First pass: every face of every frame of the driving video, then who is followed in which shot. ``stop``:
-    set from another thread, the pass ends at its next frame by raising ``Stopped``."""
+    set from another thread, the pass ends at its next frame by raising ``Stopped``.
+
+    A clip of ``SPLIT_FRAMES`` frames or more is read as two halves at once, each on a thread with its own decoder
+    and face mesh (the face mesh keeps one core busy only about two thirds of the time: its graph hands every frame
+    back and forth with Python). The second half's mesh starts afresh at its first frame, finding the faces there
+    with its detector rather than following them from the frame before; from then on it follows them as one mesh
+    would (landmarks within about a pixel)."""
     reader = VideoReader(path)
     store = LandmarkStore()
-    faces: list[list[Detection]] = []
-    change: list[float] = []
-    previous = None
     bar = tqdm(total=reader.frame_count or None, desc="reading the driver", unit="frame", disable=not progress,
                leave=False, dynamic_ncols=True)
+    half = reader.frame_count // 2 if reader.frame_count >= SPLIT_FRAMES else None
     try:
-        with FaceAnalyzer(static=False, max_faces=MAX_DRIVER_FACES) as analyzer, bar:
-            for t, image in enumerate(reader):
-                if stop is not None and stop.is_set():
-                    raise Stopped
-                thumb = picture_thumb(image)
-                change.append(0.0 if previous is None else float(np.abs(thumb - previous).mean()))
-                previous = thumb
-                found = [describe_face(t, store.add(f.landmarks), f.landmarks, image) for f in analyzer.detect(image)]
-                faces.append(drop_ghosts(found))
-                bar.update()
+        with bar:
+            if half is None:
+                faces, change = _read_part(reader, 0, None, store, bar, stop)
+            else:
+                ending = _Either(stop)  # set when this half fails: the other one ends at its next frame too
+                with ThreadPoolExecutor(1, thread_name_prefix="enliven-driver-half") as other:
+                    second = other.submit(_read_part, reader, half, None, store, bar, ending)
+                    try:
+                        faces, change = _read_part(reader, 0, half, store, bar, stop)
+                    except BaseException:
+                        ending.set()
+                        raise
+                    more_faces, more_change = second.result()
+                faces, change = faces + more_faces, change + more_change
         if not any(faces):
             raise NoFaceError(f"no face found in any frame of {reader.path}")
 

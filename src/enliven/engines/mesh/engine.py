@@ -34,7 +34,7 @@ from enliven.engines.mesh.mouth import (
     mouth_gap,
     similarity,
 )
-from enliven.engines.mesh.raster import backward_map, warm_up
+from enliven.engines.mesh.raster import backward_map, disc_sampling, inside_polygon, warm_up
 from enliven.engines.mesh.wrinkles import WrinkleTransfer
 from enliven.errors import EnlivenError
 from enliven.face import geometry
@@ -63,7 +63,6 @@ LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from th
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
 RENDER_THREADS = 2  # warps computed at once by ``render_stream`` (the machine we aim at has two cores)
-_AHEAD = "warps_ahead"  # the session's key for ``render_stream``'s warps in flight, by target
 
 
 def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
@@ -71,17 +70,6 @@ def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
     upper = (lm.RIGHT_EYE_UPPER, lm.LEFT_EYE_UPPER)[side]
     lower = (lm.RIGHT_EYE_LOWER, lm.LEFT_EYE_LOWER)[side]
     return points[list(upper) + list(lower[::-1][1:-1]), :2].astype(np.float64)
-
-
-def _inside(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which points (x, y) lie inside the closed polygon ``loop`` (even-odd rule). A shut eye's outline, upper
-    lid on lower, has nothing inside (a filled polygon would still paint its edge)."""
-    (x0, y0), (x1, y1) = loop.T, np.roll(loop, -1, 0).T
-    px, py = np.asarray(x)[..., None], np.asarray(y)[..., None]
-    crosses = (y0 > py) != (y1 > py)  # the edge spans the point's row (so its y1 - y0 is not 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        left = px < x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-    return (crosses & left).sum(-1) % 2 == 1
 
 
 def _rings(oval: np.ndarray, size: int) -> list[np.ndarray]:
@@ -107,19 +95,28 @@ def _iris(points: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return centre, float(np.linalg.norm(points[iris[1:], :2] - centre, axis=1).mean())
 
 
-def _disc(image_size: int, centre: np.ndarray, radius: float) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
-    """The pixels around a disc (a window on the crop and its pixel coordinates); None if off the crop."""
+def _disc_window(image_size: int, centre: np.ndarray, radius: float) -> tuple[int, int, int, int] | None:
+    """The window (x0, y0, x1, y1) of the crop around a disc; None if it is off the crop."""
     x0, y0 = np.maximum(np.floor(centre - radius).astype(int) - 2, 0)
     x1, y1 = np.minimum(np.ceil(centre + radius).astype(int) + 3, image_size)
     if x1 <= x0 or y1 <= y0:
         return None
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _disc(image_size: int, centre: np.ndarray, radius: float) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
+    """The pixels around a disc (a window on the crop and its pixel coordinates); None if off the crop."""
+    window = _disc_window(image_size, centre, radius)
+    if window is None:
+        return None
+    x0, y0, x1, y1 = window
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
     return slice(y0, y1), slice(x0, x1), xs, ys
 
 
 def _iris_mask(loop: np.ndarray, centre: np.ndarray, radius: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """What of an iris shows: its disc inside the eye opening."""
-    return (np.hypot(xs - centre[0], ys - centre[1]) <= radius) & _inside(loop, xs, ys)
+    return (np.hypot(xs - centre[0], ys - centre[1]) <= radius) & inside_polygon(loop, xs, ys)
 
 
 def _eyeball(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -136,7 +133,7 @@ def _eyeball(image: np.ndarray, points: np.ndarray) -> np.ndarray:
         rows, cols, xs, ys = window
         loop = _eye_loop(points, side)
         mask = _iris_mask(loop, centre, radius, xs, ys)
-        eyeball = _inside(loop, xs, ys) & ~mask
+        eyeball = inside_polygon(loop, xs, ys) & ~mask
         patch = plate[rows, cols]  # a view: filled in place
         light = patch.astype(np.float32).sum(-1)
         for j in np.nonzero(mask.any(1))[0]:
@@ -406,9 +403,7 @@ class MeshEngine:
         return state.cache["limits"](target)
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
-        ahead = state.session.get(_AHEAD)
-        warped = ahead.pop(id(target), None) if ahead else None  # ``render_stream`` started its warp already
-        out, renderable = warped.result() if warped is not None else self._warp(state, target)
+        out, renderable = self._warp(state, target)
         return self._finish(state, out, renderable, frame)
 
     def _warp(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -428,29 +423,47 @@ class MeshEngine:
         out = self.wrinkles.apply(out, target, frame, state.session)
         return self.mouth.paint(state.cache["mouth"], target, out, frame, state.session)
 
+    def _warp_and_paint(self, state: SourceState, target: np.ndarray, driver: tuple | None) -> np.ndarray:
+        """``render`` without wrinkles, given the mouth's ``follow`` for the frame: no session, so any thread."""
+        out, renderable = self._warp(state, target)
+        return self.mouth.paint_with(state.cache["mouth"], renderable, out, driver)
+
     def render_stream(
         self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
     ) -> Iterator[np.ndarray]:
-        """``render`` of each (target, frame) pair, in order, the same pictures; the warps of the next few frames
-        run on worker threads meanwhile (NumPy's and OpenCV's loops release the GIL), so the warp of one frame
-        overlaps the next one's motion, the mouth, paste and encode. Each frame still goes through ``render``,
-        which takes its warp from the workers. At most ``lookahead`` frames are in flight: memory stays bounded."""
-        ahead: dict[int, Future] = {}  # by the target's id: each target stays alive in ``pending`` until rendered
-        pending: deque = deque()
-        state.session[_AHEAD] = ahead
+        """``render`` of each (target, frame) pair, in order, the same pictures, the next few frames rendered on
+        worker threads meanwhile (Numba's, NumPy's and OpenCV's loops release the GIL), overlapping the motion,
+        paste and encode of the frames around them. What carries state from frame to frame runs here, in order:
+        the mouth's ``follow`` as each frame is handed to a worker, which then warps and paints the mouth; with
+        wrinkles on, the workers only warp and wrinkles and mouth follow here as each frame is given out. At most
+        ``lookahead`` frames are in flight: memory stays bounded."""
+        in_order = self.wrinkles.strength > 0.0
+        mouth = state.cache["mouth"]
+        pending: deque[tuple[Future, np.ndarray, MotionFrame]] = deque()
+
+        def give_out() -> np.ndarray:
+            future, _, frame = pending.popleft()
+            if not in_order:
+                return future.result()
+            out, renderable = future.result()
+            return self._finish(state, out, renderable, frame)
+
         with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="enliven-warp") as pool:
             try:
                 for target, frame in targets:
-                    ahead[id(target)] = pool.submit(self._warp, state, target)
-                    pending.append((target, frame))
+                    if in_order:
+                        future = pool.submit(self._warp, state, target)
+                    else:
+                        future = pool.submit(self._warp_and_paint, state, target,
+                                             self.mouth.follow(frame, state.session, mouth))
+                    pending.append((future, target, frame))
                     if len(pending) > self.lookahead:
-                        yield self.render(state, *pending.popleft())
+                        yield give_out()
                 while pending:
-                    yield self.render(state, *pending.popleft())
+                    yield give_out()
             finally:
-                for future in ahead.values():  # stopped early or failed: what has not started never will
+                for future, _, _ in pending:  # stopped early or failed: what has not started never will
                     future.cancel()
-                state.session.pop(_AHEAD, None)
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
         """Where the iris is drawn: the target's iris centre, but no nearer an eye corner than IRIS_REACH iris
@@ -501,16 +514,15 @@ class MeshEngine:
             if scale < 1e-3:
                 continue
             centre = self._iris_centre(state, target, side)
-            window = _disc(out.shape[0], centre, radius * scale)
+            window = _disc_window(out.shape[0], centre, radius * scale)
             if window is None:
                 continue
-            rows, cols, xs, ys = window
+            x0, y0, x1, y1 = window
+            rows, cols = slice(y0, y1), slice(x0, x1)
             # Where each target pixel of the disc comes from in the source.
             inverse = np.array([[turn[1, 1], -turn[0, 1]], [-turn[1, 0], turn[0, 0]]]) / det
-            offset = np.stack([xs - centre[0], ys - centre[1]], -1) @ inverse.T
-            qx, qy = src_centre[0] + offset[..., 0], src_centre[1] + offset[..., 1]
-            show = _iris_mask(_eye_loop(target, side), centre, radius * scale, xs, ys)
-            show &= _inside(_eye_loop(src, side), qx, qy)
+            show, qx, qy = disc_sampling((x0, y0, x1 - x0, y1 - y0), centre, radius * scale, inverse, src_centre,
+                                         _eye_loop(target, side), _eye_loop(src, side))
             if not show.any():
                 continue
             iris = cv2.remap(state.crop_image, qx.astype(np.float32), qy.astype(np.float32), cv2.INTER_LINEAR,

@@ -98,11 +98,12 @@ def mouth_opening(points: np.ndarray, shape: tuple[int, int], origin: tuple[int,
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """2x3 least-squares similarity taking the points ``a`` onto the points ``b`` (exact for two points)."""
     za, zb = a[:, 0] + 1j * a[:, 1], b[:, 0] + 1j * b[:, 1]
-    ca, cb = za - za.mean(), zb - zb.mean()
+    mean_a, mean_b = za.mean(), zb.mean()
+    ca, cb = za - mean_a, zb - mean_b
     norm = float(np.vdot(ca, ca).real)
     k = np.vdot(ca, cb) / norm if norm > 0 else 1.0
     m = np.array([[k.real, -k.imag], [k.imag, k.real]])
-    centre_a, centre_b = np.array([za.mean().real, za.mean().imag]), np.array([zb.mean().real, zb.mean().imag])
+    centre_a, centre_b = np.array([mean_a.real, mean_a.imag]), np.array([mean_b.real, mean_b.imag])
     return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
 
 
@@ -227,7 +228,16 @@ class MouthPainter:
     def paint(self, source: SourceMouth, target: np.ndarray, out: np.ndarray, frame: MotionFrame | None,
               session: dict) -> np.ndarray:
         """``out`` with the target's mouth opening painted (a copy if anything changed)."""
-        driver = self._driver(frame, session, source.skin) if self.wants_pixels else None
+        return self.paint_with(source, target, out, self.follow(frame, session, source))
+
+    def follow(self, frame: MotionFrame | None, session: dict, source: SourceMouth) -> tuple | None:
+        """The part of ``paint`` that carries state from frame to frame, so frames go through it in order: the
+        driver's mouth for this frame (see ``_driver``), or None when its pixels are not used. ``paint_with`` then
+        paints with it, on any thread, in any order."""
+        return self._driver(frame, session, source.skin) if self.wants_pixels else None
+
+    def paint_with(self, source: SourceMouth, target: np.ndarray, out: np.ndarray, driver: tuple | None) -> np.ndarray:
+        """``paint`` given ``follow``'s driver."""
         loop = target[MOUTH_LOOP, :2]
         size = out.shape[0]
         x0, y0 = np.maximum(np.floor(loop.min(0)).astype(int) - 3, 0)

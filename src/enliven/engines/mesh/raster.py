@@ -1,4 +1,5 @@
-"""Triangle rasterisation into a backward sampling map (piecewise-affine warp), compiled with Numba.
+"""Triangle rasterisation into a backward sampling map (piecewise-affine warp), and the point-in-polygon test,
+compiled with Numba.
 
 For every grid point covered by a target triangle we find its barycentric coordinates and interpolate
 the triangle's *source* vertex positions: that is where the output pixel samples the source image.
@@ -48,6 +49,71 @@ def _rasterise(tv, sv, map_x, map_y, labels, with_labels):  # pragma: no cover -
 _NO_LABELS = np.zeros((1, 1), np.int64)
 
 
+@njit(cache=True, nogil=True)
+def _inside(loop, x, y, out):  # pragma: no cover - compiled; tested through its caller
+    n = loop.shape[0]
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            px, py = x[i, j], y[i, j]
+            odd = False
+            for e in range(n):
+                x0, y0 = loop[e, 0], loop[e, 1]
+                x1, y1 = loop[(e + 1) % n, 0], loop[(e + 1) % n, 1]
+                if (y0 > py) != (y1 > py) and px < x0 + (py - y0) * (x1 - x0) / (y1 - y0):
+                    odd = not odd
+            out[i, j] = odd
+
+
+@njit(cache=True, nogil=True)
+def _disc_sampling(x0, y0, h, w, centre, radius, inverse, origin, loop, origin_loop):  # pragma: no cover - compiled
+    qx = np.empty((h, w), np.float64)
+    qy = np.empty((h, w), np.float64)
+    xs = np.empty((h, w), np.float64)
+    ys = np.empty((h, w), np.float64)
+    for i in range(h):
+        for j in range(w):
+            dx, dy = (x0 + j) - centre[0], (y0 + i) - centre[1]
+            xs[i, j], ys[i, j] = x0 + j, y0 + i
+            qx[i, j] = origin[0] + (dx * inverse[0, 0] + dy * inverse[0, 1])
+            qy[i, j] = origin[1] + (dx * inverse[1, 0] + dy * inverse[1, 1])
+    show = np.empty((h, w), np.bool_)
+    _inside(loop, xs, ys, show)
+    seen = np.empty((h, w), np.bool_)
+    _inside(origin_loop, qx, qy, seen)
+    for i in range(h):
+        for j in range(w):
+            show[i, j] = show[i, j] and seen[i, j] and np.hypot(xs[i, j] - centre[0], ys[i, j] - centre[1]) <= radius
+    return show, qx, qy
+
+
+def disc_sampling(
+    window: tuple[int, int, int, int], centre: np.ndarray, radius: float, inverse: np.ndarray, origin: np.ndarray,
+    loop: np.ndarray, origin_loop: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A disc drawn from somewhere else: over the pixels of ``window`` (x0, y0, width, height), which show the disc
+    of ``radius`` about ``centre`` inside the outline ``loop``, and where each samples its source, at ``origin`` plus
+    ``inverse`` times its offset from ``centre``; a pixel shows only if that place lies inside ``origin_loop`` too.
+    Returns (show, source x, source y)."""
+    x0, y0, w, h = window
+    f64 = np.float64
+    return _disc_sampling(int(x0), int(y0), int(h), int(w), np.asarray(centre, f64), float(radius),
+                          np.ascontiguousarray(inverse, f64), np.asarray(origin, f64), np.ascontiguousarray(loop, f64),
+                          np.ascontiguousarray(origin_loop, f64))
+
+
+def inside_polygon(loop: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which points (x, y) lie inside the closed polygon ``loop`` (even-odd rule: a point is inside when a ray
+    from it to the left crosses the outline an odd number of times). A degenerate outline (upper eyelid on lower)
+    has nothing inside, where a filled polygon would still paint its edge."""
+    x, y = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    shape = x.shape
+    x2, y2 = np.ascontiguousarray(x.reshape(-1, shape[-1] if shape else 1)), np.ascontiguousarray(
+        y.reshape(-1, shape[-1] if shape else 1))
+    out = np.empty(x2.shape, np.bool_)
+    _inside(np.ascontiguousarray(loop, np.float64), x2, y2, out)
+    return out.reshape(shape)
+
+
 def backward_map(
     target: np.ndarray,
     source: np.ndarray,
@@ -77,7 +143,9 @@ def backward_map(
 
 
 def warm_up() -> None:
-    """Compile (or load from Numba's on-disk cache) the rasteriser now: called while a render is being
-    prepared, so the first frame does not wait for it."""
+    """Compile (or load from Numba's on-disk cache) the kernels now: called while a render is being prepared, so
+    the first frame does not wait for them."""
     grid = np.zeros((2, 2), np.float32)
     backward_map(np.zeros((3, 2)), np.zeros((3, 2)), np.array([[0, 1, 2]]), grid, grid.copy(), 1)
+    inside_polygon(np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
+    disc_sampling((0, 0, 2, 2), np.zeros(2), 1.0, np.eye(2), np.zeros(2), np.zeros((3, 2)), np.zeros((3, 2)))
