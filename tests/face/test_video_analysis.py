@@ -50,3 +50,15 @@ def test_a_face_walking_in_is_found_within_the_recheck(portrait):
     assert counts[:10] == [1] * 10
     assert counts.index(2) <= 20 + FaceAnalyzer.RECHECK  # whole in the picture from frame 20 on
     assert counts[counts.index(2):] == [2] * (45 - counts.index(2))
+
+
+def test_landmarks_read_from_the_message_bytes_equal_protobuf_field_reads(portrait):
+    """The face mesh's landmarks are read from the serialised message in one go; the same numbers as reading each
+    landmark's x, y, z through protobuf, at picture sizes where the scaling is not exact."""
+    from enliven.face import analyzer as an
+
+    with FaceAnalyzer(static=True) as analyzer:
+        found = analyzer._mesh.process(np.ascontiguousarray(portrait)).multi_face_landmarks[0]
+    for width, height in ((512, 512), (1919, 1077), (333, 701)):
+        fields = np.array([(p.x * width, p.y * height, p.z * width) for p in found.landmark], np.float32)
+        assert np.array_equal(an._landmarks(found, width, height), fields)
