@@ -237,3 +237,25 @@ def test_a_long_clip_read_in_two_halves_gives_what_one_reading_gives(driving_vid
     diff = [float(np.abs(whole.landmarks(t)[:, :2] - halves.landmarks(t)[:, :2]).max()) for t in np.nonzero(seen)[0]]
     assert max(diff[:middle - 1]) == 0.0  # the first half is read exactly as before
     assert max(diff) < 1.5
+
+
+def test_a_failing_second_part_of_the_first_pass_is_the_error_raised(driving_video, monkeypatch):
+    """The second part of a two-part first pass fails at its first frame (a stand-in for a decoder error there):
+    the caller gets that error, not a silent half of the clip, and the first part does not read on to its end."""
+    from enliven.io.video import VideoReader
+
+    monkeypatch.setattr(tr, "SPLIT_FRAMES", 40)
+    half = int(VideoReader(driving_video).frame_count * tr.FIRST_PART)
+    real = tr.describe_face
+    described = []
+
+    def describe(t, slot, landmarks, image):
+        if t >= half:
+            raise EnlivenError("the second part failed")
+        described.append(t)
+        return real(t, slot, landmarks, image)
+
+    monkeypatch.setattr(tr, "describe_face", describe)
+    with pytest.raises(EnlivenError, match="second part failed"):
+        tr.analyse(driving_video, TrackOptions())
+    assert len(described) < half

@@ -56,6 +56,7 @@ from enliven.motion.frame import MotionFrame, TrackingSummary
 MAX_DRIVER_FACES = 4  # faces looked for in each driving frame
 DESCRIBE_AHEAD = 4  # frames the first pass's face mesh may run ahead of the description of its faces
 SPLIT_FRAMES = 150  # a driving clip at least this long has its two halves read at once (see ``analyse``) ...
+SPLIT_MAX_PIXELS = 1920 * 1080  # ... unless its frames are larger (each part holds a few frames in memory) ...
 WARM_UP = 8  # ... the second half's face mesh starting this many frames early ...
 # ... and the first part a little longer than half: the second one also decodes (without converting) the frames
 # before its start, about a sixth of the work of each frame it reads, so both end together.
@@ -518,29 +519,39 @@ def analyse(
     """First pass: every face of every frame of the driving video, then who is followed in which shot. ``stop``:
     set from another thread, the pass ends at its next frame by raising ``Stopped``.
 
-    A clip of ``SPLIT_FRAMES`` frames or more is read in two parts at once (``FIRST_PART`` of it, then the rest),
-    each on a thread with its own decoder and face mesh: one face mesh keeps a core busy only about two thirds of
-    the time (its graph hands every frame back and forth with Python). The second part's mesh starts ``WARM_UP``
-    frames before its first frame, so by then it follows the faces as one mesh reading on would (landmarks within
-    about a pixel; the first part's are the same as one reading's).
+    A clip of ``SPLIT_FRAMES`` frames or more (of at most ``SPLIT_MAX_PIXELS``) is read in two parts at once
+    (``FIRST_PART`` of it, then the rest), each on a thread with its own decoder and face mesh: one face mesh keeps
+    a core busy only about two thirds of the time (its graph hands every frame back and forth with Python). The
+    second part's mesh starts ``WARM_UP`` frames before its first frame, so by then it follows the faces as one
+    mesh reading on would (landmarks within about a pixel; the first part's are the same as one reading's). A
+    part that fails ends the other at its next frame; its error is the one raised.
     """
     reader = VideoReader(path)
     store = LandmarkStore()
     bar = tqdm(total=reader.frame_count or None, desc="reading the driver", unit="frame", disable=not progress,
                leave=False, dynamic_ncols=True)
-    half = int(reader.frame_count * FIRST_PART) if reader.frame_count >= SPLIT_FRAMES else None
+    two_parts = reader.frame_count >= SPLIT_FRAMES and reader.width * reader.height <= SPLIT_MAX_PIXELS
+    half = int(reader.frame_count * FIRST_PART) if two_parts else None
     try:
         with bar:
             if half is None:
                 faces, change = _read_part(reader, 0, None, store, bar, stop)
             else:
-                ending = _Either(stop)  # set when this half fails: the other one ends at its next frame too
-                with ThreadPoolExecutor(1, thread_name_prefix="enliven-driver-half") as other:
-                    second = other.submit(_read_part, reader, half, None, store, bar, ending)
+                ending = _Either(stop)  # set when a part fails: the other one ends at its next frame too
+
+                def part(start: int, end: int | None):
                     try:
-                        faces, change = _read_part(reader, 0, half, store, bar, stop)
+                        return _read_part(reader, start, end, store, bar, ending)
                     except BaseException:
                         ending.set()
+                        raise
+
+                with ThreadPoolExecutor(1, thread_name_prefix="enliven-driver-part") as other:
+                    second = other.submit(part, half, None)
+                    try:
+                        faces, change = part(0, half)
+                    except Stopped:
+                        second.result()  # the second part's failure, if that is what stopped this one
                         raise
                     more_faces, more_change = second.result()
                 faces, change = faces + more_faces, change + more_change
