@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from numba import njit
 
+from enliven.compiled import compiled
 from enliven.face.crop import Crop
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _blend(warped, region, mask, out):  # pragma: no cover - compiled; tested through Paster.paste
     # round(warped * mask + region * (1 - mask)) in float32, as NumPy would compute it, in one pass over the pixels.
     h, w, c = warped.shape

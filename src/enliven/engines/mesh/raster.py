@@ -11,13 +11,14 @@ rasterise at once: about ten times the speed of the same arithmetic vectorised i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from enliven.compiled import compiled
 
 _EDGE = 1e-6  # barycentric slack: a point this close outside a triangle's edge still counts as inside
 _FLAT = 1e-12  # triangles with a smaller |determinant| (in grid units²) are degenerate and skipped
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _rasterise(tv, sv, map_x, map_y, labels, with_labels):  # pragma: no cover - compiled; tested through its caller
     h, w = map_x.shape
     for t in range(tv.shape[0]):
@@ -49,7 +50,7 @@ def _rasterise(tv, sv, map_x, map_y, labels, with_labels):  # pragma: no cover -
 _NO_LABELS = np.zeros((1, 1), np.int64)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _inside(loop, x, y, out):  # pragma: no cover - compiled; tested through its caller
     n = loop.shape[0]
     for i in range(x.shape[0]):
@@ -64,7 +65,7 @@ def _inside(loop, x, y, out):  # pragma: no cover - compiled; tested through its
             out[i, j] = odd
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def _disc_sampling(x0, y0, h, w, centre, radius, inverse, origin, loop, origin_loop):  # pragma: no cover - compiled
     qx = np.empty((h, w), np.float64)
     qy = np.empty((h, w), np.float64)
