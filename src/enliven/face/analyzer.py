@@ -227,9 +227,9 @@ class FaceAnalyzer:
     In video mode with ``max_faces > 1``, MediaPipe's mesh runs its face detector on every frame where it tracks
     fewer faces than ``max_faces`` (about a third of a frame's analysis, spent looking for faces that are not
     there). Once the number of faces has held for ``SETTLED`` frames, a mesh limited to that many faces follows
-    them instead (tracking only: the same landmarks for the faces it follows); the short-range detector then looks
-    for a new face every ``RECHECK`` frames, and on any frame the caller says to look again (a cut). A face lost or
-    a new one found sends that frame, and the next ones until the count holds again, back to the full mesh.
+    them instead (tracking only: the same landmarks for the faces it follows), while the short-range detector looks
+    for a new face every ``RECHECK`` frames. A face lost, a new one found, or a frame the caller says to look at
+    afresh (a cut) sends that frame, and the next ones until the count holds again, back to the full mesh.
     """
 
     CROP_SIZE = 256  # side of the crop the mesh sees around a face the full-range detector found

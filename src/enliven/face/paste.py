@@ -5,6 +5,8 @@ Pixels where the mask is zero are copied from the original picture untouched, bi
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -13,20 +15,26 @@ from enliven.face.crop import Crop
 
 
 @compiled
-def _blend(warped, region, mask, out):  # pragma: no cover - compiled; tested through Paster.paste
-    # round(warped * mask + region * (1 - mask)) in float32, as NumPy would compute it, in one pass over the pixels.
+def _blend(warped, mask, region):  # pragma: no cover - compiled; tested through Paster.paste
+    # region = round(warped * mask + region * (1 - mask)) in float32, as NumPy would compute it, in place, in one
+    # pass over the pixels (where the mask is 0 the picture's pixel stays as it is).
     h, w, c = warped.shape
     for i in range(h):
         for j in range(w):
             m = mask[i, j, 0]
             if m == 0.0:
-                for k in range(c):
-                    out[i, j, k] = region[i, j, k]
                 continue
             keep = np.float32(1.0) - m
             for k in range(c):
                 v = np.float32(warped[i, j, k]) * m + np.float32(region[i, j, k]) * keep + np.float32(0.5)
-                out[i, j, k] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+                region[i, j, k] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+
+
+@functools.cache
+def _warm_up() -> None:
+    """Compile (or load from the cache) the blend once per process, when the first paster is made, not at frame 1."""
+    one = np.zeros((1, 1, 3), np.uint8)
+    _blend(one, np.zeros((1, 1, 1), np.float32), one)
 
 
 def feathered_mask(polygon: np.ndarray, size: int, feather: float) -> np.ndarray:
@@ -67,8 +75,7 @@ class Paster:
         self._m[:, 2] -= (x0, y0)
         self._size = (int(x1 - x0), int(y1 - y0))
         self.mask = np.ascontiguousarray(mask_full[self.roi][..., None], np.float32)
-        one = np.zeros((1, 1, 3), np.uint8)
-        _blend(one, one, np.zeros((1, 1, 1), np.float32), one)  # compiled (or loaded from cache) now, not at frame 1
+        _warm_up()
 
     def paste(self, frame: np.ndarray, rendered_crop: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``frame`` with ``rendered_crop`` blended in; writes into ``out`` when given (may be ``frame``)."""
@@ -80,6 +87,5 @@ class Paster:
         warped = cv2.warpAffine(
             rendered_crop, self._m, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        target = out[self.roi]  # a view: blended in place (it holds ``frame``'s pixels now)
-        _blend(warped, target, self.mask, target)
+        _blend(warped, self.mask, out[self.roi])  # in place: ``out`` holds ``frame``'s pixels now
         return out

@@ -500,11 +500,10 @@ def _read_part(
             thumb = picture_thumb(image)
             step = 0.0 if previous is None else float(np.abs(thumb - previous).mean())
             previous = thumb
-            if t < start:
-                analyzer.detect(image, look_again=step >= CUT_CHANGE)
+            seen = analyzer.detect(image, look_again=step >= CUT_CHANGE)  # a cut may bring new faces
+            if t < start:  # warming the face mesh up
                 continue
             change.append(step)
-            seen = analyzer.detect(image, look_again=step >= CUT_CHANGE)  # a cut may bring new faces
             described.append(describer.submit(describe, t, seen, image))
             while len(described) > DESCRIBE_AHEAD or (described and described[0].done()):
                 faces.append(described.popleft().result())

@@ -439,10 +439,10 @@ class MeshEngine:
         ``lookahead`` frames are in flight: memory stays bounded."""
         in_order = self.wrinkles.strength > 0.0
         mouth = state.cache["mouth"]
-        pending: deque[tuple[Future, np.ndarray, MotionFrame]] = deque()
+        pending: deque[tuple[Future, MotionFrame]] = deque()
 
         def give_out() -> np.ndarray:
-            future, _, frame = pending.popleft()
+            future, frame = pending.popleft()
             if not in_order:
                 return future.result()
             out, renderable = future.result()
@@ -456,13 +456,13 @@ class MeshEngine:
                     else:
                         future = pool.submit(self._warp_and_paint, state, target,
                                              self.mouth.follow(frame, state.session, mouth))
-                    pending.append((future, target, frame))
+                    pending.append((future, frame))
                     if len(pending) > self.lookahead:
                         yield give_out()
                 while pending:
                     yield give_out()
             finally:
-                for future, _, _ in pending:  # stopped early or failed: what has not started never will
+                for future, _ in pending:  # stopped early or failed: what has not started never will
                     future.cancel()
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:

@@ -10,6 +10,8 @@ rasterise at once: about ten times the speed of the same arithmetic vectorised i
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from enliven.compiled import compiled
@@ -143,9 +145,10 @@ def backward_map(
         _rasterise(tv, sv, map_x, map_y, labels, True)
 
 
+@functools.cache
 def warm_up() -> None:
-    """Compile (or load from Numba's on-disk cache) the kernels now: called while a render is being prepared, so
-    the first frame does not wait for them."""
+    """Compile (or load from Numba's on-disk cache) the kernels now, once per process: called while a render is
+    being prepared, so the first frame does not wait for them."""
     grid = np.zeros((2, 2), np.float32)
     backward_map(np.zeros((3, 2)), np.zeros((3, 2)), np.array([[0, 1, 2]]), grid, grid.copy(), 1)
     inside_polygon(np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
