@@ -100,6 +100,29 @@ def test_big_faces_are_cropped_without_aliasing(portrait_face):
     assert naive[inner].std() > 40  # what bilinear sampling alone does
 
 
+@pytest.mark.parametrize("size", [128, 48])  # the picture averaged down about 6.6x and 17.6x (whole blocks)
+@pytest.mark.parametrize("turn", [0.0, 20.0])
+def test_a_small_crop_of_a_big_picture_samples_where_its_transform_says(portrait_face, size, turn):
+    """On a picture that is a linear ramp, any average of pixels equals the ramp at their centre: each crop pixel
+    must then read the ramp at the place ``c2o`` maps it to (a misplaced average shows as an offset)."""
+    import cv2
+
+    h = w = 2048
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    ramp = np.stack([10 + 0.1 * xs, 10 + 0.1 * ys, np.full_like(xs, 128)], -1)
+    turned = cv2.getRotationMatrix2D((256.0, 256.0), turn, 1.0)
+    points = portrait_face.landmarks[:, :2] @ turned[:, :2].T + turned[:, 2]
+    crop = face_crop(points * 4.0, size=size)
+    assert np.sqrt(abs(np.linalg.det(crop.o2c[:, :2]))) < 0.5  # the averaging path
+    cut = crop.cut(np.round(ramp).astype(np.uint8)).astype(np.float64)
+    v, u = np.mgrid[0:size, 0:size]
+    where = crop.to_original(np.stack([u.ravel(), v.ravel()], 1).astype(np.float64))
+    expected = np.stack([10 + 0.1 * where[:, 0], 10 + 0.1 * where[:, 1]], 1).reshape(size, size, 2)
+    error = (cut[..., :2] - expected)[4:-4, 4:-4]
+    assert np.abs(error.mean(axis=(0, 1))).max() < 0.2  # no offset (a half-block one would be 0.3 to 0.8)
+    assert np.abs(error).max() < 1.5  # rounding to whole levels, twice
+
+
 def test_small_faces_in_a_wide_picture_are_found(portrait):
     """Two portraits side by side at 528 px: the face mesh's own detector finds neither; we find both."""
     import cv2

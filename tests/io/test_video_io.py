@@ -171,3 +171,71 @@ def test_video_frames_over_the_pixel_limit_are_refused_in_one_line(tmp_path):
     VideoReader(clip)  # 6144 pixels: within the default limit
     with pixel_limit(6000), pytest.raises(EnlivenError, match="96×64 = 6,144 pixels, over the limit of 6,000"):
         VideoReader(clip)
+
+
+def _tone_clip(path, seconds: float = 3.0, rate: int = 44100, hz: float = 440.0) -> None:
+    """A clip whose only stream is a sine tone, in AAC."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="mono")
+        t = np.arange(int(seconds * rate)) / rate
+        tone = (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+class _Muxed:
+    """An output container that keeps what is muxed into it (each packet's bytes and time, in order)."""
+
+    def __init__(self, tmp_path, name):
+        self._out = av.open(str(tmp_path / name), "w", format="mp4")
+        self.packets: list[tuple[bytes, int]] = []
+
+    def add_stream(self, *args, **kwargs):
+        return self._out.add_stream(*args, **kwargs)
+
+    def mux(self, packet) -> None:
+        self.packets.append((bytes(packet), packet.pts))
+
+    def seconds(self, rate: int) -> float:
+        return len(self.packets) * 1024 / rate  # AAC packets hold 1024 samples each
+
+
+def test_the_audio_keeps_up_with_the_video_and_ends_with_it(tmp_path):
+    """The writer encodes the driver's audio as the video goes (``keep_up`` after each frame), never past the video
+    written so far, and cuts it at the video's end: the same packets as the whole copy made at the end."""
+    from enliven.io.video import _AudioCopy
+
+    source = tmp_path / "tone.m4a"
+    _tone_clip(source)
+    at_once = _Muxed(tmp_path, "a.mp4")
+    _AudioCopy(at_once, source).run(1.6)
+    growing = _Muxed(tmp_path, "b.mp4")
+    copy = _AudioCopy(growing, source)
+    for frames in range(1, 41):  # 40 frames at 25 frames a second
+        copy.keep_up(frames / 25)
+        if growing.packets:  # what is out so far ends within the encoder's delay of the video so far
+            assert growing.seconds(44100) <= frames / 25 + 1e-9
+    assert len(growing.packets) > 0.8 * len(at_once.packets)  # most of the track was out before the last frame
+    copy.run(1.6)
+    assert growing.packets == at_once.packets
+    assert at_once.seconds(44100) == pytest.approx(1.6, abs=2 * 1024 / 44100)
+
+
+def test_the_driver_s_sound_is_in_the_output_as_long_as_the_video(tmp_path):
+    source = tmp_path / "tone.m4a"
+    _tone_clip(source, seconds=3.0, hz=440.0)
+    out = tmp_path / "out.mp4"
+    with VideoWriter(out, fps=25, audio_from=source) as writer:
+        for frame in _frames(40, 64, 96):
+            writer.write(frame)
+    with av.open(str(out)) as c:
+        samples = np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+        rate = c.streams.audio[0].sample_rate
+    assert len(samples) / rate == pytest.approx(1.6, abs=0.05)
+    spectrum = np.abs(np.fft.rfft(samples[2048:-2048]))  # the tone, not what the encoder's edges do
+    assert np.fft.rfftfreq(len(samples) - 4096, 1 / rate)[spectrum.argmax()] == pytest.approx(440.0, abs=2.0)

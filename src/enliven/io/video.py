@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -402,9 +403,13 @@ class VideoWriter:
                 # thread, 1.44-2.2 ms with its automatic threads, on 2 cores).
                 stream.thread_count = 1
                 audio = _AudioCopy(out, self.audio_from) if self.audio_from else None  # streams before any packet
+                encoded = 0
                 while (frame := self._next_frame()) is not _END:
                     for packet in stream.encode(_yuv420(frame)):
                         out.mux(packet)
+                    encoded += 1
+                    if audio is not None:  # the audio as far as the video goes, while this thread waits for frames
+                        audio.keep_up(encoded / self.fps, self._heartbeat)
                     sink.check()
                 for packet in stream.encode():
                     self._heartbeat.beat()
@@ -491,8 +496,11 @@ AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 1200
 class _AudioCopy:
     """Transcode the first audio stream of a file to AAC into an output container, cut to a duration.
 
-    Damaged packets are skipped and counted (``damaged_packets``), as ffmpeg does; a track where more than half
-    of them fail ends with an EnlivenError."""
+    The writer calls ``keep_up`` as video frames are encoded (the track is encoded as far as the video goes, on
+    the encoder's thread while it waits for frames, instead of all of it after the last frame) and ``run`` at
+    the end, which cuts the track at the video's final length; the packets are the same as one pass over the
+    track would give. Damaged packets are skipped and counted (``damaged_packets``), as ffmpeg does; a track
+    where more than half of them fail ends with an EnlivenError."""
 
     def __init__(self, out, source: Path):
         self._out = out
@@ -516,42 +524,65 @@ class _AudioCopy:
         except BaseException:
             self._src.close()
             raise
+        self._decoder: PacketDecoder | None = None  # made at the first ``keep_up`` or ``run``
+        self._frames: Iterator | None = None
+        self._chunks: deque = deque()  # resampled, not yet encoded: the next one goes past the video so far
+        self._written = 0  # samples encoded
+        self._track_ended = False
 
     def close(self) -> None:
         """Close the source (also when the copy never ran: the video failed first)."""
         self._src.close()
 
+    def keep_up(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
+        """Encode the track as far as ``duration`` seconds (the video written so far), no further."""
+        if self._in is not None:
+            self._guarded(self._copy, duration, heartbeat, False)
+
     def run(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
+        """Encode the rest of the track, cut at ``duration`` seconds (the video's length), and finish it."""
         if self._in is None:
             return
+        with self._src:
+            self._guarded(self._copy, duration, heartbeat, True)
+
+    def _guarded(self, copy, *args) -> None:
         try:
-            self._copy(duration, heartbeat)
+            copy(*args)
         except EnlivenError:
             raise
         except (av.FFmpegError, OSError) as exc:  # a plain ValueError is a bug here (MEDIA_FAILURES); see _resampled
             raise EnlivenError(f"cannot copy the audio of {self._source}: {_one_line(exc)}") from exc
 
-    def _copy(self, duration: float, heartbeat: _Heartbeat | None) -> None:
+    def _copy(self, duration: float, heartbeat: _Heartbeat | None, final: bool) -> None:
         limit = int(round(duration * self.rate))
-        written = 0
-        with self._src:
-            decoder = PacketDecoder(self._src, self._in, "audio", self._source, heartbeat)
-            try:
-                for frame in decoder.frames():
-                    frame.pts = None
-                    for chunk in self._resampled(frame):
-                        if written + chunk.samples > limit:
-                            chunk = self._head(chunk, limit - written)
-                        if chunk is None:
-                            break
-                        written += chunk.samples
-                        for packet in self._stream.encode(chunk):
-                            self._out.mux(packet)
-                    if written >= limit:
+        if self._decoder is None:
+            self._decoder = PacketDecoder(self._src, self._in, "audio", self._source, heartbeat)
+            self._frames = self._decoder.frames()
+        try:
+            while self._written < limit:
+                if not self._chunks:
+                    frame = None if self._track_ended else next(self._frames, None)
+                    if frame is None:
+                        self._track_ended = True
                         break
-            finally:
-                self.damaged_packets = decoder.damaged
-            decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
+                    frame.pts = None
+                    self._chunks.extend(self._resampled(frame))
+                    continue
+                chunk = self._chunks[0]
+                if self._written + chunk.samples > limit:
+                    if not final:
+                        return  # it reaches past the video so far: it waits for more frames, or the cut
+                    chunk = self._head(chunk, limit - self._written)
+                self._chunks.popleft()
+                self._written += chunk.samples
+                for packet in self._stream.encode(chunk):
+                    self._out.mux(packet)
+        finally:
+            self.damaged_packets = self._decoder.damaged
+        if not final:
+            return
+        self._decoder.warn()  # the copy stops at the video's length, perhaps before the end of the track
         for packet in self._stream.encode(None):
             self._out.mux(packet)
 
