@@ -62,3 +62,28 @@ def test_landmarks_read_from_the_message_bytes_equal_protobuf_field_reads(portra
     for width, height in ((512, 512), (1919, 1077), (333, 701)):
         fields = np.array([(p.x * width, p.y * height, p.z * width) for p in found.landmark], np.float32)
         assert np.array_equal(an._landmarks(found, width, height), fields)
+
+
+def test_graphs_give_what_mediapipe_s_own_process_gives(driving_video):
+    """The analyser runs MediaPipe's graphs without SolutionBase.process (``analyzer._outputs``): in video mode,
+    frame after frame, the same landmarks and detections as process() gives on twin graphs."""
+    from enliven.face.analyzer import _mediapipe_solutions, _outputs
+
+    face_detection, face_mesh = _mediapipe_solutions()
+    frames = read_frames(driving_video)[:12]
+    pairs = [
+        [face_mesh.FaceMesh(static_image_mode=False, max_num_faces=2, refine_landmarks=True) for _ in range(2)],
+        [face_detection.FaceDetection(model_selection=0) for _ in range(2)],
+    ]
+    try:
+        for own, ours in pairs:
+            for image in frames:
+                theirs, mine = own.process(image), _outputs(ours, image)
+                for name in ("multi_face_landmarks", "detections"):
+                    if hasattr(theirs, name):
+                        a, b = getattr(theirs, name), getattr(mine, name)
+                        assert a is not None and [m.SerializeToString() for m in a] == [
+                            m.SerializeToString() for m in b]
+    finally:
+        for graph in (g for pair in pairs for g in pair):
+            graph.close()

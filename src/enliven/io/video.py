@@ -208,6 +208,13 @@ def _put_unless_stopped(items: queue.Queue, item, stop: threading.Event) -> bool
     return False
 
 
+# Frames up to this size are decoded on the reader's own thread, without FFmpeg's frame threads: beside the rest of
+# the pipeline their hand-offs cost more than they give on two cores (a 512² clip's run: 10 % fewer thread switches,
+# 0.2 s less CPU; decoding a 1080p clip alone, 4.4 against 3.5-4.0 ms a frame). Larger frames take long enough to
+# decode that the threads pay.
+ONE_THREAD_DECODE_PIXELS = 1920 * 1080
+
+
 class VideoReader:
     """Iterate a video's frames as RGB uint8 arrays, decoding ahead in a background thread. Frames come out
     upright as the file says to show them (phone clips carry a rotation), and ``width``/``height`` are theirs.
@@ -260,7 +267,10 @@ class VideoReader:
             try:
                 with av.open(str(self.path)) as container:
                     stream = container.streams.video[0]
-                    stream.thread_type = "AUTO"
+                    if self.width * self.height > ONE_THREAD_DECODE_PIXELS:
+                        stream.thread_type = "AUTO"
+                    else:
+                        stream.thread_count = 1
                     decoder = PacketDecoder(container, stream, "video", self.path, heartbeat)
                     for index, frame in enumerate(decoder.frames()):
                         if index < start:
