@@ -116,7 +116,7 @@ class Face:
 
 
 class _Graph:
-    """A MediaPipe graph whose native chatter is hidden (two dup2 calls a run: microseconds)."""
+    """A MediaPipe graph whose native chatter is hidden (it prints as it starts and closes)."""
 
     def __init__(self, graph):
         self.graph = graph
@@ -132,8 +132,10 @@ class _Graph:
             wait()
 
     def process(self, image: np.ndarray):
-        with _native_stderr_silenced():
-            return _outputs(self.graph, image)
+        # Not silenced: a started graph runs its frames quietly (its models print as they load, while it starts),
+        # and the silence's own calls (seven, each letting another thread take the GIL) would come on every frame
+        # of every part of a driver's first pass.
+        return _outputs(self.graph, image)
 
     def reset(self) -> None:
         """Forget what a video-mode graph was tracking (it restarts: see ``_settle``)."""
