@@ -116,10 +116,11 @@ class Face:
 
 
 class _Graph:
-    """A MediaPipe graph whose native chatter is hidden (it prints as it starts and closes)."""
+    """A MediaPipe graph whose native chatter is hidden (it prints as it starts, closes and first finds a face)."""
 
     def __init__(self, graph):
         self.graph = graph
+        self._found = False  # whether a frame of it has found anything yet (see ``process``)
         with _native_stderr_silenced():
             self._settle()
 
@@ -132,16 +133,23 @@ class _Graph:
             wait()
 
     def process(self, image: np.ndarray):
-        # Not silenced: a started graph runs its frames quietly (its models print as they load, while it starts),
-        # and the silence's own calls (seven, each letting another thread take the GIL) would come on every frame
-        # of every part of a driver's first pass.
-        return _outputs(self.graph, image)
+        if self._found:
+            return _outputs(self.graph, image)
+        # Its calculators print as they first handle a face (MediaPipe's landmark projection warns about its
+        # ROI), so frames are silenced until one is found; after that they run as they are: the silence's own
+        # calls (seven, each letting another thread take the GIL) would come on every frame of every part of a
+        # driver's first pass.
+        with _native_stderr_silenced():
+            found = _outputs(self.graph, image)
+        self._found = any(value for value in vars(found).values())
+        return found
 
     def reset(self) -> None:
         """Forget what a video-mode graph was tracking (it restarts: see ``_settle``)."""
         with _native_stderr_silenced():
             self.graph.reset()
             self._settle()
+        self._found = False
 
     def close(self) -> None:
         with _native_stderr_silenced():  # closing runs the calculators' last steps, which may print too
