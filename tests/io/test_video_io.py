@@ -239,3 +239,18 @@ def test_the_driver_s_sound_is_in_the_output_as_long_as_the_video(tmp_path):
     assert len(samples) / rate == pytest.approx(1.6, abs=0.05)
     spectrum = np.abs(np.fft.rfft(samples[2048:-2048]))  # the tone, not what the encoder's edges do
     assert np.fft.rfftfreq(len(samples) - 4096, 1 / rate)[spectrum.argmax()] == pytest.approx(440.0, abs=2.0)
+
+
+def test_what_the_reader_gives_can_be_worked_out_on_its_thread(tmp_path):
+    """``read(start, then)``: each frame's index and picture go through ``then`` on the decoder's thread."""
+    path = tmp_path / "v.mp4"
+    frames = _frames(12, 64, 96)
+    with VideoWriter(path, fps=25, crf=0) as writer:
+        for f in frames:
+            writer.write(f)
+    caller = threading.get_ident()
+    seen = list(VideoReader(path).read(4, then=lambda i, p: (i, threading.get_ident() != caller, p[:8, :8].copy())))
+    assert [i for i, _, _ in seen] == list(range(4, 12))
+    assert all(elsewhere for _, elsewhere, _ in seen)
+    plain = list(VideoReader(path).read(4))
+    assert all(np.array_equal(corner, p[:8, :8]) for (_, _, corner), p in zip(seen, plain))

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -256,8 +256,10 @@ class VideoReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.read()
 
-    def read(self, start: int = 0) -> Iterator[np.ndarray]:
-        """The frames from index ``start`` on (the ones before it are decoded, as they must be, but not converted)."""
+    def read(self, start: int = 0, then: Callable[[int, np.ndarray], object] | None = None) -> Iterator:
+        """The frames from index ``start`` on (the ones before it are decoded, as they must be, but not converted).
+        ``then(index, picture)``: what is given instead of each picture, worked out on the decoder's thread (a
+        crop of it, say, so the caller's thread is free for other work)."""
         frames: queue.Queue = queue.Queue(maxsize=self._prefetch)
         stop = threading.Event()  # the caller stopped early or failed: the decoder ends at its next step
         heartbeat = _Heartbeat()
@@ -276,6 +278,8 @@ class VideoReader:
                         if index < start:
                             continue
                         picture = _turned(_rgb(frame), self.turn)
+                        if then is not None:
+                            picture = then(index, picture)
                         if not _put_unless_stopped(frames, picture, stop):
                             return
                     self.damaged_packets = decoder.damaged

@@ -54,13 +54,19 @@ def video_motion(
     boxes = [None if r < 0 or driving_crop is None else driving_crop.crop(track.landmarks(r)) for r in track.references]
     first_seen = int((track.followed >= 0).argmax())
 
+    def cut(t: int, image: np.ndarray) -> np.ndarray | None:
+        """Frame ``t``'s crop, if it has one (on the decoder's thread)."""
+        if t >= track.frames or track.followed[t] < 0 or boxes[int(track.shot_of[t])] is None:
+            return None
+        return boxes[int(track.shot_of[t])].cut(image)
+
     def frames() -> Iterator[MotionFrame]:
-        pictures = iter(VideoReader(path)) if driving_crop is not None else None
+        crops = iter(VideoReader(path).read(then=cut)) if driving_crop is not None else None
         ahead = _FrameSeeker(path) if driving_crop is not None and anchor_crops else None
         last: MotionFrame | None = None
         try:
             for t in range(track.frames):
-                image = next(pictures, None) if pictures is not None else None
+                crop = next(crops, None) if crops is not None else None
                 shot = int(track.shot_of[t])
                 if ahead is not None and anchors[shot] is not None and anchors[shot].crop is None:
                     reference = ahead.frame(track.references[shot])
@@ -73,13 +79,12 @@ def video_motion(
                     continue
                 points = track.landmarks(t)
                 last = replace(MotionFrame.from_landmarks(points), shot=shot, anchor=anchors[shot])
-                if boxes[shot] is not None and image is not None:
-                    box = boxes[shot]
-                    last = replace(last, crop=box.cut(image), crop_landmarks=box.to_crop(points).astype(np.float32))
+                if crop is not None:
+                    last = replace(last, crop=crop, crop_landmarks=boxes[shot].to_crop(points).astype(np.float32))
                 yield last
         finally:
-            if pictures is not None:
-                pictures.close()
+            if crops is not None:
+                crops.close()
             if ahead is not None:
                 ahead.close()
             track.store.close()
