@@ -121,16 +121,21 @@ def vowels_and_silence(path: Path, seconds: float = 4.0, rate: int = 16000) -> n
     formants = 1.0 + 0.8 * np.sin(2 * np.pi * 700 * t) + 0.5 * np.sin(2 * np.pi * 1200 * t)
     envelope = np.clip(np.sin(2 * np.pi * 0.75 * t), 0, None) ** 0.7 * (t > 0.4)  # on/off every 0.67 s
     signal = (0.25 * envelope * voice * formants / 4).astype(np.float32)
+    write_sound(path, signal, rate, "pcm_s16le", chunk=1600)
+    return signal
+
+
+def write_sound(path: Path, samples: np.ndarray, rate: int, codec: str, chunk: int = 1024) -> None:
+    """Mono float samples written to ``path`` as a file of one ``codec`` audio stream."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
-        for start in range(0, len(signal), 1600):
-            frame = av.AudioFrame.from_ndarray(signal[None, start : start + 1600], format="flt", layout="mono")
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        for start in range(0, len(samples), chunk):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + chunk], format="flt", layout="mono")
             frame.sample_rate = rate
             for p in stream.encode(frame):
                 out.mux(p)
         for p in stream.encode(None):
             out.mux(p)
-    return signal
 
 
 def fake_hub_fetch(hub: dict[str, list[str]], calls: list | None = None):

@@ -14,6 +14,8 @@ from enliven.io.files import atomic_output, check_writable
 from enliven.io.images import read_image
 from enliven.io.video import VideoReader, VideoWriter
 
+from conftest import write_sound
+
 
 def _frames(n, h, w):
     rng = np.random.default_rng(0)
@@ -175,17 +177,8 @@ def test_video_frames_over_the_pixel_limit_are_refused_in_one_line(tmp_path):
 
 def _tone_clip(path, seconds: float = 3.0, rate: int = 44100, hz: float = 440.0) -> None:
     """A clip whose only stream is a sine tone, in AAC."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=rate, layout="mono")
-        t = np.arange(int(seconds * rate)) / rate
-        tone = (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-        for start in range(0, len(tone), 1024):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="flt", layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    t = np.arange(int(seconds * rate)) / rate
+    write_sound(path, (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32), rate, "aac")
 
 
 class _Muxed:
