@@ -75,6 +75,26 @@ def test_backward_map_matches_a_per_pixel_reference_with_later_triangles_on_top(
     assert (mx[labels < 0] == -1).all()  # untouched where no triangle lands
 
 
+def test_line_cover_is_full_on_the_line_and_ramps_to_nothing_one_pixel_beyond():
+    """The compiled lash-line cover against a reference written differently (scipy's KD-tree for the nearest curve
+    point, in a loop over pixels): 1 within half[k] of the nearest point k, falling by one per pixel beyond."""
+    from scipy.spatial import cKDTree
+
+    from enliven.engines.mesh.raster import line_cover
+
+    t = np.linspace(0.0, 1.0, 48)
+    curve = np.stack([20 + 60 * t, 30 + 8 * np.sin(np.pi * t)], 1)
+    half = 2.0 * (0.3 + 0.7 * np.sin(np.pi * t))
+    window = (15, 22, 72, 24)
+    cover = line_cover(window, curve, half)
+    tree = cKDTree(curve)
+    for i in range(window[3]):
+        for j in range(window[2]):
+            d, k = tree.query([window[0] + j, window[1] + i])
+            assert cover[i, j] == pytest.approx(min(max(half[k] + 0.5 - d, 0.0), 1.0), abs=1e-12)
+    assert cover.max() == 1.0 and cover.min() == 0.0 and ((cover > 0) & (cover < 1)).any()
+
+
 def test_identity_target_reproduces_the_crop(prepared):
     engine, state, landmarks = prepared
     out = engine.render(state, landmarks)

@@ -34,7 +34,7 @@ from enliven.engines.mesh.mouth import (
     mouth_gap,
     similarity,
 )
-from enliven.engines.mesh.raster import backward_map, disc_sampling, inside_polygon, warm_up
+from enliven.engines.mesh.raster import backward_map, disc_sampling, inside_polygon, line_cover, warm_up
 from enliven.engines.mesh.wrinkles import WrinkleTransfer
 from enliven.errors import EnlivenError
 from enliven.face import geometry
@@ -552,10 +552,7 @@ class MeshEngine:
             x1, y1 = np.minimum(np.ceil(curve.max(0) + 3).astype(int), out.shape[0])
             if x1 <= x0 or y1 <= y0:
                 continue
-            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-            dist = np.hypot(xs[..., None] - curve[:, 0], ys[..., None] - curve[:, 1])
-            nearest = dist.argmin(-1)
-            cover = np.clip(half[nearest] + 0.5 - dist.min(-1), 0.0, 1.0)  # anti-aliased: one pixel of ramp
+            cover = line_cover((x0, y0, x1 - x0, y1 - y0), curve, half)  # anti-aliased: one pixel of ramp
             a = (LASH_DARK * closure[side] * cover)[..., None]
             region = out[y0:y1, x0:x1].astype(np.float32)
             out[y0:y1, x0:x1] = np.clip(region * (1.0 - a + a * state.cache["lash_tint"][side]) + 0.5, 0,

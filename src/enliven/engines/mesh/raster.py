@@ -145,6 +145,32 @@ def backward_map(
         _rasterise(tv, sv, map_x, map_y, labels, True)
 
 
+@compiled
+def _near_line(x0, y0, curve, half, cover):  # pragma: no cover - compiled; tested through its caller
+    h, w = cover.shape
+    for i in range(h):
+        for j in range(w):
+            best, nearest = np.inf, 0
+            for k in range(curve.shape[0]):  # the nearest point by squared distance, its distance exactly after
+                dx, dy = x0 + j - curve[k, 0], y0 + i - curve[k, 1]
+                d2 = dx * dx + dy * dy
+                if d2 < best:
+                    best, nearest = d2, k
+            d = np.hypot(x0 + j - curve[nearest, 0], y0 + i - curve[nearest, 1])
+            cover[i, j] = min(max(half[nearest] + 0.5 - d, 0.0), 1.0)
+
+
+def line_cover(window: tuple[int, int, int, int], curve: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """How much each pixel of ``window`` (x0, y0, width, height) lies on a line drawn through the points of
+    ``curve`` (K, 2), ``half[k]`` pixels thick on either side of point k (the nearest point decides): 1 within it,
+    0 beyond one more pixel, a linear ramp between (anti-aliasing). (height, width) float64."""
+    x0, y0, w, h = window
+    cover = np.empty((h, w), np.float64)
+    _near_line(float(x0), float(y0), np.ascontiguousarray(curve, np.float64), np.ascontiguousarray(half, np.float64),
+               cover)
+    return cover
+
+
 @functools.cache
 def warm_up() -> None:
     """Compile (or load from Numba's on-disk cache) the kernels now, once per process: called while a render is
@@ -153,3 +179,4 @@ def warm_up() -> None:
     backward_map(np.zeros((3, 2)), np.zeros((3, 2)), np.array([[0, 1, 2]]), grid, grid.copy(), 1)
     inside_polygon(np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
     disc_sampling((0, 0, 2, 2), np.zeros(2), 1.0, np.eye(2), np.zeros(2), np.zeros((3, 2)), np.zeros((3, 2)))
+    line_cover((0, 0, 2, 2), np.zeros((2, 2)), np.ones(2))
