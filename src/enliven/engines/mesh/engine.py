@@ -377,8 +377,10 @@ class MeshEngine:
             return map_x, map_y
         # Upsample the displacement, not the map: it is zero at the crop border, so the border stays exact.
         size = (ix.shape[1], ix.shape[0])
-        map_x = ix + cv2.resize(map_x - gx, size, interpolation=cv2.INTER_LINEAR)
-        map_y = iy + cv2.resize(map_y - gy, size, interpolation=cv2.INTER_LINEAR)
+        map_x = cv2.resize(np.subtract(map_x, gx, out=map_x), size, interpolation=cv2.INTER_LINEAR)
+        map_y = cv2.resize(np.subtract(map_y, gy, out=map_y), size, interpolation=cv2.INTER_LINEAR)
+        map_x += ix  # in place: no new megabyte-sized arrays a frame
+        map_y += iy
         # Around the eyes the map jumps (lid over eyeball, lashes over skin): interpolating across a jump would
         # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel; the
         # same at the lips of a mouth the source shows open (lips meeting over it would carry a line of its teeth).
