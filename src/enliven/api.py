@@ -186,11 +186,16 @@ class Animation:
             engines.render_stream(self.engine, face.state, _targets(face, frames, i))
             for i, (face, frames) in enumerate(zip(self.faces, per_face))
         ]
-        for crops in zip(*streams):
-            out = self.image.copy()
-            for face, crop in zip(self.faces, crops):
-                face.paster.paste(out, crop, out=out)
-            yield out
+        try:
+            for crops in zip(*streams):
+                out = self.image.copy()
+                for face, crop in zip(self.faces, crops):
+                    face.paster.paste(out, crop, out=out)
+                yield out
+        finally:  # stopped early or failed: the engines' workers end now, not when the streams are collected
+            for stream in streams:
+                if hasattr(stream, "close"):
+                    stream.close()
 
     def still(self, controls: Controls) -> np.ndarray:
         """The picture with every face at rest and ``controls`` applied (live editing: the faces were found and
@@ -408,11 +413,19 @@ def _encode(pictures: Iterable[np.ndarray], output: Path, fps: float, audio: Pat
     """Write ``pictures`` as the video ``output`` (appearing only when complete, with ``audio``'s track muxed),
     with a progress bar and ``on_frame`` calls; returns the frame count. The one encode loop of every animation."""
     count = 0
-    with atomic_output(output) as tmp, _progress(total, desc, opts.progress) as bar:
-        with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
-            for picture in _ticking(pictures, bar, opts.on_frame):
-                writer.write(picture)
-                count += 1
+    pictures = iter(pictures)
+    try:
+        with atomic_output(output) as tmp, _progress(total, desc, opts.progress) as bar:
+            with VideoWriter(tmp, fps, audio_from=audio, crf=opts.crf) as writer:
+                for picture in _ticking(pictures, bar, opts.on_frame):
+                    writer.write(picture)
+                    count += 1
+    finally:
+        # A failure (the encoder's, say) leaves the renderer suspended mid-stream; closed here, its worker
+        # threads end now. Left to the garbage collector, they would wait for it: the failure that stopped the
+        # loop refers back to this frame through the writer that keeps it.
+        if hasattr(pictures, "close"):
+            pictures.close()
     return count
 
 

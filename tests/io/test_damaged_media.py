@@ -479,3 +479,28 @@ def test_the_command_fails_loudly_on_a_bug_and_in_one_line_on_damaged_media(talk
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("enliven: error: cannot decode video"), lines
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoder_failing_mid_render_leaves_no_render_worker(tmp_path, monkeypatch):
+    """A full disk found at the third frame (the fuzz suite's case: a file-size limit, the driver's sound muxed as
+    the video goes): the error is one line, and the mesh engine's warp workers end with the call, not when the
+    garbage collector gets to the failure, which refers back to the suspended renderer."""
+    import gc
+
+    checks = iter(range(10**6))
+
+    def fill_up(self):
+        if next(checks) >= 2:
+            raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(video._Sink, "check", fill_up)
+    before = _enliven_threads()
+    gc.disable()  # as in a quiet process, where nothing triggers a collection for a while
+    try:
+        with pytest.raises(EnlivenError, match="File too large"):
+            _within(HANG_SECONDS, lambda: api.animate(api.bundled_portrait(), "preset:talk", tmp_path / "out.mp4",
+                                                      progress=False))
+        assert not _no_new_enliven_threads(before)
+    finally:
+        gc.enable()
+    assert list(tmp_path.iterdir()) == []
