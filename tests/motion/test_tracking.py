@@ -260,3 +260,22 @@ def test_a_failing_second_part_of_the_first_pass_is_the_error_raised(driving_vid
     with pytest.raises(EnlivenError, match="second part failed"):
         tr.analyse(driving_video, TrackOptions())
     assert described and max(described) < half  # the first part read its own frames only
+
+
+def test_the_landmark_store_gives_back_what_was_added_also_between_adds():
+    from enliven.face.landmarks import NUM_LANDMARKS
+    from enliven.motion.tracking import LandmarkStore
+
+    rng = np.random.default_rng(3)
+    faces = [rng.normal(0, 100, (NUM_LANDMARKS, 3)).astype(np.float32) for _ in range(300)]
+    store = LandmarkStore()
+    try:
+        for i, face in enumerate(faces):
+            assert store.add(face) == i
+            if i % 97 == 0:  # a read while faces are still coming: what was added so far is all there
+                assert np.array_equal(store[i], face) and np.array_equal(store[0], faces[0])
+        assert all(np.array_equal(store[i], faces[i]) for i in rng.permutation(len(faces)))
+        with pytest.raises(IndexError):
+            store[len(faces)]
+    finally:
+        store.close()

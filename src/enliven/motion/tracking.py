@@ -165,7 +165,12 @@ def picture_thumb(image: np.ndarray) -> np.ndarray:
 
 
 class LandmarkStore:
-    """Landmarks of every face of the first pass, in a temporary file (deleted on close), read back by slot."""
+    """Landmarks of every face of the first pass, in a temporary file (deleted on close), read back by slot.
+
+    Read with ``pread``, not through a memory map: mapped, every page of the file read would count in the
+    process's resident memory (84 MB for ten minutes of one face), and memory would grow with the clip."""
+
+    _BYTES = NUM_LANDMARKS * 3 * 4  # one face's landmarks, float32
 
     def __init__(self) -> None:
         with _disk_errors(creating=True):
@@ -173,24 +178,32 @@ class LandmarkStore:
             # another thread take the GIL while the first pass's two parts run).
             self._file = tempfile.TemporaryFile(prefix="enliven-faces-", buffering=1 << 20)
         self._count = 0
-        self._view: np.memmap | None = None
+        self._flushed = False
         self._lock = threading.Lock()
 
     def add(self, landmarks: np.ndarray) -> int:
         with self._lock, _disk_errors():  # the first pass's two halves add at once
             self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
             self._count += 1
+            self._flushed = False
             return self._count - 1
 
     def __getitem__(self, slot: int) -> np.ndarray:
-        if self._view is None:
-            with _disk_errors():
+        if not 0 <= slot < self._count:
+            raise IndexError(f"no landmarks at slot {slot} of {self._count}")
+        with _disk_errors(), self._lock:
+            if not self._flushed:
                 self._file.flush()
-            self._view = np.memmap(self._file, np.float32, "r", shape=(max(self._count, 1), NUM_LANDMARKS, 3))
-        return np.array(self._view[slot])
+                self._flushed = True
+            if hasattr(os, "pread"):
+                data = os.pread(self._file.fileno(), self._BYTES, slot * self._BYTES)
+            else:  # Windows
+                self._file.seek(slot * self._BYTES)
+                data = self._file.read(self._BYTES)
+                self._file.seek(0, os.SEEK_END)
+        return np.frombuffer(data, np.float32).reshape(NUM_LANDMARKS, 3).copy()
 
     def close(self) -> None:
-        self._view = None
         try:
             self._file.close()
         except OSError:  # its buffer could not be flushed (the disk is full): the file is deleted all the same
