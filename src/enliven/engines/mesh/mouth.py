@@ -107,16 +107,21 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([m, (centre_b - m @ centre_a)[:, None]], axis=1)
 
 
+_PATCH_DY, _PATCH_DX = (d.ravel() for d in np.mgrid[-PATCH : PATCH + 1, -PATCH : PATCH + 1])
+
+
 def _colour_at(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Median colour (float32 RGB) of the small patches around ``points`` (pixels; those off the picture skipped)."""
     h, w = image.shape[:2]
-    samples = []
-    for x, y in np.round(points[:, :2]).astype(int):
-        if PATCH <= x < w - PATCH and PATCH <= y < h - PATCH:
-            samples.append(image[y - PATCH : y + PATCH + 1, x - PATCH : x + PATCH + 1].reshape(-1, 3))
-    if not samples:
+    xy = np.round(points[:, :2]).astype(int)
+    x, y = xy[:, 0], xy[:, 1]
+    xy = xy[(x >= PATCH) & (x < w - PATCH) & (y >= PATCH) & (y < h - PATCH)]
+    if not len(xy):
         return np.full(3, 128.0, np.float32)
-    return np.median(np.concatenate(samples), axis=0).astype(np.float32)
+    # All patches at once (one gather, not a slice per point: this runs for every frame of a driving video).
+    ys = xy[:, 1, None] + _PATCH_DY
+    xs = xy[:, 0, None] + _PATCH_DX
+    return np.median(image[ys, xs].reshape(-1, 3), axis=0).astype(np.float32)
 
 
 def skin_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
