@@ -250,11 +250,11 @@ def test_a_failing_second_part_of_the_first_pass_is_the_error_raised(driving_vid
     real = tr.describe_face
     described = []
 
-    def describe(t, slot, landmarks, image):
+    def describe(t, slot, landmarks, image, identity=True):
         if t >= half:
             raise EnlivenError("the second part failed")
         described.append(t)
-        return real(t, slot, landmarks, image)
+        return real(t, slot, landmarks, image, identity)
 
     monkeypatch.setattr(tr, "describe_face", describe)
     with pytest.raises(EnlivenError, match="second part failed"):
@@ -279,3 +279,13 @@ def test_the_landmark_store_gives_back_what_was_added_also_between_adds():
             store[len(faces)]
     finally:
         store.close()
+
+
+def test_without_people_to_tell_apart_no_look_is_cut_and_the_rest_is_the_same(portrait, portrait_face):
+    """``driver_face="largest"`` needs no identity: its faces are described without the colour thumbnail."""
+    full = tr.describe_face(3, 7, portrait_face.landmarks, portrait)
+    bare = tr.describe_face(3, 7, portrait_face.landmarks, portrait, identity=False)
+    assert full.look.size == 3 * tr.SIGNATURE_THUMB**2 and bare.look.size == 0
+    for name in ("frame", "slot", "width", "inside", "lip", "eyes", "turn"):
+        assert getattr(full, name) == getattr(bare, name)
+    assert np.array_equal(full.shape, bare.shape) and np.array_equal(full.centre, bare.centre)

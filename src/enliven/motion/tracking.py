@@ -125,7 +125,7 @@ class Detection:
     width: float  # face width, pixels
     inside: float  # fraction of the landmarks inside the picture
     shape: np.ndarray  # rigid points' canonical (x, y): the landmark half of the identity signature
-    look: np.ndarray  # aligned colour thumbnail (Lab, uint8): the appearance half
+    look: np.ndarray  # aligned colour thumbnail (Lab, uint8): the appearance half (empty: not told apart)
     lip: float
     eyes: float  # mean eye open ratio
     turn: float  # |yaw| + |pitch|, degrees
@@ -135,15 +135,22 @@ class Detection:
         return self.width >= MIN_FACE_PX and self.inside >= MIN_INSIDE
 
 
-def describe_face(frame: int, slot: int, landmarks: np.ndarray, image: np.ndarray) -> Detection:
-    """What tracking needs to know of a face found in ``image``."""
+_NO_LOOK = np.zeros(0, np.uint8)
+
+
+def describe_face(frame: int, slot: int, landmarks: np.ndarray, image: np.ndarray, identity: bool = True) -> Detection:
+    """What tracking needs to know of a face found in ``image``; without ``identity`` (no people to tell apart:
+    ``driver_face="largest"``) no colour thumbnail is cut for it, the larger part of the work."""
     pts = np.asarray(landmarks, np.float64)
     h, w = image.shape[:2]
     x0, y0 = pts[:, :2].min(0)
     x1, y1 = pts[:, :2].max(0)
     inside = np.mean((pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h))
     motion = MotionFrame.from_landmarks(pts)
-    thumb = face_crop(pts, size=SIGNATURE_THUMB, scale=1.2, vy=0.0).cut(image)
+    look = _NO_LOOK
+    if identity:
+        thumb = face_crop(pts, size=SIGNATURE_THUMB, scale=1.2, vy=0.0).cut(image)
+        look = cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).ravel()  # uint8: a long clip's faces stay small in memory
     yaw, pitch, _ = motion.pose.angles()
     return Detection(
         frame=frame,
@@ -152,7 +159,7 @@ def describe_face(frame: int, slot: int, landmarks: np.ndarray, image: np.ndarra
         width=float(x1 - x0),
         inside=float(inside),
         shape=motion.shape[list(lm.RIGID), :2].astype(np.float32).ravel(),
-        look=cv2.cvtColor(thumb, cv2.COLOR_RGB2LAB).ravel(),  # uint8: a long clip's faces stay small in memory
+        look=look,
         lip=float(geometry.lip_open_ratio(pts)),
         eyes=float(np.mean(geometry.eye_open_ratios(pts))),
         turn=abs(yaw) + abs(pitch),
@@ -487,7 +494,8 @@ class _Either(threading.Event):
 
 
 def _read_part(
-    reader: VideoReader, start: int, end: int | None, store: LandmarkStore, bar: tqdm, stop: threading.Event | None
+    reader: VideoReader, start: int, end: int | None, store: LandmarkStore, bar: tqdm, stop: threading.Event | None,
+    identity: bool = True,
 ) -> tuple[list[list[Detection]], list[float]]:
     """Frames ``start`` (inclusive) to ``end`` (exclusive; None: the last) of the first pass: each frame's faces
     and its picture change from the frame before (0 for the clip's first frame)."""
@@ -496,7 +504,7 @@ def _read_part(
     previous = None
 
     def describe(t: int, seen: list, image: np.ndarray) -> list[Detection]:
-        return drop_ghosts([describe_face(t, store.add(f.landmarks), f.landmarks, image) for f in seen])
+        return drop_ghosts([describe_face(t, store.add(f.landmarks), f.landmarks, image, identity) for f in seen])
 
     # The face mesh runs here; what tracking keeps of each face is worked out on a thread of its own, a few frames
     # behind. A part that starts inside the clip first runs the mesh over the WARM_UP frames before ``start`` (found
@@ -544,18 +552,19 @@ def analyse(
     store = LandmarkStore()
     bar = tqdm(total=reader.frame_count or None, desc="reading the driver", unit="frame", disable=not progress,
                leave=False, dynamic_ncols=True)
+    identity = options.driver_face != "largest"  # people are told apart by their looks only for the others
     two_parts = reader.frame_count >= SPLIT_FRAMES and reader.width * reader.height <= SPLIT_MAX_PIXELS
     half = int(reader.frame_count * FIRST_PART) if two_parts else None
     try:
         with bar:
             if half is None:
-                faces, change = _read_part(reader, 0, None, store, bar, stop)
+                faces, change = _read_part(reader, 0, None, store, bar, stop, identity)
             else:
                 ending = _Either(stop)  # set when a part fails: the other one ends at its next frame too
 
                 def part(start: int, end: int | None):
                     try:
-                        return _read_part(reader, start, end, store, bar, ending)
+                        return _read_part(reader, start, end, store, bar, ending, identity)
                     except BaseException:
                         ending.set()
                         raise
