@@ -542,7 +542,6 @@ class _AudioCopy:
         self._frames: Iterator | None = None
         self._chunks: deque = deque()  # resampled, not yet encoded: the next one goes past the video so far
         self._written = 0  # samples encoded
-        self._track_ended = False
 
     def close(self) -> None:
         """Close the source (also when the copy never ran: the video failed first)."""
@@ -551,18 +550,19 @@ class _AudioCopy:
     def keep_up(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
         """Encode the track as far as ``duration`` seconds (the video written so far), no further."""
         if self._in is not None:
-            self._guarded(self._copy, duration, heartbeat, False)
+            self._guarded(duration, heartbeat, final=False)
 
     def run(self, duration: float, heartbeat: _Heartbeat | None = None) -> None:
         """Encode the rest of the track, cut at ``duration`` seconds (the video's length), and finish it."""
         if self._in is None:
             return
         with self._src:
-            self._guarded(self._copy, duration, heartbeat, True)
+            self._guarded(duration, heartbeat, final=True)
 
-    def _guarded(self, copy, *args) -> None:
+    def _guarded(self, duration: float, heartbeat: _Heartbeat | None, final: bool) -> None:
+        """``_copy``, the media's failures as one EnlivenError line."""
         try:
-            copy(*args)
+            self._copy(duration, heartbeat, final)
         except EnlivenError:
             raise
         except (av.FFmpegError, OSError) as exc:  # a plain ValueError is a bug here (MEDIA_FAILURES); see _resampled
@@ -576,9 +576,8 @@ class _AudioCopy:
         try:
             while self._written < limit:
                 if not self._chunks:
-                    frame = None if self._track_ended else next(self._frames, None)
+                    frame = next(self._frames, None)  # None again and again once the track has ended
                     if frame is None:
-                        self._track_ended = True
                         break
                     frame.pts = None
                     self._chunks.extend(self._resampled(frame))
@@ -611,9 +610,7 @@ class _AudioCopy:
             raise EnlivenError(f"cannot copy the audio of {self._source}: it changes midway ({exc})") from exc
 
     def _head(self, chunk, samples: int):
-        """The first ``samples`` samples of a planar float frame, or None if that is nothing."""
-        if samples <= 0:
-            return None
+        """The first ``samples`` (at least one) samples of a planar float frame."""
         head = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(chunk.to_ndarray()[:, :samples]), format="fltp", layout=chunk.layout.name
         )

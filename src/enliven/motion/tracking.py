@@ -185,23 +185,19 @@ class LandmarkStore:
             # another thread take the GIL while the first pass's two parts run).
             self._file = tempfile.TemporaryFile(prefix="enliven-faces-", buffering=1 << 20)
         self._count = 0
-        self._flushed = False
         self._lock = threading.Lock()
 
     def add(self, landmarks: np.ndarray) -> int:
         with self._lock, _disk_errors():  # the first pass's two halves add at once
             self._file.write(np.ascontiguousarray(landmarks, np.float32).tobytes())
             self._count += 1
-            self._flushed = False
             return self._count - 1
 
     def __getitem__(self, slot: int) -> np.ndarray:
         if not 0 <= slot < self._count:
             raise IndexError(f"no landmarks at slot {slot} of {self._count}")
         with _disk_errors(), self._lock:
-            if not self._flushed:
-                self._file.flush()
-                self._flushed = True
+            self._file.flush()  # what is still in the buffer (nothing to do, no system call, when it is empty)
             if hasattr(os, "pread"):
                 data = os.pread(self._file.fileno(), self._BYTES, slot * self._BYTES)
             else:  # Windows
