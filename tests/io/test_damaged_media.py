@@ -504,3 +504,32 @@ def test_an_encoder_failing_mid_render_leaves_no_render_worker(tmp_path, monkeyp
     finally:
         gc.enable()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_pyav_fails_to_finish_opening_leaves_no_descriptor_open(tmp_path):
+    """A WAV whose title is not UTF-8 (PyAV's UnicodeDecodeError halfway through opening it, as the fuzz suite's
+    damaged headers made): one error line, and FFmpeg's descriptor of the file closed with it, not whenever the
+    garbage collector next runs (the half-made container sits in a reference cycle)."""
+    import gc
+    import os
+
+    path = tmp_path / "tagged.wav"
+    with av.open(str(path), "w") as out:
+        out.metadata["title"] = "abcdefgh"
+        stream = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.float32), format="flt", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    path.write_bytes(path.read_bytes().replace(b"abcdefgh", b"\xc9bcdefgh"))
+    with pytest.raises(UnicodeDecodeError):
+        av.open(str(path))  # the damage is the kind meant
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    gc.disable()
+    try:
+        with pytest.raises(EnlivenError, match="cannot read audio .*codec can't decode"):
+            video.open_media(path, "audio")
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()
