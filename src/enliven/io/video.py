@@ -526,10 +526,7 @@ class _AudioCopy:
         self._out = out
         self._source = source
         self.damaged_packets = 0
-        try:
-            self._src = av.open(str(source))
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise EnlivenError(f"cannot read the audio of {source}: {_one_line(exc)}") from None
+        self._src = open_media(source, "audio")  # its failures as one line, and nothing left open
         self._in = self._src.streams.audio[0] if self._src.streams.audio else None
         if self._in is None:
             self._src.close()
