@@ -75,6 +75,29 @@ def test_backward_map_matches_a_per_pixel_reference_with_later_triangles_on_top(
     assert (mx[labels < 0] == -1).all()  # untouched where no triangle lands
 
 
+def test_backward_map_on_a_window_of_the_map_is_that_window_of_the_whole_map():
+    """With ``origin`` the rasteriser fills a window (a view) of a larger map, as the warp redraws its eyes and lips:
+    the same values, bit for bit, as that window of the whole map, triangles reaching past it or missing it
+    altogether included; and nothing outside the window is touched."""
+    rng = np.random.default_rng(11)
+    tgt, src = rng.uniform(-10, 70, (50, 2)), rng.uniform(0, 60, (50, 2))
+    tris = np.array([rng.choice(50, 3, replace=False) for _ in range(60)])
+    whole_x, whole_y = np.full((60, 60), -1.0, np.float32), np.full((60, 60), -1.0, np.float32)
+    whole_t = np.full((60, 60), -1, np.int64)
+    backward_map(tgt, src, tris, whole_x, whole_y, 1, labels=whole_t)
+    x0, y0, x1, y1 = 13, 21, 37, 40
+    part_x, part_y = np.full((60, 60), -1.0, np.float32), np.full((60, 60), -1.0, np.float32)
+    part_t = np.full((60, 60), -1, np.int64)
+    window = (slice(y0, y1), slice(x0, x1))
+    backward_map(tgt, src, tris, part_x[window], part_y[window], 1, labels=part_t[window], origin=(x0, y0))
+    assert (whole_t[window] >= 0).mean() > 0.5
+    for part, whole in ((part_x, whole_x), (part_y, whole_y), (part_t, whole_t)):
+        assert np.array_equal(part[window], whole[window])
+        outside = np.ones(part.shape, bool)
+        outside[window] = False
+        assert (part[outside] == -1).all()
+
+
 def test_line_cover_is_full_on_the_line_and_ramps_to_nothing_one_pixel_beyond():
     """The compiled lash-line cover against a reference written differently (scipy's KD-tree for the nearest curve
     point, in a loop over pixels): 1 within half[k] of the nearest point k, falling by one per pixel beyond."""
@@ -167,20 +190,29 @@ def test_irises_move_only_inside_the_eye_openings(prepared, push):
     assert not changed[~_eye_openings(target, still.shape[0])].any()
 
 
-@pytest.mark.parametrize("wrinkles", [0.0, 1.0])
-def test_render_stream_gives_what_render_gives_frame_by_frame(portrait, driving_video, wrinkles):
-    """The stream renders ahead on worker threads (the mouth's inside too, unless wrinkles make it wait for the
-    frames in order): the same pictures, bit for bit, as ``render`` called frame after frame."""
-    from enliven import api
-
-    job = api.prepare_animation(portrait, driving_video, progress=False, engine_options={"wrinkles": wrinkles})
-    face = job.faces[0]
-    frames = list(job.motion)[:40]
-    targets = [face.aligner(f) for f in frames]
-    assert any(f.crop is not None for f in frames)  # the driver's mouth pixels are in play
-    face.state.session.clear()
-    one_by_one = [job.engine.render(face.state, t, f) for t, f in zip(targets, frames)]
-    face.state.session.clear()
-    streamed = list(job.engine.render_stream(face.state, zip(targets, frames)))
-    assert len(streamed) == len(one_by_one) == 40
-    assert all(np.array_equal(a, b) for a, b in zip(one_by_one, streamed))
+@pytest.mark.parametrize("motion", ["still", "shifted", "grown", "turned"])
+def test_beyond_its_moved_window_the_warp_is_the_identity_to_the_bit(prepared, motion):
+    """Only the window the warp says moved is resampled; the rest of the crop is copied as it is. That is only the
+    same picture if, beyond the window, the map is the pixel grid itself, bit for bit, whatever the motion (a face
+    pushed past its rings is pulled back first, and the upsampled map reaches a little past the triangles)."""
+    engine, state, landmarks = prepared
+    target = landmarks.copy()
+    centre = landmarks[:, :2].mean(0)
+    if motion == "shifted":
+        target[:, :2] += (70.0, -50.0)
+    elif motion == "grown":
+        target[:, :2] = centre + 1.5 * (target[:, :2] - centre)
+    elif motion == "turned":
+        c, s = np.cos(np.radians(35.0)), np.sin(np.radians(35.0))
+        target[:, :2] = centre + (target[:, :2] - centre) @ np.array([[c, s], [-s, c]])
+    map_x, map_y, (x0, y0, x1, y1) = engine.sampling_map(state, engine.renderable_target(state, target))
+    size = map_x.shape[0]
+    beyond = np.ones((size, size), bool)
+    beyond[y0:y1, x0:x1] = False
+    assert beyond.mean() > 0.15  # the window spares real work on this portrait's crop
+    ys, xs = np.mgrid[:size, :size].astype(np.float32)
+    assert np.array_equal(map_x[beyond], xs[beyond]) and np.array_equal(map_y[beyond], ys[beyond])
+    if motion != "still":  # and the window is no wider than it must be: the motion reaches near its edge
+        rim = ~beyond
+        rim[y0 + 6:y1 - 6, x0 + 6:x1 - 6] = False
+        assert (np.hypot(map_x - xs, map_y - ys)[rim] > 0).any()

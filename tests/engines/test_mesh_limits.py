@@ -63,7 +63,7 @@ def tears(engine, state, target) -> dict[str, dict[str, float]]:
     docstring), over the face and its band ("face") and over the band alone ("band"), plus the band's extreme
     singular values."""
     renderable = engine.renderable_target(state, target)
-    map_x, map_y = (m.astype(np.float64) for m in engine.sampling_map(state, renderable))
+    map_x, map_y = (m.astype(np.float64) for m in engine.sampling_map(state, renderable)[:2])
     size = map_x.shape[0]
     jac = np.empty((size - 1, size - 1, 2, 2))
     jac[..., 0, 0], jac[..., 1, 0] = np.diff(map_x, axis=1)[:-1], np.diff(map_y, axis=1)[:-1]

@@ -33,8 +33,9 @@ def _blend(warped, mask, region):  # pragma: no cover - compiled; tested through
 @functools.cache
 def _warm_up() -> None:
     """Compile (or load from the cache) the blend once per process, when the first paster is made, not at frame 1."""
-    one = np.zeros((1, 1, 3), np.uint8)
-    _blend(one, np.zeros((1, 1, 1), np.float32), one)
+    window = np.zeros((2, 3, 3), np.uint8)[:, :2]
+    # The types ``paste`` gives it: a warped crop, its mask, and a window of the picture (a strided view).
+    _blend(window.copy(), np.zeros((2, 2, 1), np.float32), window)
 
 
 def feathered_mask(polygon: np.ndarray, size: int, feather: float) -> np.ndarray:

@@ -16,10 +16,6 @@ passing through each other, landmarks no face makes) is first pulled back, smoot
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-
 import cv2
 import numpy as np
 
@@ -62,7 +58,6 @@ WRINKLES = 0.0
 LIP_EDGE_PULL = 0.25  # shut lips over an open source mouth: their edges from this far into the lips (of their depth)
 SCLERA_REACH = 3  # pixels beside an iris searched for the white of the eye
 IRIS_REACH = 0.8  # an iris's centre comes no nearer an eye corner than this many iris radii
-RENDER_THREADS = 2  # warps computed at once by ``render_stream`` (the machine we aim at has two cores)
 
 
 def _eye_loop(points: np.ndarray, side: int) -> np.ndarray:
@@ -183,7 +178,6 @@ class MeshEngine:
     name = "mesh"
     # Head angles (yaw, pitch, roll; degrees) it renders cleanly: a 2-D warp of one view shows no hidden side.
     pose_limits = (25.0, 20.0, 30.0)
-    lookahead = 3  # frames ``render_stream`` warps ahead of the one it gives out
 
     def __init__(self, stride: int = 2, align: object = None, mouth: str = "auto", wrinkles: float = WRINKLES):
         # `align` (motion options) is given to every engine; the mesh engine gets aligned landmarks already.
@@ -363,9 +357,11 @@ class MeshEngine:
         target: np.ndarray,
         closing: np.ndarray | None = None,
         closure: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Full-resolution backward map of a (renderable) target: output pixel (x, y) takes the source pixel
-        (map_x, map_y). ``closing``, ``closure``: ``_closure(state, target)``, worked out if not given."""
+        (map_x, map_y); and the window (x0, y0, x1, y1) outside which that is the pixel itself (exactly: no
+        triangle reaches there, nor does the upsampling's reach from one). ``closing``, ``closure``:
+        ``_closure(state, target)``, worked out if not given."""
         if closing is None:
             closing, closure = self._closure(state, target)
         gx, gy = state.cache["grid"]
@@ -373,8 +369,13 @@ class MeshEngine:
         vertices, sources, triangles = self.warp_mesh(state, target, closing, closure)
         backward_map(vertices, sources, triangles, map_x, map_y, self.stride)
         ix, iy = state.cache["identity"]
+        size = ix.shape[0]
+        reach = 2 * self.stride  # the upsampling blends grid points up to a grid step away
+        x0, y0 = np.maximum(np.floor(vertices.min(0)).astype(int) - reach, 0)
+        x1, y1 = np.minimum(np.ceil(vertices.max(0)).astype(int) + reach + 1, size)
+        moved = (int(x0), int(y0), int(max(x1, x0)), int(max(y1, y0)))
         if self.stride == 1:
-            return map_x, map_y
+            return map_x, map_y, moved
         # Upsample the displacement, not the map: it is zero at the crop border, so the border stays exact.
         size = (ix.shape[1], ix.shape[0])
         map_x = cv2.resize(np.subtract(map_x, gx, out=map_x), size, interpolation=cv2.INTER_LINEAR)
@@ -384,8 +385,6 @@ class MeshEngine:
         # Around the eyes the map jumps (lid over eyeball, lashes over skin): interpolating across a jump would
         # sample what lies between in the source (a smear of iris on a shut lid), so redo them at every pixel; the
         # same at the lips of a mouth the source shows open (lips meeting over it would carry a line of its teeth).
-        spans = vertices[triangles]
-        lo, hi = spans.min(1), spans.max(1)
         jumps = [np.concatenate([vertices[self._openings[side]], vertices[self._lash_rows[side][1]]])
                  for side in (0, 1)]
         if state.cache["mouth"].shows_inside:
@@ -394,11 +393,9 @@ class MeshEngine:
             x0, y0 = np.maximum(np.floor(near.min(0)).astype(int) - 3, 0)
             x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + 4, size)
             if x1 > x0 and y1 > y0:
-                wx, wy = map_x[y0:y1, x0:x1].copy(), map_y[y0:y1, x0:x1].copy()
-                touching = np.all(hi >= (x0 - 1, y0 - 1), axis=1) & np.all(lo <= (x1, y1), axis=1)
-                backward_map(vertices - (x0, y0), sources, triangles[touching], wx, wy, 1)
-                map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = wx, wy
-        return map_x, map_y
+                backward_map(vertices, sources, triangles, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], 1,
+                             origin=(x0, y0))
+        return map_x, map_y, moved
 
     def renderable_target(self, state: SourceState, target: np.ndarray) -> np.ndarray:
         """``target`` pulled back into what the warp renders whole (``limits.TargetLimits``): itself if it is."""
@@ -413,9 +410,14 @@ class MeshEngine:
         lash lines, and the renderable target. Frames may go through it in any order, on any thread."""
         target = self.renderable_target(state, target)
         closing, closure = self._closure(state, target)
-        map_x, map_y = self.sampling_map(state, target, closing, closure)
-        out = cv2.remap(state.cache["eyeball"], map_x, map_y, interpolation=cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+        map_x, map_y, (x0, y0, x1, y1) = self.sampling_map(state, target, closing, closure)
+        # Only what moved is resampled: beyond the outer ring (about a third of a usual crop) the warp is the
+        # identity, and resampling would give back each pixel exactly.
+        plate = state.cache["eyeball"]
+        out = plate.copy()
+        if x1 > x0 and y1 > y0:
+            cv2.remap(plate, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], interpolation=cv2.INTER_LINEAR,
+                      dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE)  # in place
         out = self._irises(state, target, out)
         return self._lash_lines(state, target, out, closing, closure), target
 
@@ -424,48 +426,6 @@ class MeshEngine:
         smoothed over time), so frames go through it in order."""
         out = self.wrinkles.apply(out, target, frame, state.session)
         return self.mouth.paint(state.cache["mouth"], target, out, frame, state.session)
-
-    def _warp_and_paint(self, state: SourceState, target: np.ndarray, driver: tuple | None) -> np.ndarray:
-        """``render`` without wrinkles, given the mouth's ``follow`` for the frame: no session, so any thread."""
-        out, renderable = self._warp(state, target)
-        return self.mouth.paint_with(state.cache["mouth"], renderable, out, driver)
-
-    def render_stream(
-        self, state: SourceState, targets: Iterable[tuple[np.ndarray, MotionFrame]]
-    ) -> Iterator[np.ndarray]:
-        """``render`` of each (target, frame) pair, in order, the same pictures, the next few frames rendered on
-        worker threads meanwhile (Numba's, NumPy's and OpenCV's loops release the GIL), overlapping the motion,
-        paste and encode of the frames around them. What carries state from frame to frame runs here, in order:
-        the mouth's ``follow`` as each frame is handed to a worker, which then warps and paints the mouth; with
-        wrinkles on, the workers only warp and wrinkles and mouth follow here as each frame is given out. At most
-        ``lookahead`` frames are in flight: memory stays bounded."""
-        in_order = self.wrinkles.strength > 0.0
-        mouth = state.cache["mouth"]
-        pending: deque[tuple[Future, MotionFrame]] = deque()
-
-        def give_out() -> np.ndarray:
-            future, frame = pending.popleft()
-            if not in_order:
-                return future.result()
-            out, renderable = future.result()
-            return self._finish(state, out, renderable, frame)
-
-        with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="enliven-warp") as pool:
-            try:
-                for target, frame in targets:
-                    if in_order:
-                        future = pool.submit(self._warp, state, target)
-                    else:
-                        future = pool.submit(self._warp_and_paint, state, target,
-                                             self.mouth.follow(frame, state.session, mouth))
-                    pending.append((future, frame))
-                    if len(pending) > self.lookahead:
-                        yield give_out()
-                while pending:
-                    yield give_out()
-            finally:
-                for future, _ in pending:  # stopped early or failed: what has not started never will
-                    future.cancel()
 
     def _iris_centre(self, state: SourceState, target: np.ndarray, side: int) -> np.ndarray:
         """Where the iris is drawn: the target's iris centre, but no nearer an eye corner than IRIS_REACH iris

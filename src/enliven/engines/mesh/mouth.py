@@ -206,10 +206,6 @@ class _Window:
     xs: np.ndarray  # float32 (h, w)
     ys: np.ndarray
 
-    @property
-    def origin(self) -> np.ndarray:
-        return np.array([self.x0, self.y0], np.float64)
-
     def mapped(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The window's pixels under the 2x3 affine ``m`` (float32 maps for ``cv2.remap``)."""
         return ((m[0, 0] * self.xs + m[0, 1] * self.ys + m[0, 2]).astype(np.float32),
@@ -344,7 +340,7 @@ def _driver_interior(driver: tuple, target: np.ndarray, window: _Window) -> np.n
     if fit is None:
         fit = similarity(target_loop, points[MOUTH_LOOP])
     map_x, map_y = window.mapped(fit)
-    backward_map(target[:, :2] - window.origin, points, lm.MOUTH_HOLE_TRIANGLES, map_x, map_y, 1)
+    backward_map(target, points, lm.MOUTH_HOLE_TRIANGLES, map_x, map_y, 1, origin=(window.x0, window.y0))
     taken = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return taken.astype(np.float32) * gains
 

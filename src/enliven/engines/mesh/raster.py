@@ -21,19 +21,27 @@ _FLAT = 1e-12  # triangles with a smaller |determinant| (in grid units²) are de
 
 
 @compiled
-def _rasterise(tv, sv, map_x, map_y, labels, with_labels):  # pragma: no cover - compiled; tested through its caller
+def _rasterise(target, source, triangles, x_origin, y_origin, offset, stride, map_x, map_y, labels,
+               with_labels):  # pragma: no cover - compiled; tested through its caller
     h, w = map_x.shape
-    for t in range(tv.shape[0]):
-        ax, ay = tv[t, 0, 0], tv[t, 0, 1]
-        e1x, e1y = tv[t, 1, 0] - ax, tv[t, 1, 1] - ay
-        e2x, e2y = tv[t, 2, 0] - ax, tv[t, 2, 1] - ay
+    for t in range(triangles.shape[0]):
+        i, j, k = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+        # The corners in grid units of the map's window (as (target - origin - offset) / stride in NumPy).
+        ax, ay = (target[i, 0] - x_origin - offset) / stride, (target[i, 1] - y_origin - offset) / stride
+        bx, by = (target[j, 0] - x_origin - offset) / stride, (target[j, 1] - y_origin - offset) / stride
+        cx, cy = (target[k, 0] - x_origin - offset) / stride, (target[k, 1] - y_origin - offset) / stride
+        # Its bounding box on the window first: most triangles miss a small window altogether.
+        x0 = max(int(np.ceil(min(ax, bx, cx))), 0)
+        x1 = min(int(np.floor(max(ax, bx, cx))), w - 1)
+        y0 = max(int(np.ceil(min(ay, by, cy))), 0)
+        y1 = min(int(np.floor(max(ay, by, cy))), h - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        e1x, e1y = bx - ax, by - ay
+        e2x, e2y = cx - ax, cy - ay
         det = e1x * e2y - e1y * e2x
         if abs(det) <= _FLAT:
             continue
-        x0 = max(int(np.ceil(min(ax, tv[t, 1, 0], tv[t, 2, 0]))), 0)
-        x1 = min(int(np.floor(max(ax, tv[t, 1, 0], tv[t, 2, 0]))), w - 1)
-        y0 = max(int(np.ceil(min(ay, tv[t, 1, 1], tv[t, 2, 1]))), 0)
-        y1 = min(int(np.floor(max(ay, tv[t, 1, 1], tv[t, 2, 1]))), h - 1)
         inv = 1.0 / det
         for py in range(y0, y1 + 1):
             dy = py - ay
@@ -43,8 +51,8 @@ def _rasterise(tv, sv, map_x, map_y, labels, with_labels):  # pragma: no cover -
                 w2 = (dy * e1x - dx * e1y) * inv
                 if w1 >= -_EDGE and w2 >= -_EDGE and w1 + w2 <= 1.0 + _EDGE:
                     w0 = 1.0 - w1 - w2
-                    map_x[py, px] = w0 * sv[t, 0, 0] + w1 * sv[t, 1, 0] + w2 * sv[t, 2, 0]
-                    map_y[py, px] = w0 * sv[t, 0, 1] + w1 * sv[t, 1, 1] + w2 * sv[t, 2, 1]
+                    map_x[py, px] = w0 * source[i, 0] + w1 * source[j, 0] + w2 * source[k, 0]
+                    map_y[py, px] = w0 * source[i, 1] + w1 * source[j, 1] + w2 * source[k, 1]
                     if with_labels:
                         labels[py, px] = t
 
@@ -125,24 +133,23 @@ def backward_map(
     map_y: np.ndarray,
     stride: int,
     labels: np.ndarray | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> None:
     """Fill ``map_x``/``map_y`` (grid of shape (G, G)) where target triangles cover the grid.
 
-    Grid point (j, i) stands for the full-resolution pixel centre ``stride * (j, i) + (stride - 1) / 2``,
-    which is what ``cv2.resize`` assumes when it upsamples the map by ``stride``. Points no triangle covers
-    keep their values. ``labels``, if given (int64), receives the covering triangle's index (else untouched).
+    Grid point (j, i) stands for the full-resolution pixel centre ``origin + stride * (j, i) + (stride - 1) / 2``,
+    which is what ``cv2.resize`` assumes when it upsamples the map by ``stride``: with ``origin`` the maps may be
+    a window (views) of a larger picture's. Points no triangle covers keep their values. ``labels``, if given
+    (int64), receives the covering triangle's index (else untouched).
     """
     if map_x.shape != map_y.shape or (labels is not None and labels.shape != map_x.shape):
         raise ValueError("map_x, map_y and labels must have the same shape")
     if len(triangles) == 0:
         return
-    offset = (stride - 1) / 2.0
-    tv = np.ascontiguousarray((target[triangles, :2] - offset) / stride, dtype=np.float64)  # (F, 3, 2) grid units
-    sv = np.ascontiguousarray(source[triangles, :2], dtype=np.float64)
-    if labels is None:
-        _rasterise(tv, sv, map_x, map_y, _NO_LABELS, False)
-    else:
-        _rasterise(tv, sv, map_x, map_y, labels, True)
+    f64 = np.float64
+    _rasterise(np.ascontiguousarray(target[:, :2], f64), np.ascontiguousarray(source[:, :2], f64),
+               np.ascontiguousarray(triangles, np.int64), float(origin[0]), float(origin[1]), (stride - 1) / 2.0,
+               float(stride), map_x, map_y, _NO_LABELS if labels is None else labels, labels is not None)
 
 
 @compiled
@@ -175,8 +182,10 @@ def line_cover(window: tuple[int, int, int, int], curve: np.ndarray, half: np.nd
 def warm_up() -> None:
     """Compile (or load from Numba's on-disk cache) the kernels now, once per process: called while a render is
     being prepared, so the first frame does not wait for them."""
-    grid = np.zeros((2, 2), np.float32)
+    grid = np.zeros((2, 3), np.float32)
     backward_map(np.zeros((3, 2)), np.zeros((3, 2)), np.array([[0, 1, 2]]), grid, grid.copy(), 1)
+    # The same on windows of a map (strided views), as the warp redraws its eyes and lips.
+    backward_map(np.zeros((3, 2)), np.zeros((3, 2)), np.array([[0, 1, 2]]), grid[:, :2], grid[:, 1:], 1)
     inside_polygon(np.zeros((3, 2)), np.zeros((2, 2)), np.zeros((2, 2)))
     disc_sampling((0, 0, 2, 2), np.zeros(2), 1.0, np.eye(2), np.zeros(2), np.zeros((3, 2)), np.zeros((3, 2)))
     line_cover((0, 0, 2, 2), np.zeros((2, 2)), np.ones(2))
