@@ -15,7 +15,7 @@
    - **end to end**: ``enliven.animate`` on the clip, wall time, frames/s;
    - **per stage**, each alone over the clip's frames: decode, analysis (the face mesh as the first pass reads a
      driver), tracking (what the first pass keeps of each face, and the cut test), alignment, render (through
-     ``engines.render_stream``, as the pipeline renders: the mesh engine's warps overlap there), paste, encode.
+     ``engines.render_stream``, as the pipeline renders), paste, encode.
      A stage both sides run the same way measures the machine's noise.
 3. The table: each stage in ms per frame (median over rounds) per side, the ratio baseline/this (above 1: this
    tree is faster) with its spread over rounds (min–max of the per-round ratios), and the end-to-end frames/s.

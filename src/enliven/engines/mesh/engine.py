@@ -402,12 +402,6 @@ class MeshEngine:
         return state.cache["limits"](target)
 
     def render(self, state: SourceState, target: np.ndarray, frame: MotionFrame | None = None) -> np.ndarray:
-        out, renderable = self._warp(state, target)
-        return self._finish(state, out, renderable, frame)
-
-    def _warp(self, state: SourceState, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The part of a frame that depends on its target alone (no session): the warped crop, with irises and
-        lash lines, and the renderable target. Frames may go through it in any order, on any thread."""
         target = self.renderable_target(state, target)
         closing, closure = self._closure(state, target)
         map_x, map_y, (x0, y0, x1, y1) = self.sampling_map(state, target, closing, closure)
@@ -419,11 +413,9 @@ class MeshEngine:
             cv2.remap(plate, map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1], interpolation=cv2.INTER_LINEAR,
                       dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE)  # in place
         out = self._irises(state, target, out)
-        return self._lash_lines(state, target, out, closing, closure), target
-
-    def _finish(self, state: SourceState, out: np.ndarray, target: np.ndarray, frame: MotionFrame | None) -> np.ndarray:
-        """The part that carries state from frame to frame (the session: wrinkles' anchor, the driver's mouth
-        smoothed over time), so frames go through it in order."""
+        out = self._lash_lines(state, target, out, closing, closure)
+        # What carries state from frame to frame (the session: wrinkles' anchor, the driver's mouth smoothed over
+        # time) comes last, so frames go through render in order.
         out = self.wrinkles.apply(out, target, frame, state.session)
         return self.mouth.paint(state.cache["mouth"], target, out, frame, state.session)
 

@@ -4,8 +4,8 @@ compiled with Numba.
 For every grid point covered by a target triangle we find its barycentric coordinates and interpolate
 the triangle's *source* vertex positions: that is where the output pixel samples the source image.
 Triangles are drawn in order (a later one covers an earlier one). The loop over each triangle's bounding box
-is compiled (Numba, cached on disk after the first run) and releases the GIL, so the render's worker threads
-rasterise at once: about ten times the speed of the same arithmetic vectorised in NumPy, to the same bits.
+is compiled (Numba, cached on disk after the first run) and releases the GIL while it runs (other threads go on
+meanwhile): about ten times the speed of the same arithmetic vectorised in NumPy, to the same bits.
 """
 
 from __future__ import annotations
