@@ -83,15 +83,15 @@ def test_failure_mid_render_leaves_no_file_and_keeps_an_old_one(tmp_path, portra
     from enliven.engines.mesh import MeshEngine
 
     calls = {"n": 0}
-    real = MeshEngine._warp  # every frame's warp, whether rendered alone or in a stream (on a worker thread)
+    real = MeshEngine.render
 
-    def failing(self, state, target):
+    def failing(self, state, target, frame=None):
         calls["n"] += 1
         if calls["n"] == 10:
             raise RuntimeError("boom")
-        return real(self, state, target)
+        return real(self, state, target, frame)
 
-    monkeypatch.setattr(MeshEngine, "_warp", failing)
+    monkeypatch.setattr(MeshEngine, "render", failing)
     with pytest.raises(RuntimeError):
         main(["-q", "demo", "-o", str(out)])
     assert out.read_bytes() == b"previous result"
