@@ -192,10 +192,12 @@ class Animation:
                 for face, crop in zip(self.faces, crops):
                     face.paster.paste(out, crop, out=out)
                 yield out
-        finally:  # stopped early or failed: the engines' workers end now, not when the streams are collected
-            for stream in streams:
+        finally:  # stopped early or failed: the engines' workers end now, not when the streams are collected,
+            for stream in streams:  # and so do the motion's decoders and files
                 if hasattr(stream, "close"):
                     stream.close()
+            for face in self.faces:
+                face.motion.close()
 
     def still(self, controls: Controls) -> np.ndarray:
         """The picture with every face at rest and ``controls`` applied (live editing: the faces were found and

@@ -481,12 +481,37 @@ def test_the_command_fails_loudly_on_a_bug_and_in_one_line_on_damaged_media(talk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_encoder_failing_mid_render_leaves_no_render_worker(tmp_path, monkeypatch):
+def _open_files() -> set[str]:
+    """What this process has open, by path (sockets, pipes and the like by their kernel names)."""
+    import os
+
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # the descriptor listdir itself used, closed by now
+            pass
+    return found
+
+
+@pytest.mark.parametrize("driver", ["preset", "video", "speech"])
+def test_an_encoder_failing_mid_render_leaves_nothing_of_the_render_behind(tmp_path, monkeypatch, driving_video,
+                                                                           driver):
     """A full disk found at the third frame (the fuzz suite's case: a file-size limit, the driver's sound muxed as
-    the video goes): the error is one line, and the mesh engine's warp workers end with the call, not when the
-    garbage collector gets to the failure, which refers back to the suspended renderer."""
+    the video goes): the error is one line, and the render is gone with the call: no thread of it left, nothing of
+    the driver left open (the video's decoder, the speech file the motion is read from). Not left for the garbage
+    collector: the failure refers back to the suspended render, and a quiet process may not collect for a while."""
     import gc
 
+    from conftest import vowels_and_silence
+
+    if driver == "video":
+        driving = str(driving_video)
+    elif driver == "speech":
+        driving = str(tmp_path / "speech.wav")
+        vowels_and_silence(Path(driving), seconds=3.0)
+    else:
+        driving = "preset:talk"
     checks = iter(range(10**6))
 
     def fill_up(self):
@@ -494,16 +519,19 @@ def test_an_encoder_failing_mid_render_leaves_no_render_worker(tmp_path, monkeyp
             raise OSError(errno.EFBIG, "File too large")
 
     monkeypatch.setattr(video._Sink, "check", fill_up)
-    before = _enliven_threads()
-    gc.disable()  # as in a quiet process, where nothing triggers a collection for a while
+    output = tmp_path / "out" / "out.mp4"
+    output.parent.mkdir()
+    gc.collect()
+    threads, files = _enliven_threads(), _open_files()
+    gc.disable()
     try:
         with pytest.raises(EnlivenError, match="File too large"):
-            _within(HANG_SECONDS, lambda: api.animate(api.bundled_portrait(), "preset:talk", tmp_path / "out.mp4",
-                                                      progress=False))
-        assert not _no_new_enliven_threads(before)
+            _within(HANG_SECONDS, lambda: api.animate(api.bundled_portrait(), driving, output, progress=False))
+        assert not _no_new_enliven_threads(threads)
+        assert not _open_files() - files
     finally:
         gc.enable()
-    assert list(tmp_path.iterdir()) == []
+    assert list(output.parent.iterdir()) == []
 
 
 def test_a_file_pyav_fails_to_finish_opening_leaves_no_descriptor_open(tmp_path):

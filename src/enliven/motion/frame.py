@@ -99,3 +99,10 @@ class MotionSequence:
             if not frame.valid:
                 self.lost += 1
             yield frame
+
+    def close(self) -> None:
+        """End the stream where it is: what its source holds open (a decoder and its thread, an audio file, the
+        first pass's landmark file) is released now, not when the garbage collector gets to it."""
+        close = getattr(self.frames, "close", None)
+        if close is not None:
+            close()
