@@ -13,8 +13,20 @@ def compiled(function: Callable) -> Callable:
     finds a writable place (a ``__pycache__`` beside the module, else the user's cache folder): later processes
     load it in milliseconds.
     Where there is none (a read-only install and home), it is compiled afresh in each process instead (about a
-    second, once) rather than failing at import."""
+    second, once) rather than failing at import; and where writing the cache fails (a full disk), the compiled
+    code serves this process uncached rather than the failure ending the render."""
     try:
-        return njit(cache=True, nogil=True)(function)
+        dispatcher = njit(cache=True, nogil=True)(function)
     except RuntimeError:  # Numba: "cannot cache function ...: no locator available"
         return njit(nogil=True)(function)
+    cache = dispatcher._cache  # Numba's FunctionCache (numba is pinned to 0.68.x in pyproject.toml)
+    save = cache.save_overload
+
+    def save_if_possible(signature, data) -> None:
+        try:
+            save(signature, data)  # written to a temporary file and renamed: a failure leaves no broken entry
+        except OSError:
+            pass
+
+    cache.save_overload = save_if_possible
+    return dispatcher
