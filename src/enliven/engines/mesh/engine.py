@@ -369,7 +369,7 @@ class MeshEngine:
         vertices, sources, triangles = self.warp_mesh(state, target, closing, closure)
         backward_map(vertices, sources, triangles, map_x, map_y, self.stride)
         ix, iy = state.cache["identity"]
-        size = ix.shape[0]
+        size = (ix.shape[1], ix.shape[0])
         reach = 2 * self.stride  # the upsampling blends grid points up to a grid step away
         x0, y0 = np.maximum(np.floor(vertices.min(0)).astype(int) - reach, 0)
         x1, y1 = np.minimum(np.ceil(vertices.max(0)).astype(int) + reach + 1, size)
@@ -377,7 +377,6 @@ class MeshEngine:
         if self.stride == 1:
             return map_x, map_y, moved
         # Upsample the displacement, not the map: it is zero at the crop border, so the border stays exact.
-        size = (ix.shape[1], ix.shape[0])
         map_x = cv2.resize(np.subtract(map_x, gx, out=map_x), size, interpolation=cv2.INTER_LINEAR)
         map_y = cv2.resize(np.subtract(map_y, gy, out=map_y), size, interpolation=cv2.INTER_LINEAR)
         map_x += ix  # in place: no new megabyte-sized arrays a frame

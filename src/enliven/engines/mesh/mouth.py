@@ -233,8 +233,8 @@ class MouthPainter:
 
     def follow(self, frame: MotionFrame | None, session: dict, source: SourceMouth) -> tuple | None:
         """The part of ``paint`` that carries state from frame to frame, so frames go through it in order: the
-        driver's mouth for this frame (see ``_driver``), or None when its pixels are not used. ``paint_with`` then
-        paints with it, on any thread, in any order."""
+        driver's mouth for this frame (see ``_driver``), or None when its pixels are not used; ``paint_with`` then
+        paints with it."""
         return self._driver(frame, session, source.skin) if self.wants_pixels else None
 
     def paint_with(self, source: SourceMouth, target: np.ndarray, out: np.ndarray, driver: tuple | None) -> np.ndarray:
