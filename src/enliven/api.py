@@ -423,9 +423,10 @@ def _encode(pictures: Iterable[np.ndarray], output: Path, fps: float, audio: Pat
                     writer.write(picture)
                     count += 1
     finally:
-        # A failure (the encoder's, say) leaves the renderer suspended mid-stream; closed here, its worker
-        # threads end now. Left to the garbage collector, they would wait for it: the failure that stopped the
-        # loop refers back to this frame through the writer that keeps it.
+        # A failure (the encoder's, say) leaves the renderer suspended mid-stream; closed here, its threads (a
+        # windowed engine's workers, the driver's decoder) and open files end now. Left to the garbage collector,
+        # they would wait for it: the failure that stopped the loop refers back to this frame through the writer
+        # that keeps it.
         if hasattr(pictures, "close"):
             pictures.close()
     return count

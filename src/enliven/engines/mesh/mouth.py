@@ -228,17 +228,10 @@ class MouthPainter:
 
     def paint(self, source: SourceMouth, target: np.ndarray, out: np.ndarray, frame: MotionFrame | None,
               session: dict) -> np.ndarray:
-        """``out`` with the target's mouth opening painted (a copy if anything changed)."""
-        return self.paint_with(source, target, out, self.follow(frame, session, source))
-
-    def follow(self, frame: MotionFrame | None, session: dict, source: SourceMouth) -> tuple | None:
-        """The part of ``paint`` that carries state from frame to frame, so frames go through it in order: the
-        driver's mouth for this frame (see ``_driver``), or None when its pixels are not used; ``paint_with`` then
-        paints with it."""
-        return self._driver(frame, session, source.skin) if self.wants_pixels else None
-
-    def paint_with(self, source: SourceMouth, target: np.ndarray, out: np.ndarray, driver: tuple | None) -> np.ndarray:
-        """``paint`` given ``follow``'s driver."""
+        """``out`` with the target's mouth opening painted (a copy if anything changed). Frames go through it in
+        order: the driver's mouth is followed from frame to frame in ``session`` (see ``_driver``), on every frame,
+        the ones with nothing to paint too."""
+        driver = self._driver(frame, session, source.skin) if self.wants_pixels else None
         loop = target[MOUTH_LOOP, :2]
         size = out.shape[0]
         x0, y0 = np.maximum(np.floor(loop.min(0)).astype(int) - 3, 0)
